@@ -21,7 +21,7 @@ impl EnvelopeId {
 
     /// The id of sequence `seq` on shard `shard`. `seq` must be in `1..=SEQ_MAX`.
     pub fn new(shard: u16, seq: u64) -> EnvelopeId {
-        assert!(seq >= 1 && seq <= Self::SEQ_MAX, "sequence {seq} out of range");
+        assert!((1..=Self::SEQ_MAX).contains(&seq), "sequence {seq} out of range");
         EnvelopeId((u64::from(shard) << Self::SEQ_BITS) | seq)
     }
 
