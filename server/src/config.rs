@@ -1,0 +1,221 @@
+//! Command-line flags and the server configuration they make. Every limit is a
+//! named default (see `engine::config`) that a flag can change.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::cores::{available_cores, check_cores, parse_core_list, CoresError};
+use crate::engine::{self, EngineConfig};
+
+/// Default main port address.
+pub const LISTEN_DEFAULT: &str = "127.0.0.1:7400";
+/// Default most connections one shard serves at once.
+pub const CONNECTIONS_MAX_DEFAULT: usize = 10_000;
+/// Default bytes of receive buffer per connection; holds many pipelined frames
+/// and always at least one largest frame.
+pub const READ_BUFFER_BYTES_DEFAULT: usize = 256 * 1024;
+/// Messages that may wait in each shard-to-shard channel.
+pub const MESH_CHANNEL_SIZE: usize = 1024;
+
+/// hongbao-server: a thread-per-core red envelope server.
+///
+/// Every shard is one glommio executor pinned to one CPU and owns its envelopes
+/// alone. All shards serve the main port (SO_REUSEPORT); a request for another
+/// shard's envelope is forwarded to it in batches. Each shard also has its own
+/// shard-aware port, listed by HELLO, where a routing client reaches it directly.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "hongbao-server", version, about, long_about = None)]
+pub struct Args {
+    /// Address of the main port, served by every shard.
+    #[arg(long, default_value = LISTEN_DEFAULT, value_name = "HOST:PORT")]
+    pub listen: SocketAddr,
+
+    /// Number of shards. Default: one per core in --cores. More shards than
+    /// cores run unpinned (useful for tests on small machines).
+    #[arg(long, value_name = "N")]
+    pub shards: Option<u16>,
+
+    /// CPUs to pin shards to, e.g. "0-3" or "0,2". Default: every CPU.
+    #[arg(long, value_name = "LIST")]
+    pub cores: Option<String>,
+
+    /// First shard-aware port; shard i listens on PORT + i. Default: the main
+    /// port + 1.
+    #[arg(long, value_name = "PORT")]
+    pub shard_port_base: Option<u16>,
+
+    /// Directory for the write-ahead log and snapshots.
+    #[arg(long, default_value = "./data", value_name = "DIR")]
+    pub data_dir: PathBuf,
+
+    /// Most shares one envelope may have.
+    #[arg(long, default_value_t = engine::MAX_COUNT_DEFAULT, value_name = "N")]
+    pub max_count: u32,
+
+    /// Largest share of any envelope, in cents.
+    #[arg(long, default_value_t = engine::SHARE_CAP_CENTS_DEFAULT, value_name = "CENTS")]
+    pub share_cap: u64,
+
+    /// Seconds a GRAB's reservation holds before the share returns to the envelope.
+    #[arg(long, default_value_t = engine::RESERVATION_TTL_MS_DEFAULT / 1000, value_name = "SECS")]
+    pub reservation_secs: u64,
+
+    /// Expiry of an envelope whose CREATE asks for 0 seconds.
+    #[arg(long, default_value_t = engine::EXPIRY_SECS_DEFAULT, value_name = "SECS")]
+    pub default_expiry: u32,
+
+    /// Longest expiry a CREATE may ask for.
+    #[arg(long, default_value_t = engine::EXPIRY_SECS_MAX_DEFAULT, value_name = "SECS")]
+    pub max_expiry: u32,
+
+    /// Seconds an envelope stays queryable after it expires, before eviction.
+    #[arg(long, default_value_t = engine::RETENTION_SECS_DEFAULT, value_name = "SECS")]
+    pub retention: u32,
+
+    /// Most envelopes one shard holds; past it CREATE answers server_full.
+    #[arg(long, default_value_t = engine::ENVELOPES_MAX_DEFAULT, value_name = "N")]
+    pub max_envelopes: u64,
+
+    /// Most share slots one shard holds (the counts of its envelopes added up);
+    /// past it CREATE answers server_full.
+    #[arg(long, default_value_t = engine::CLAIMS_MAX_DEFAULT, value_name = "N")]
+    pub max_claims: u64,
+
+    /// Most connections one shard serves at once; more are closed at accept.
+    #[arg(long, default_value_t = CONNECTIONS_MAX_DEFAULT, value_name = "N")]
+    pub max_connections: usize,
+
+    /// Seed for the random split (each shard mixes in its id). Default: from
+    /// the clock.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+}
+
+/// Where one shard runs and listens.
+#[derive(Clone, Debug)]
+pub struct ShardPlan {
+    /// Shard index.
+    pub id: u16,
+    /// CPU to pin to; `None` runs unpinned.
+    pub core: Option<usize>,
+    /// Shard-aware port.
+    pub port: u16,
+}
+
+/// The whole server's configuration, checked.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Main port address.
+    pub listen: SocketAddr,
+    /// One entry per shard.
+    pub shards: Vec<ShardPlan>,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Engine settings (shard id filled in per shard).
+    pub engine: EngineConfig,
+    /// Connections per shard.
+    pub max_connections: usize,
+    /// Receive buffer per connection.
+    pub read_buffer_bytes: usize,
+}
+
+/// A configuration that cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Bad --cores.
+    #[error("--cores: {0}")]
+    Cores(#[from] CoresError),
+    /// Zero or too many shards.
+    #[error("--shards {shards}: must be between 1 and {max}")]
+    Shards { shards: u32, max: u16 },
+    /// A shard port would be above 65535 or collide with the main port.
+    #[error("shard-aware ports {first}..{last} do not fit (main port {main})")]
+    Ports { first: u32, last: u32, main: u16 },
+    /// A limit of zero or out of its domain.
+    #[error("{flag} {value}: {why}")]
+    Limit { flag: &'static str, value: u64, why: &'static str },
+}
+
+impl Args {
+    /// Turns flags into a checked configuration.
+    pub fn into_config(self) -> Result<ServerConfig, ConfigError> {
+        let available = available_cores();
+        let cores = match &self.cores {
+            Some(text) => parse_core_list(text)?,
+            None => available.clone(),
+        };
+        check_cores(&cores, &available)?;
+        let max = hongbao_protocol::limits::MAX_SHARDS;
+        let shard_count = self.shards.map(u32::from).unwrap_or(cores.len() as u32);
+        if shard_count == 0 || shard_count > u32::from(max) {
+            return Err(ConfigError::Shards { shards: shard_count, max });
+        }
+        let pinned = shard_count as usize <= cores.len();
+        let main = self.listen.port();
+        let first = u32::from(self.shard_port_base.unwrap_or(main.saturating_add(1)));
+        let last = first + shard_count - 1;
+        if first == 0 || last > u32::from(u16::MAX) || (first..=last).contains(&u32::from(main)) {
+            return Err(ConfigError::Ports { first, last, main });
+        }
+        let shards = (0..shard_count as u16)
+            .map(|id| ShardPlan {
+                id,
+                core: pinned.then(|| cores[usize::from(id)]),
+                port: (first + u32::from(id)) as u16,
+            })
+            .collect();
+        check_limit("--max-count", u64::from(self.max_count), 1, 1_000_000)?;
+        check_limit("--share-cap", self.share_cap, 1, u64::from(u32::MAX))?;
+        check_limit("--reservation-secs", self.reservation_secs, 1, 86_400)?;
+        check_limit("--max-expiry", u64::from(self.max_expiry), 1, 30 * 86_400)?;
+        check_limit("--default-expiry", u64::from(self.default_expiry), 1, u64::from(self.max_expiry))?;
+        check_limit("--max-envelopes", self.max_envelopes, 1, 1 << 40)?;
+        check_limit("--max-claims", self.max_claims, 1, 1 << 40)?;
+        check_limit("--max-connections", self.max_connections as u64, 1, 1 << 20)?;
+        let seed = self.seed.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+        });
+        let engine = EngineConfig {
+            shard_id: 0,
+            max_count: self.max_count,
+            share_cap_cents: self.share_cap,
+            reservation_ttl_ms: self.reservation_secs * 1000,
+            expiry_secs_default: self.default_expiry,
+            expiry_secs_max: self.max_expiry,
+            retention_secs: self.retention,
+            envelopes_max: self.max_envelopes,
+            claims_max: self.max_claims,
+            seed,
+        };
+        Ok(ServerConfig {
+            listen: self.listen,
+            shards,
+            data_dir: self.data_dir,
+            engine,
+            max_connections: self.max_connections,
+            read_buffer_bytes: READ_BUFFER_BYTES_DEFAULT,
+        })
+    }
+}
+
+fn check_limit(flag: &'static str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+    if value < min {
+        return Err(ConfigError::Limit { flag, value, why: "too small" });
+    }
+    if value > max {
+        return Err(ConfigError::Limit { flag, value, why: "too large" });
+    }
+    Ok(())
+}
+
+impl ServerConfig {
+    /// The shard-aware ports in shard order.
+    pub fn shard_ports(&self) -> Vec<u16> {
+        self.shards.iter().map(|s| s.port).collect()
+    }
+}

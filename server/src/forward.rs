@@ -1,0 +1,122 @@
+//! Forwarding requests to the shard that owns their envelope, in batches.
+//!
+//! A connection on the main port may receive frames for any shard. It answers
+//! its own shard's frames at once and copies the others, raw, into one buffer
+//! per owning shard. After the whole read is handled, each buffer goes to its
+//! shard as one [`ForwardBatch`] over glommio's channel mesh; the owner answers
+//! every frame into a reply buffer and sends both buffers back, so in steady
+//! state the buffers circulate and nothing is allocated per request.
+//!
+//! The routing decision is [`owner_of`]: the envelope id names its shard.
+
+use futures_channel::oneshot;
+use glommio::channels::channel_mesh::Senders;
+use hongbao_protocol::{EnvelopeId, Request};
+
+/// A batch's buffers coming back: frames emptied, answers filled.
+pub type Returned = (Vec<u8>, Vec<u8>);
+
+/// Frames for one shard, and where to send its answers.
+#[derive(Debug)]
+pub struct ForwardBatch {
+    /// Whole request frames, back to back, each already validated.
+    pub frames: Vec<u8>,
+    /// An empty buffer for the answers (recycled from earlier batches).
+    pub answers: Vec<u8>,
+    /// Number of frames in `frames`.
+    pub count: u64,
+    /// Gets `(frames, answers)` back: frames emptied, answers filled.
+    pub reply: oneshot::Sender<Returned>,
+}
+
+/// The shard that must answer `request`, when it is not `local`.
+pub fn owner_of(request: &Request<'_>, local: u16, shard_count: u16) -> Option<u16> {
+    let envelope = match request {
+        Request::Grab(body) | Request::Open(body) => body.envelope.get(),
+        Request::Query(body) => body.envelope.get(),
+        _ => return None,
+    };
+    let owner = EnvelopeId(envelope).shard();
+    // An id naming no shard is answered locally: not found.
+    (owner != local && owner < shard_count).then_some(owner)
+}
+
+/// One connection's pending forwards, one buffer per shard.
+#[derive(Debug)]
+pub struct Forwarder {
+    pending: Vec<(Vec<u8>, u64)>,
+    spare_answers: Vec<Vec<u8>>,
+    waiting: Vec<(usize, oneshot::Receiver<Returned>)>,
+}
+
+impl Forwarder {
+    /// A forwarder for a server of `shard_count` shards.
+    pub fn new(shard_count: u16) -> Forwarder {
+        Forwarder {
+            pending: (0..shard_count).map(|_| (Vec::new(), 0)).collect(),
+            spare_answers: Vec::new(),
+            waiting: Vec::new(),
+        }
+    }
+
+    /// Queues one whole frame for `shard`.
+    pub fn push(&mut self, shard: u16, frame: &[u8]) {
+        let (buffer, count) = &mut self.pending[usize::from(shard)];
+        buffer.extend_from_slice(frame);
+        *count += 1;
+    }
+
+    /// Whether anything waits to be sent.
+    pub fn is_empty(&self) -> bool {
+        self.pending.iter().all(|(_, count)| *count == 0)
+    }
+
+    /// Sends every pending batch, waits for all answers and appends them to
+    /// `out`. Returns the number of frames forwarded, or `u64::MAX` when a
+    /// shard could not be reached (it is stopping): the connection must close.
+    pub async fn flush(&mut self, mesh: &Senders<ForwardBatch>, out: &mut Vec<u8>) -> u64 {
+        let mut forwarded = 0;
+        for shard in 0..self.pending.len() {
+            let (frames, count) = &mut self.pending[shard];
+            if *count == 0 {
+                continue;
+            }
+            forwarded += *count;
+            let (reply, answer) = oneshot::channel();
+            let batch = ForwardBatch {
+                frames: std::mem::take(frames),
+                answers: self.spare_answers.pop().unwrap_or_default(),
+                count: std::mem::replace(count, 0),
+                reply,
+            };
+            match mesh.send_to(shard, batch).await {
+                Ok(()) => self.waiting.push((shard, answer)),
+                // The owner is gone (shutting down). Nothing in the batch was
+                // done, so closing the connection acknowledges nothing wrongly.
+                Err(_) => return u64::MAX,
+            }
+        }
+        for (shard, answer) in std::mem::take(&mut self.waiting) {
+            match answer.await {
+                Ok((frames, answers)) => {
+                    out.extend_from_slice(&answers);
+                    self.recycle(shard, frames, answers);
+                }
+                // The owner dropped the batch (it stopped); its frames are gone
+                // with it, so the client sees no answer for them and its
+                // connection is closed by the caller.
+                Err(_) => return u64::MAX,
+            }
+        }
+        forwarded
+    }
+
+    fn recycle(&mut self, shard: usize, mut frames: Vec<u8>, mut answers: Vec<u8>) {
+        frames.clear();
+        answers.clear();
+        if self.pending[shard].0.capacity() < frames.capacity() {
+            self.pending[shard].0 = frames;
+        }
+        self.spare_answers.push(answers);
+    }
+}

@@ -1,0 +1,128 @@
+//! Answers request frames against the shard's engine, appending response
+//! frames to an output buffer.
+//!
+//! The same code serves frames read from a client and frames another shard
+//! forwarded, so a request gets the same answer whichever port it came in on.
+//! Answers are only appended to `out`, never written here: the caller decides
+//! when `out` goes to the socket. That is the seam where the write-ahead log's
+//! group commit will hold answers back until their records are durable.
+
+use hongbao_protocol::body::{FixedBody, HelloResponse, StatsResponse};
+use hongbao_protocol::codec::{write_response, ResponseBuilder};
+use hongbao_protocol::header::{HEADER_LEN, VERSION};
+use hongbao_protocol::limits::{MAX_BODY_LEN, MAX_QUERY_PAGE};
+use hongbao_protocol::{Frame, FrameError, Request, Status};
+use zerocopy::little_endian::{U16, U32, U64};
+use zerocopy::IntoBytes;
+
+use crate::engine::Engine;
+use crate::shard::Shard;
+
+/// Answers one whole, header-valid request frame. Returns `false` when the
+/// body could not be decoded: the answer (malformed frame) is in `out`, and the
+/// connection must close after it is written.
+pub fn answer_frame(
+    shard: &Shard,
+    engine: &mut Engine,
+    now_ms: u64,
+    frame: &Frame<'_>,
+    out: &mut Vec<u8>,
+) -> bool {
+    let id = frame.request_id();
+    let opcode = frame.header.opcode;
+    crate::counters::add(&shard.counters.requests, 1);
+    let request = match Request::decode(frame) {
+        Ok(request) => request,
+        Err(error) => {
+            write_response(out, opcode, id, error.status(), &[]);
+            return error.skippable_len().is_some();
+        }
+    };
+    match request {
+        Request::Grab(body) => {
+            let (status, answer) = engine.grab(now_ms, body.envelope.get(), body.user.get());
+            write_response(out, opcode, id, status, &[answer.as_bytes()]);
+        }
+        Request::Open(body) => {
+            let (status, answer) = engine.open(now_ms, body.envelope.get(), body.user.get());
+            write_response(out, opcode, id, status, &[answer.as_bytes()]);
+        }
+        Request::Create(body) => match engine.create(now_ms, &body) {
+            Ok(answer) => write_response(out, opcode, id, Status::Ok, &[answer.as_bytes()]),
+            Err(status) => write_response(out, opcode, id, status, &[]),
+        },
+        Request::Query(body) => {
+            let limit = body.page_limit.get();
+            match engine.query(now_ms, body.envelope.get(), body.page_start.get(), limit) {
+                Ok((fixed, page)) => {
+                    let response = ResponseBuilder::begin(out, opcode, id, Status::Ok);
+                    out.extend_from_slice(fixed.as_bytes());
+                    out.extend_from_slice(page.as_bytes());
+                    response.finish(out);
+                }
+                Err(status) => write_response(out, opcode, id, status, &[]),
+            }
+        }
+        Request::Ping => write_response(out, opcode, id, Status::Ok, &[]),
+        Request::Hello { hello, token: _ } => {
+            // Authentication (the token) is not configured in this version; any
+            // token is accepted.
+            if !(hello.version_min..=hello.version_max).contains(&VERSION) {
+                write_response(out, opcode, id, Status::UnsupportedVersion, &[]);
+            } else {
+                let answer = HelloResponse {
+                    version: VERSION,
+                    reserved0: 0,
+                    shard_count: U16::new(shard.shard_count),
+                    shard_id: U16::new(shard.id),
+                    reserved1: U16::new(0),
+                    max_body_len: U32::new(MAX_BODY_LEN),
+                    max_query_page: U32::new(MAX_QUERY_PAGE),
+                };
+                write_response(out, opcode, id, Status::Ok, &[answer.as_bytes(), shard.ports.as_bytes()]);
+            }
+        }
+        Request::Stats => {
+            let answer = stats(shard, engine);
+            write_response(out, opcode, id, Status::Ok, &[answer.as_bytes()]);
+        }
+    }
+    true
+}
+
+/// Answers bytes that can never become a frame: the status of `error`, with
+/// the request id and opcode of the header if one is there to read.
+pub fn answer_frame_error(bytes: &[u8], error: &FrameError, out: &mut Vec<u8>) {
+    let (opcode, id) = if bytes.len() >= HEADER_LEN && bytes[..2] == hongbao_protocol::MAGIC {
+        (bytes[3], u64::from_le_bytes(bytes[16..24].try_into().unwrap_or([0; 8])))
+    } else {
+        (0, 0)
+    };
+    write_response(out, opcode, id, error.status(), &[]);
+}
+
+fn stats(shard: &Shard, engine: &Engine) -> StatsResponse {
+    let c = &shard.counters;
+    let e = engine.counters();
+    let answer = StatsResponse {
+        shard_id: U16::new(shard.id),
+        shard_count: U16::new(shard.shard_count),
+        reserved: U32::new(0),
+        uptime_ms: U64::new(shard.started.elapsed().as_millis() as u64),
+        connections: U64::new(c.connections.get()),
+        envelopes: U64::new(engine.envelope_count()),
+        envelopes_max: U64::new(engine.config().envelopes_max),
+        claims: U64::new(engine.claims_held()),
+        claims_max: U64::new(engine.config().claims_max),
+        requests: U64::new(c.requests.get()),
+        forwarded_out: U64::new(c.forwarded_out.get()),
+        forwarded_in: U64::new(c.forwarded_in.get()),
+        creates: U64::new(e.creates),
+        opens: U64::new(e.opens),
+        expired: U64::new(e.expired),
+        bytes_in: U64::new(c.bytes_in.get()),
+        bytes_out: U64::new(c.bytes_out.get()),
+    };
+    debug_assert_eq!(answer.as_bytes().len(), StatsResponse::SIZE);
+    answer
+}

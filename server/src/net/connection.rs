@@ -1,0 +1,126 @@
+//! One client connection: read a large chunk, answer every whole frame in it,
+//! write all the answers with one write.
+//!
+//! ```text
+//!   read ──► decode frames ──► own shard's? ── yes ──► engine ──► out
+//!                                  │ no
+//!                                  └──► Forwarder (one batch per shard) ──► out
+//!   out ──► [later: wait for the WAL's group commit] ──► one write
+//! ```
+//!
+//! Buffers are allocated once per connection; the loop allocates nothing per
+//! request. A frame that cannot be decoded is answered (malformed frame, frame
+//! too large, unsupported version) and the connection closes after the write;
+//! an unknown opcode is answered and skipped.
+
+use std::rc::Rc;
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use hongbao_protocol::limits::MAX_FRAME_LEN;
+use hongbao_protocol::{decode_frame, Request};
+
+use crate::counters::add;
+use crate::forward::{owner_of, Forwarder};
+use crate::handler::{answer_frame, answer_frame_error};
+use crate::shard::{MeshSenders, Shard};
+
+/// Answers are written once they pass this many bytes, even in the middle of a
+/// read, so a pipeline of QUERYs cannot grow the output buffer without bound.
+const OUT_FLUSH_BYTES: usize = 1 << 20;
+
+/// What handling the buffered bytes left to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Next {
+    /// Every whole frame is answered: read more.
+    Read,
+    /// The output is full: write it, then go on with the frames still buffered.
+    Write,
+    /// Write the answers, then close.
+    Close,
+}
+
+/// Serves one connection until the peer closes, an error, or shutdown.
+pub async fn serve_connection(shard: Rc<Shard>, mesh: Rc<MeshSenders>, mut stream: TcpStream) {
+    add(&shard.counters.connections, 1);
+    let mut buf = vec![0u8; shard.read_buffer_bytes.max(2 * MAX_FRAME_LEN)];
+    let mut out = Vec::with_capacity(64 * 1024);
+    let mut forwarder = Forwarder::new(shard.shard_count);
+    let mut filled = 0;
+    let mut next = Next::Read;
+    loop {
+        if next == Next::Read {
+            let n = match stream.read(&mut buf[filled..]).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            filled += n;
+            add(&shard.counters.bytes_in, n as u64);
+        }
+        let consumed;
+        (consumed, next) = answer_buffer(&shard, &buf[..filled], &mut forwarder, &mut out);
+        if !forwarder.is_empty() {
+            let forwarded = forwarder.flush(&mesh, &mut out).await;
+            if forwarded == u64::MAX {
+                next = Next::Close;
+            } else {
+                add(&shard.counters.forwarded_out, forwarded);
+            }
+        }
+        if !out.is_empty() {
+            if stream.write_all(&out).await.is_err() {
+                break;
+            }
+            add(&shard.counters.bytes_out, out.len() as u64);
+            out.clear();
+        }
+        if next == Next::Close || shard.is_stopping() {
+            break;
+        }
+        buf.copy_within(consumed..filled, 0);
+        filled -= consumed;
+    }
+    let _ = stream.close().await;
+    shard.counters.connections.set(shard.counters.connections.get() - 1);
+}
+
+/// Answers or queues the whole frames at the front of `bytes`, until they run
+/// out or the output is full. Returns the bytes consumed and what to do next.
+fn answer_buffer(shard: &Shard, bytes: &[u8], forwarder: &mut Forwarder, out: &mut Vec<u8>) -> (usize, Next) {
+    let now_ms = shard.now_ms();
+    let mut engine = shard.engine.borrow_mut();
+    let mut at = 0;
+    loop {
+        if out.len() >= OUT_FLUSH_BYTES {
+            return (at, Next::Write);
+        }
+        let frame = match decode_frame(&bytes[at..]) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return (at, Next::Read),
+            Err(error) => {
+                answer_frame_error(&bytes[at..], &error, out);
+                match error.skippable_len() {
+                    Some(len) => {
+                        at += len;
+                        continue;
+                    }
+                    None => return (at, Next::Close),
+                }
+            }
+        };
+        let len = frame.wire_len();
+        let owner = match Request::decode(&frame) {
+            Ok(request) => owner_of(&request, shard.id, shard.shard_count),
+            Err(_) => None,
+        };
+        match owner {
+            Some(owner) => forwarder.push(owner, &bytes[at..at + len]),
+            None => {
+                if !answer_frame(shard, &mut engine, now_ms, &frame, out) {
+                    return (at + len, Next::Close);
+                }
+            }
+        }
+        at += len;
+    }
+}

@@ -1,0 +1,146 @@
+//! One shard: a glommio executor on its own CPU that owns a slice of the
+//! envelopes, serves the main port (SO_REUSEPORT) and its shard-aware port, and
+//! answers batches that other shards forward to it.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use glommio::channels::channel_mesh::{MeshBuilder, Receivers, Senders};
+use glommio::net::TcpListener;
+use glommio::timer::sleep;
+use hongbao_protocol::decode_frame;
+use zerocopy::little_endian::U16;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{ServerConfig, ShardPlan};
+use crate::counters::{add, ShardCounters};
+use crate::engine::Engine;
+use crate::forward::ForwardBatch;
+use crate::handler::answer_frame;
+use crate::net::listener::accept_loop;
+
+/// How often a shard runs its engine's timers and looks for shutdown.
+const TICK_INTERVAL: Duration = Duration::from_millis(50);
+/// Most timers one tick runs, so a burst of expiries cannot stall requests.
+const TICK_BUDGET: usize = 10_000;
+
+/// What every task of a shard shares. Lives in an `Rc`: one thread only.
+#[derive(Debug)]
+pub struct Shard {
+    /// This shard's index.
+    pub id: u16,
+    /// Shards in the server.
+    pub shard_count: u16,
+    /// Shard-aware port of every shard, in wire order for HELLO.
+    pub ports: Vec<U16>,
+    /// The envelopes this shard owns. Borrowed only between awaits.
+    pub engine: RefCell<Engine>,
+    /// STATS counters.
+    pub counters: ShardCounters,
+    /// When the shard started.
+    pub started: Instant,
+    /// Most connections at once.
+    pub max_connections: usize,
+    /// Receive buffer per connection.
+    pub read_buffer_bytes: usize,
+    /// The clock requests are stamped with.
+    pub clock: SystemClock,
+    /// Set by a signal; every loop of the shard ends soon after.
+    pub stopping: Arc<AtomicBool>,
+}
+
+impl Shard {
+    /// Now, for a batch of requests.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    /// Whether the server is shutting down.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+}
+
+/// Runs shard `plan.id` until `stopping` is set. Reports on `ready` once both
+/// its listeners are bound (or why they could not be).
+pub async fn run_shard(
+    config: Arc<ServerConfig>,
+    plan: ShardPlan,
+    mesh: MeshBuilder<ForwardBatch, glommio::channels::channel_mesh::Full>,
+    stopping: Arc<AtomicBool>,
+    ready: mpsc::Sender<Result<u16, String>>,
+) {
+    let shard_count = config.shards.len() as u16;
+    let mut engine_config = config.engine.clone();
+    engine_config.shard_id = plan.id;
+    let shard = Rc::new(Shard {
+        id: plan.id,
+        shard_count,
+        ports: config.shard_ports().into_iter().map(U16::new).collect(),
+        engine: RefCell::new(Engine::new(engine_config)),
+        counters: ShardCounters::default(),
+        started: Instant::now(),
+        max_connections: config.max_connections,
+        read_buffer_bytes: config.read_buffer_bytes,
+        clock: SystemClock,
+        stopping,
+    });
+
+    let Ok((senders, receivers)) = mesh.join().await else {
+        let _ = ready.send(Err(format!("shard {}: could not join the shard mesh", plan.id)));
+        return;
+    };
+    let senders = Rc::new(senders);
+    serve_forwarded(&shard, receivers);
+
+    let listen_shard = std::net::SocketAddr::new(config.listen.ip(), plan.port);
+    let listeners =
+        TcpListener::bind(config.listen).and_then(|main| Ok((main, TcpListener::bind(listen_shard)?)));
+    let (main, own) = match listeners {
+        Ok(pair) => pair,
+        Err(error) => {
+            let _ = ready.send(Err(format!("shard {}: cannot listen: {error}", plan.id)));
+            return;
+        }
+    };
+    glommio::spawn_local(accept_loop(shard.clone(), senders.clone(), main)).detach();
+    glommio::spawn_local(accept_loop(shard.clone(), senders.clone(), own)).detach();
+    let _ = ready.send(Ok(plan.id));
+
+    while !shard.is_stopping() {
+        sleep(TICK_INTERVAL).await;
+        let now_ms = shard.now_ms();
+        shard.engine.borrow_mut().tick(now_ms, TICK_BUDGET);
+    }
+    senders.close();
+}
+
+/// Spawns one task per peer shard that answers the batches it forwards.
+fn serve_forwarded(shard: &Rc<Shard>, mut receivers: Receivers<ForwardBatch>) {
+    for (_peer, stream) in receivers.streams() {
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            while let Some(mut batch) = stream.recv().await {
+                let now_ms = shard.now_ms();
+                let mut engine = shard.engine.borrow_mut();
+                let mut at = 0;
+                while let Ok(Some(frame)) = decode_frame(&batch.frames[at..]) {
+                    answer_frame(&shard, &mut engine, now_ms, &frame, &mut batch.answers);
+                    at += frame.wire_len();
+                }
+                drop(engine);
+                assert_eq!(at, batch.frames.len(), "a forwarded batch holds only whole, valid frames");
+                add(&shard.counters.forwarded_in, batch.count);
+                let _ = batch.reply.send((batch.frames, batch.answers));
+            }
+        })
+        .detach();
+    }
+}
+
+/// Keeps the compiler honest about which mesh handle type the shard uses.
+pub type MeshSenders = Senders<ForwardBatch>;
