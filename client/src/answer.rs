@@ -1,0 +1,346 @@
+//! Answers as typed values: one decoder shared by the blocking client and the
+//! pipeline, so the body rules are written once.
+//!
+//! The rules: GRAB and OPEN answers carry their fixed body with every status
+//! (a refused GRAB still says how many shares are free). Every other opcode
+//! carries a body only when the status is OK; a refused one with a body is a
+//! protocol error. One leniency: a refused GRAB or OPEN with an *empty* body is
+//! read as the all-zero body, because a server that could not read the request
+//! at all (malformed frame, busy) has no body to fill in.
+//!
+//! Everything here is `Copy` and borrows the variable parts (HELLO's ports, a
+//! QUERY page's claims) from the receive buffer: the pipeline hands out answers
+//! without allocating.
+
+use hongbao_protocol::body::{
+    ClaimEntry, CreateResponse, EnvelopeKind, EnvelopeState, FixedBody, GrabResponse, OpenResponse,
+    QueryResponse, StatsResponse,
+};
+use hongbao_protocol::response::{Claims, Response, ShardPorts};
+use hongbao_protocol::{EnvelopeId, FrameError, Opcode, Status, VERSION};
+use zerocopy::FromZeros;
+
+use crate::error::ClientError;
+
+/// What HELLO says about the server, less the port list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HelloInfo {
+    /// Protocol version the server speaks on this connection.
+    pub version: u8,
+    /// Shards the server runs.
+    pub shard_count: u16,
+    /// The shard that answered.
+    pub shard_id: u16,
+    /// Largest body the server accepts.
+    pub max_body_len: u32,
+    /// Most claims one QUERY page returns.
+    pub max_query_page: u32,
+}
+
+/// A created envelope.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Created {
+    /// Its id; names the shard that owns it.
+    pub envelope: EnvelopeId,
+    /// When it expires, Unix ms by the server's clock.
+    pub expires_at_ms: u64,
+}
+
+/// A GRAB answer, with any status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Grabbed {
+    /// Until when the reservation holds (Unix ms); 0 when the user holds none.
+    pub hold_until_ms: u64,
+    /// Already paid to this user; 0 if not opened yet.
+    pub amount_cents: u64,
+    /// Shares neither reserved nor paid, after this request.
+    pub shares_free: u32,
+}
+
+/// An OPEN answer, with any status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Opened {
+    /// Paid to this user; 0 unless OK.
+    pub amount_cents: u64,
+    /// 1-based opening order of this share; 0 unless OK.
+    pub order: u32,
+}
+
+/// An envelope's totals, as QUERY reports them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EnvelopeSummary {
+    /// Envelope id.
+    pub envelope: EnvelopeId,
+    /// The sender.
+    pub sender: u64,
+    /// Total put in.
+    pub total_cents: u64,
+    /// Number of shares.
+    pub count: u32,
+    /// Shares paid; also the number of claims.
+    pub paid_count: u32,
+    /// Sum of paid shares.
+    pub paid_cents: u64,
+    /// Neither paid nor refunded.
+    pub remaining_cents: u64,
+    /// Returned to the sender at expiry.
+    pub refunded_cents: u64,
+    /// Reservations held now.
+    pub reserved_count: u32,
+    /// Life-cycle state.
+    pub state: EnvelopeState,
+    /// How the total is split.
+    pub kind: EnvelopeKind,
+    /// Creation time, Unix ms.
+    pub created_at_ms: u64,
+    /// Expiry time, Unix ms.
+    pub expires_at_ms: u64,
+    /// The user with the largest share (ties: the earlier opener); 0 if none.
+    pub best_user: u64,
+    /// That user's amount.
+    pub best_amount_cents: u64,
+}
+
+/// One paid share.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Claim {
+    /// Who opened it.
+    pub user: u64,
+    /// How much.
+    pub amount_cents: u64,
+    /// 1-based opening order.
+    pub order: u32,
+}
+
+/// One QUERY page of claims, borrowed from the receive buffer. Every entry was
+/// checked when the answer was decoded.
+#[derive(Clone, Copy, Debug)]
+pub struct ClaimPage<'a> {
+    /// Index of the first claim in this page.
+    pub page_start: u32,
+    /// Claims in this page; at most `limits::MAX_QUERY_PAGE`.
+    pub len: u32,
+    claims: Claims<'a>,
+}
+
+/// One shard's counters, as STATS reports them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ShardStats {
+    /// The shard that answered.
+    pub shard_id: u16,
+    /// Shards the server runs.
+    pub shard_count: u16,
+    /// Milliseconds since the shard started.
+    pub uptime_ms: u64,
+    /// Connections open on this shard now.
+    pub connections: u64,
+    /// Envelopes held.
+    pub envelopes: u64,
+    /// Most envelopes this shard may hold.
+    pub envelopes_max: u64,
+    /// Share slots held.
+    pub claims: u64,
+    /// Most share slots this shard may hold.
+    pub claims_max: u64,
+    /// Requests answered by this shard's engine.
+    pub requests: u64,
+    /// Requests sent on to their owning shard.
+    pub forwarded_out: u64,
+    /// Requests other shards sent here.
+    pub forwarded_in: u64,
+    /// Envelopes created.
+    pub creates: u64,
+    /// Shares paid.
+    pub opens: u64,
+    /// Envelopes expired with a refund recorded.
+    pub expired: u64,
+    /// Bytes read from clients.
+    pub bytes_in: u64,
+    /// Bytes written to clients.
+    pub bytes_out: u64,
+}
+
+/// The typed body of an answer, by opcode. `None` where the status is not OK
+/// and the opcode carries no body then.
+#[derive(Clone, Copy, Debug)]
+pub enum AnswerBody<'a> {
+    /// HELLO: the server and its shard-aware ports in shard order.
+    Hello(Option<(HelloInfo, ShardPorts<'a>)>),
+    /// PING.
+    Ping,
+    /// CREATE.
+    Create(Option<Created>),
+    /// GRAB, with every status.
+    Grab(Grabbed),
+    /// OPEN, with every status.
+    Open(Opened),
+    /// QUERY: totals and one page of claims.
+    Query(Option<(EnvelopeSummary, ClaimPage<'a>)>),
+    /// STATS.
+    Stats(Option<ShardStats>),
+}
+
+/// One answer: its request id, its status and its typed body.
+#[derive(Clone, Copy, Debug)]
+pub struct Answer<'a> {
+    /// The id of the request it answers.
+    pub request_id: u64,
+    /// The outcome; anything but OK is a refusal.
+    pub status: Status,
+    /// The typed body.
+    pub body: AnswerBody<'a>,
+}
+
+impl Claim {
+    fn from_entry(entry: &ClaimEntry) -> Claim {
+        Claim { user: entry.user.get(), amount_cents: entry.amount_cents.get(), order: entry.order.get() }
+    }
+}
+
+impl<'a> ClaimPage<'a> {
+    /// The claims in opening order.
+    pub fn iter(&self) -> impl Iterator<Item = Claim> + 'a {
+        // Every entry was decoded once already in `decode`, so none is dropped.
+        self.claims.iter().filter_map(Result::ok).map(|entry| Claim::from_entry(&entry))
+    }
+}
+
+impl EnvelopeSummary {
+    fn from_wire(q: &QueryResponse) -> Result<EnvelopeSummary, ClientError> {
+        let state = EnvelopeState::from_u8(q.state)
+            .ok_or(ClientError::UnknownValue { field: "state", value: q.state })?;
+        let kind = EnvelopeKind::from_u8(q.kind)
+            .ok_or(ClientError::UnknownValue { field: "kind", value: q.kind })?;
+        Ok(EnvelopeSummary {
+            envelope: EnvelopeId(q.envelope.get()),
+            sender: q.sender.get(),
+            total_cents: q.total_cents.get(),
+            count: q.count.get(),
+            paid_count: q.paid_count.get(),
+            paid_cents: q.paid_cents.get(),
+            remaining_cents: q.remaining_cents.get(),
+            refunded_cents: q.refunded_cents.get(),
+            reserved_count: q.reserved_count.get(),
+            state,
+            kind,
+            created_at_ms: q.created_at_ms.get(),
+            expires_at_ms: q.expires_at_ms.get(),
+            best_user: q.best_user.get(),
+            best_amount_cents: q.best_amount_cents.get(),
+        })
+    }
+}
+
+impl ShardStats {
+    fn from_wire(s: &StatsResponse) -> ShardStats {
+        ShardStats {
+            shard_id: s.shard_id.get(),
+            shard_count: s.shard_count.get(),
+            uptime_ms: s.uptime_ms.get(),
+            connections: s.connections.get(),
+            envelopes: s.envelopes.get(),
+            envelopes_max: s.envelopes_max.get(),
+            claims: s.claims.get(),
+            claims_max: s.claims_max.get(),
+            requests: s.requests.get(),
+            forwarded_out: s.forwarded_out.get(),
+            forwarded_in: s.forwarded_in.get(),
+            creates: s.creates.get(),
+            opens: s.opens.get(),
+            expired: s.expired.get(),
+            bytes_in: s.bytes_in.get(),
+            bytes_out: s.bytes_out.get(),
+        }
+    }
+}
+
+/// Reads `response` as the answer to a request of opcode `sent`.
+pub(crate) fn decode<'a>(sent: Opcode, response: &Response<'a>) -> Result<Answer<'a>, ClientError> {
+    if response.opcode != sent as u8 {
+        return Err(ClientError::OpcodeMismatch { expected: sent, found: response.opcode });
+    }
+    let status = response.status;
+    let refused = status != Status::Ok;
+    if refused && !matches!(sent, Opcode::Grab | Opcode::Open) && !response.body.is_empty() {
+        return Err(ClientError::UnexpectedBody { opcode: sent, status, len: response.body.len() });
+    }
+    let body = match sent {
+        Opcode::Grab => AnswerBody::Grab(grabbed(&always_body::<GrabResponse>(response)?)),
+        Opcode::Open => AnswerBody::Open(opened(&always_body::<OpenResponse>(response)?)),
+        _ if refused => refused_body(sent),
+        Opcode::Hello => AnswerBody::Hello(Some(hello(response)?)),
+        Opcode::Ping => {
+            if !response.body.is_empty() {
+                let len = response.body.len();
+                return Err(FrameError::BadBodyLength { opcode: sent as u8, expected: 0, len }.into());
+            }
+            AnswerBody::Ping
+        }
+        Opcode::Create => {
+            let c: CreateResponse = response.fixed()?;
+            let envelope = EnvelopeId(c.envelope.get());
+            AnswerBody::Create(Some(Created { envelope, expires_at_ms: c.expires_at_ms.get() }))
+        }
+        Opcode::Query => AnswerBody::Query(Some(query(response)?)),
+        Opcode::Stats => AnswerBody::Stats(Some(ShardStats::from_wire(&response.fixed()?))),
+    };
+    Ok(Answer { request_id: response.request_id, status, body })
+}
+
+fn refused_body(sent: Opcode) -> AnswerBody<'static> {
+    match sent {
+        Opcode::Hello => AnswerBody::Hello(None),
+        Opcode::Ping => AnswerBody::Ping,
+        Opcode::Create => AnswerBody::Create(None),
+        Opcode::Grab => AnswerBody::Grab(Grabbed::default()),
+        Opcode::Open => AnswerBody::Open(Opened::default()),
+        Opcode::Query => AnswerBody::Query(None),
+        Opcode::Stats => AnswerBody::Stats(None),
+    }
+}
+
+/// The fixed body of a GRAB or OPEN answer; see the leniency in the module doc.
+fn always_body<T: FixedBody + FromZeros>(response: &Response<'_>) -> Result<T, ClientError> {
+    if response.status != Status::Ok && response.body.is_empty() {
+        return Ok(T::new_zeroed());
+    }
+    Ok(response.fixed()?)
+}
+
+fn grabbed(g: &GrabResponse) -> Grabbed {
+    Grabbed {
+        hold_until_ms: g.hold_until_ms.get(),
+        amount_cents: g.amount_cents.get(),
+        shares_free: g.shares_free.get(),
+    }
+}
+
+fn opened(o: &OpenResponse) -> Opened {
+    Opened { amount_cents: o.amount_cents.get(), order: o.order.get() }
+}
+
+fn hello<'a>(response: &Response<'a>) -> Result<(HelloInfo, ShardPorts<'a>), ClientError> {
+    let (h, ports) = response.hello()?;
+    // We offered exactly VERSION, so any other answer breaks the handshake.
+    if h.version != VERSION {
+        return Err(FrameError::UnsupportedVersion { version: h.version }.into());
+    }
+    let info = HelloInfo {
+        version: h.version,
+        shard_count: h.shard_count.get(),
+        shard_id: h.shard_id.get(),
+        max_body_len: h.max_body_len.get(),
+        max_query_page: h.max_query_page.get(),
+    };
+    Ok((info, ports))
+}
+
+fn query<'a>(response: &Response<'a>) -> Result<(EnvelopeSummary, ClaimPage<'a>), ClientError> {
+    // `Response::query` has checked page_len against MAX_QUERY_PAGE and the body length.
+    let (q, claims) = response.query()?;
+    let summary = EnvelopeSummary::from_wire(&q)?;
+    for entry in claims.iter() {
+        entry?;
+    }
+    Ok((summary, ClaimPage { page_start: q.page_start.get(), len: q.page_len.get(), claims }))
+}

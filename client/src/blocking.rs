@@ -1,0 +1,267 @@
+//! The blocking client: one request at a time over a `std::net::TcpStream`.
+//!
+//! For the CLI, tests and scripts, where simplicity beats throughput. Every
+//! socket operation has a timeout, so a silent server makes a call fail with
+//! an I/O error instead of hanging. Answers are owned values; the allocations
+//! this costs (a HELLO's ports, a QUERY page's claims) are bounded by the
+//! protocol's limits, which the codec checks before anything is allocated.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use hongbao_protocol::body::EnvelopeKind;
+use hongbao_protocol::limits::MAX_QUERY_PAGE;
+use hongbao_protocol::response::Response;
+use hongbao_protocol::{EnvelopeId, Request, Status};
+
+use crate::answer::{self, Answer, AnswerBody, Claim, Created, EnvelopeSummary, Grabbed, Opened, ShardStats};
+use crate::error::ClientError;
+use crate::frame_buf::FrameBuf;
+use crate::requests;
+
+/// Connect, read and write timeout of [`Client::connect`].
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A blocking connection to one port of a hongbao server.
+#[derive(Debug)]
+pub struct Client {
+    stream: TcpStream,
+    rbuf: FrameBuf,
+    wbuf: Vec<u8>,
+    next_request_id: u64,
+}
+
+/// A request's outcome: its status and its typed body. A refusal (any status
+/// but OK) is a `Reply` too, not an error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply<T> {
+    /// The outcome.
+    pub status: Status,
+    /// The body; an `Option` for opcodes that carry one only when OK.
+    pub body: T,
+}
+
+/// What HELLO says about the server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerInfo {
+    /// Protocol version the server speaks on this connection.
+    pub version: u8,
+    /// Shards the server runs.
+    pub shard_count: u16,
+    /// The shard that answered.
+    pub shard_id: u16,
+    /// Largest body the server accepts.
+    pub max_body_len: u32,
+    /// Most claims one QUERY page returns.
+    pub max_query_page: u32,
+    /// The shard-aware port of each shard, in shard order.
+    pub shard_ports: Vec<u16>,
+}
+
+/// One QUERY page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueryPage {
+    /// The envelope's totals.
+    pub summary: EnvelopeSummary,
+    /// Index of the first claim in `claims`.
+    pub page_start: u32,
+    /// The claims of this page, in opening order.
+    pub claims: Vec<Claim>,
+}
+
+/// An envelope with every claim, gathered page by page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnvelopeReport {
+    /// The totals as of the last page read.
+    pub summary: EnvelopeSummary,
+    /// Every claim, in opening order.
+    pub claims: Vec<Claim>,
+}
+
+impl Client {
+    /// Connects to `addr` with [`DEFAULT_TIMEOUT`].
+    pub fn connect<A: ToSocketAddrs + fmt::Display>(addr: A) -> Result<Client, ClientError> {
+        Client::connect_timeout(addr, DEFAULT_TIMEOUT)
+    }
+
+    /// Connects to `addr`, trying each address it resolves to; `timeout` bounds
+    /// the connect and every later read and write.
+    pub fn connect_timeout<A: ToSocketAddrs + fmt::Display>(
+        addr: A,
+        timeout: Duration,
+    ) -> Result<Client, ClientError> {
+        let connect_error = |source| ClientError::Connect { addr: addr.to_string(), source };
+        let mut last_error = None;
+        for socket_addr in addr.to_socket_addrs().map_err(connect_error)? {
+            match TcpStream::connect_timeout(&socket_addr, timeout) {
+                Ok(stream) => return Client::from_stream(stream, timeout),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        match last_error {
+            Some(source) => Err(connect_error(source)),
+            None => Err(ClientError::NoAddress { addr: addr.to_string() }),
+        }
+    }
+
+    /// Wraps a connected stream; `timeout` bounds every read and write.
+    pub fn from_stream(stream: TcpStream, timeout: Duration) -> Result<Client, ClientError> {
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        // One small request then a wait for its answer: Nagle would only delay it.
+        stream.set_nodelay(true)?;
+        Ok(Client { stream, rbuf: FrameBuf::new(), wbuf: Vec::with_capacity(1024), next_request_id: 1 })
+    }
+
+    /// The server's address, e.g. to reach its shard-aware ports on the same host.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.stream.peer_addr()
+    }
+
+    /// HELLO with no token: the server's version, shards and shard-aware ports.
+    pub fn hello(&mut self) -> Result<Reply<Option<ServerInfo>>, ClientError> {
+        let answer = self.call(&requests::hello(&[])?)?;
+        let AnswerBody::Hello(body) = answer.body else {
+            unreachable!("hello answered as {:?}", answer.body)
+        };
+        let body = body.map(|(info, ports)| ServerInfo {
+            version: info.version,
+            shard_count: info.shard_count,
+            shard_id: info.shard_id,
+            max_body_len: info.max_body_len,
+            max_query_page: info.max_query_page,
+            shard_ports: ports.iter().collect(),
+        });
+        Ok(Reply { status: answer.status, body })
+    }
+
+    /// PING; the status says whether the server is well.
+    pub fn ping(&mut self) -> Result<Status, ClientError> {
+        Ok(self.call(&Request::Ping)?.status)
+    }
+
+    /// CREATE an envelope on the shard that answers; `expires_in_secs` of 0
+    /// asks for the server's default.
+    pub fn create(
+        &mut self,
+        sender: u64,
+        total_cents: u64,
+        count: u32,
+        kind: EnvelopeKind,
+        expires_in_secs: u32,
+    ) -> Result<Reply<Option<Created>>, ClientError> {
+        let answer = self.call(&requests::create(sender, total_cents, count, kind, expires_in_secs))?;
+        let AnswerBody::Create(body) = answer.body else {
+            unreachable!("create answered as {:?}", answer.body)
+        };
+        Ok(Reply { status: answer.status, body })
+    }
+
+    /// GRAB a share of `envelope` for `user`. The body comes with every status.
+    pub fn grab(&mut self, envelope: EnvelopeId, user: u64) -> Result<Reply<Grabbed>, ClientError> {
+        let answer = self.call(&requests::grab(envelope, user))?;
+        let AnswerBody::Grab(body) = answer.body else { unreachable!("grab answered as {:?}", answer.body) };
+        Ok(Reply { status: answer.status, body })
+    }
+
+    /// OPEN `user`'s share of `envelope`. The body comes with every status.
+    pub fn open(&mut self, envelope: EnvelopeId, user: u64) -> Result<Reply<Opened>, ClientError> {
+        let answer = self.call(&requests::open(envelope, user))?;
+        let AnswerBody::Open(body) = answer.body else { unreachable!("open answered as {:?}", answer.body) };
+        Ok(Reply { status: answer.status, body })
+    }
+
+    /// QUERY one page: totals and at most `page_limit` claims from `page_start`.
+    pub fn query(
+        &mut self,
+        envelope: EnvelopeId,
+        page_start: u32,
+        page_limit: u32,
+    ) -> Result<Reply<Option<QueryPage>>, ClientError> {
+        let answer = self.call(&requests::query(envelope, page_start, page_limit))?;
+        let AnswerBody::Query(body) = answer.body else {
+            unreachable!("query answered as {:?}", answer.body)
+        };
+        // `page.len` was checked against MAX_QUERY_PAGE and the body's length.
+        let body = body.map(|(summary, page)| {
+            let mut claims = Vec::with_capacity(page.len as usize);
+            claims.extend(page.iter());
+            QueryPage { summary, page_start: page.page_start, claims }
+        });
+        Ok(Reply { status: answer.status, body })
+    }
+
+    /// QUERY every page of `envelope`, so the report lists every claim. Pages
+    /// are asked for at [`MAX_QUERY_PAGE`]; a server with a smaller page simply
+    /// takes more round trips. Claims paid while paging are included.
+    pub fn query_all(&mut self, envelope: EnvelopeId) -> Result<Reply<Option<EnvelopeReport>>, ClientError> {
+        let mut claims: Vec<Claim> = Vec::new();
+        loop {
+            // Fits: claims.len() never exceeds an envelope's u32 count (checked below).
+            let page_start = claims.len() as u32;
+            let reply = self.query(envelope, page_start, MAX_QUERY_PAGE)?;
+            let Some(page) = reply.body else { return Ok(Reply { status: reply.status, body: None }) };
+            if page.page_start != page_start {
+                return Err(ClientError::PageMismatch { expected: page_start, found: page.page_start });
+            }
+            let summary = page.summary;
+            let page_empty = page.claims.is_empty();
+            claims.extend(page.claims);
+            if claims.len() as u64 > u64::from(summary.count) {
+                return Err(ClientError::TooManyClaims { claims: claims.len() as u64, count: summary.count });
+            }
+            let listed = claims.len() as u32;
+            if listed >= summary.paid_count {
+                return Ok(Reply { status: reply.status, body: Some(EnvelopeReport { summary, claims }) });
+            }
+            // Each round adds a claim or ends, so this loop runs at most `count` times.
+            if page_empty {
+                return Err(ClientError::ClaimsMissing { claims: listed, paid_count: summary.paid_count });
+            }
+        }
+    }
+
+    /// STATS of the shard that answers.
+    pub fn stats(&mut self) -> Result<Reply<Option<ShardStats>>, ClientError> {
+        let answer = self.call(&Request::Stats)?;
+        let AnswerBody::Stats(body) = answer.body else {
+            unreachable!("stats answered as {:?}", answer.body)
+        };
+        Ok(Reply { status: answer.status, body })
+    }
+
+    /// Sends `request`, waits for its answer and checks that it is the answer
+    /// to this request.
+    fn call(&mut self, request: &Request<'_>) -> Result<Answer<'_>, ClientError> {
+        let request_id = self.next_request_id;
+        self.next_request_id = self.next_request_id.wrapping_add(1);
+        self.wbuf.clear();
+        request.encode(request_id, &mut self.wbuf);
+        self.stream.write_all(&self.wbuf)?;
+
+        while !self.rbuf.has_frame()? {
+            let n = match self.stream.read(self.rbuf.spare()) {
+                Ok(0) => return Err(ClientError::Closed { in_flight: 1 }),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            self.rbuf.filled(n);
+        }
+        let Some(frame) = self.rbuf.next_frame()? else { unreachable!("has_frame said a frame is whole") };
+        let response = Response::from_frame(&frame)?;
+        if response.request_id != request_id {
+            return Err(ClientError::RequestIdMismatch { expected: request_id, found: response.request_id });
+        }
+        answer::decode(request.opcode(), &response)
+    }
+}
+
+impl<T> Reply<T> {
+    /// Whether the request did what it asked.
+    pub fn is_ok(&self) -> bool {
+        self.status == Status::Ok
+    }
+}

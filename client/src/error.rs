@@ -1,0 +1,74 @@
+//! The one error type of the client. A refused request is not here: it is an
+//! answer, carried as a [`Status`](hongbao_protocol::Status) beside its body.
+//! What is here means the conversation itself failed (I/O) or the server said
+//! something the protocol does not allow, after which the connection cannot be
+//! trusted and should be dropped.
+
+use std::io;
+
+use hongbao_protocol::{FrameError, Opcode, Status};
+
+/// Why a request could not be carried out. Every variant names its fields.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No connection could be made to `addr`.
+    #[error("cannot connect to {addr}: {source}")]
+    Connect { addr: String, source: io::Error },
+    /// `addr` resolved to no socket address.
+    #[error("{addr} resolves to no address")]
+    NoAddress { addr: String },
+    /// Reading or writing the socket failed (including timeouts).
+    #[error("i/o error: {source}")]
+    Io {
+        #[from]
+        source: io::Error,
+    },
+    /// The server closed the connection while answers were owed.
+    #[error("server closed the connection with {in_flight} request(s) unanswered")]
+    Closed { in_flight: usize },
+    /// The bytes from the server are not a valid response frame or body.
+    #[error("malformed response: {source}")]
+    Frame {
+        #[from]
+        source: FrameError,
+    },
+    /// The blocking client got an answer to a request it did not send.
+    #[error("response carries request id {found}, expected {expected}")]
+    RequestIdMismatch { expected: u64, found: u64 },
+    /// A pipeline got an answer to no request it has in flight.
+    #[error("response carries request id {request_id}, which is not in flight")]
+    UnknownRequestId { request_id: u64 },
+    /// The answer's opcode is not the request's.
+    #[error("response opcode {found:#04x} answers a {expected} request")]
+    OpcodeMismatch { expected: Opcode, found: u8 },
+    /// Only GRAB and OPEN answers carry a body when refused.
+    #[error("{opcode} response with status {status} carries {len} body bytes")]
+    UnexpectedBody { opcode: Opcode, status: Status, len: usize },
+    /// An enumerated field holds a value the protocol does not name.
+    #[error("{field} has the unknown value {value}")]
+    UnknownValue { field: &'static str, value: u8 },
+    /// A QUERY page does not start where it was asked to.
+    #[error("query page starts at claim {found}, asked for {expected}")]
+    PageMismatch { expected: u32, found: u32 },
+    /// A QUERY page came back empty before every paid claim was listed.
+    #[error("query listed {claims} claims of {paid_count} paid, then an empty page")]
+    ClaimsMissing { claims: u32, paid_count: u32 },
+    /// Paging through an envelope returned more claims than it has shares.
+    #[error("envelope returned {claims} claims but has only {count} shares")]
+    TooManyClaims { claims: u64, count: u32 },
+    /// A pipeline already has as many requests in flight as it may.
+    #[error("{in_flight} requests in flight; the limit is {max}")]
+    TooManyInFlight { in_flight: usize, max: usize },
+    /// An envelope id names a shard the server does not run.
+    #[error("envelope names shard {shard}, the server runs {shard_count}")]
+    NoSuchShard { shard: u16, shard_count: u16 },
+    /// A HELLO token longer than the protocol allows.
+    #[error("hello token of {len} bytes above the limit {max}")]
+    TokenTooLong { len: usize, max: u32 },
+    /// A shard-aware port is answered by another shard than HELLO listed it for.
+    #[error("port {port} is listed for shard {expected} but shard {found} answers it")]
+    ShardMismatch { port: u16, expected: u16, found: u16 },
+    /// HELLO, which every sharded session starts with, was refused.
+    #[error("hello refused: {status}")]
+    HelloRefused { status: Status },
+}

@@ -1,0 +1,163 @@
+//! The shard-aware client: one [`Pipeline`] per shard, requests sent straight
+//! to the shard that owns them.
+//!
+//! The server's main port accepts any request and forwards it to the owning
+//! shard, which costs a hop between cores. A client that knows the shard map
+//! skips the hop: HELLO on the main port lists each shard's *shard-aware
+//! port*, and an envelope id names its owning shard in its top 16 bits
+//! ([`EnvelopeId::shard`]). So GRAB, OPEN and QUERY go to the owner's port,
+//! and CREATE — which makes the envelope on whichever shard receives it — goes
+//! round-robin to spread envelopes evenly. HELLO, PING and STATS go
+//! round-robin too; to ask one shard in particular use [`ShardedClient::shard_mut`].
+//!
+//! Connecting needs a runtime, and this crate picks none: the caller passes an
+//! async `connect` closure that makes its stream type. The `glommio` feature
+//! adds one for `glommio::net::TcpStream` (see [`crate::glommio_net`]).
+//!
+//! Every shard connection says HELLO too, with the same token (a server that
+//! authenticates does so per connection), and the answer must name the shard
+//! the port was listed for: a mixed-up port map would otherwise send every
+//! request through the forwarding hop without anyone noticing.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+
+use futures_lite::io::{AsyncRead, AsyncWrite};
+use hongbao_protocol::{EnvelopeId, Request};
+
+use crate::answer::{AnswerBody, HelloInfo};
+use crate::error::ClientError;
+use crate::pipeline::Pipeline;
+use crate::requests;
+
+/// One pipeline per shard of one server. See the module doc.
+#[derive(Debug)]
+pub struct ShardedClient<S> {
+    info: HelloInfo,
+    ports: Vec<u16>,
+    shards: Vec<Pipeline<S>>,
+    next_round_robin: usize,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> ShardedClient<S> {
+    /// Says HELLO (with `token`, empty when the server asks for none) on the
+    /// main port `addr`, then opens one pipeline of depth `max_in_flight` to
+    /// each shard-aware port on the same host, using `connect`.
+    pub async fn connect<F, Fut>(
+        addr: SocketAddr,
+        token: &[u8],
+        max_in_flight: usize,
+        mut connect: F,
+    ) -> Result<ShardedClient<S>, ClientError>
+    where
+        F: FnMut(SocketAddr) -> Fut,
+        Fut: Future<Output = io::Result<S>>,
+    {
+        let hello = requests::hello(token)?;
+        let main =
+            connect(addr).await.map_err(|source| ClientError::Connect { addr: addr.to_string(), source })?;
+        let mut main = Pipeline::new(main, 1);
+        let (info, ports) = handshake(&mut main, &hello).await?;
+        drop(main);
+
+        let mut shards = Vec::with_capacity(ports.len());
+        for (shard, port) in ports.iter().enumerate() {
+            let shard_addr = SocketAddr::new(addr.ip(), *port);
+            let stream = connect(shard_addr)
+                .await
+                .map_err(|source| ClientError::Connect { addr: shard_addr.to_string(), source })?;
+            let mut pipeline = Pipeline::new(stream, max_in_flight);
+            let (shard_info, _) = handshake(&mut pipeline, &hello).await?;
+            if usize::from(shard_info.shard_id) != shard {
+                return Err(ClientError::ShardMismatch {
+                    port: *port,
+                    expected: shard as u16,
+                    found: shard_info.shard_id,
+                });
+            }
+            shards.push(pipeline);
+        }
+        Ok(ShardedClient { info, ports, shards, next_round_robin: 0 })
+    }
+
+    /// What the main port's HELLO said.
+    pub fn info(&self) -> &HelloInfo {
+        &self.info
+    }
+
+    /// The shard-aware port of each shard, in shard order.
+    pub fn shard_ports(&self) -> &[u16] {
+        &self.ports
+    }
+
+    /// Shards, and so pipelines.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The shard `request` goes to: the owner of its envelope, or the next in
+    /// round-robin for a request that names none.
+    pub fn route(&mut self, request: &Request<'_>) -> Result<usize, ClientError> {
+        let envelope = match request {
+            Request::Grab(body) | Request::Open(body) => body.envelope.get(),
+            Request::Query(body) => body.envelope.get(),
+            Request::Create(_) | Request::Hello { .. } | Request::Ping | Request::Stats => {
+                let shard = self.next_round_robin;
+                self.next_round_robin = (self.next_round_robin + 1) % self.shards.len();
+                return Ok(shard);
+            }
+        };
+        let shard = EnvelopeId(envelope).shard();
+        if usize::from(shard) >= self.shards.len() {
+            return Err(ClientError::NoSuchShard { shard, shard_count: self.info.shard_count });
+        }
+        Ok(usize::from(shard))
+    }
+
+    /// Pushes `request` onto the pipeline of the shard it routes to; returns
+    /// that shard and the request id. Read the answer from that shard's pipeline.
+    pub fn push(&mut self, request: &Request<'_>) -> Result<(usize, u64), ClientError> {
+        let shard = self.route(request)?;
+        let request_id = self.shards[shard].push(request)?;
+        Ok((shard, request_id))
+    }
+
+    /// Flushes every pipeline that has requests pushed, one write each.
+    pub async fn flush(&mut self) -> Result<(), ClientError> {
+        for pipeline in &mut self.shards {
+            pipeline.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// The pipeline of `shard`, if the server runs it.
+    pub fn shard_mut(&mut self, shard: usize) -> Option<&mut Pipeline<S>> {
+        self.shards.get_mut(shard)
+    }
+
+    /// Every pipeline, indexed by shard.
+    pub fn pipelines_mut(&mut self) -> &mut [Pipeline<S>] {
+        &mut self.shards
+    }
+
+    /// The pipelines, indexed by shard, e.g. to drive each from its own task.
+    pub fn into_pipelines(self) -> Vec<Pipeline<S>> {
+        self.shards
+    }
+}
+
+/// Sends HELLO on a fresh pipeline and reads the server's answer and ports.
+async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    pipeline: &mut Pipeline<S>,
+    hello: &Request<'_>,
+) -> Result<(HelloInfo, Vec<u16>), ClientError> {
+    pipeline.push(hello)?;
+    let in_flight = pipeline.in_flight();
+    let Some(answer) = pipeline.next().await? else { return Err(ClientError::Closed { in_flight }) };
+    match answer.body {
+        AnswerBody::Hello(Some((info, ports))) => Ok((info, ports.iter().collect())),
+        AnswerBody::Hello(None) => Err(ClientError::HelloRefused { status: answer.status }),
+        other => unreachable!("hello answered as {other:?}"),
+    }
+}
