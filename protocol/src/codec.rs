@@ -37,6 +37,8 @@ impl Frame<'_> {
 /// Decodes the frame at the front of `buf`, if it is whole.
 ///
 /// * `Ok(Some(frame))`: a whole, valid frame; consume `frame.wire_len()` bytes.
+///   A request's opcode is in the table; a response's opcode is the raw byte
+///   its request carried, which may not be.
 /// * `Ok(None)`: the bytes so far are a valid beginning; read more.
 /// * `Err(e)`: the bytes can never be a valid frame. If
 ///   `e.skippable_len()` is `Some(n)`, the next `n` bytes are one frame that
@@ -44,11 +46,10 @@ impl Frame<'_> {
 pub fn decode_frame(buf: &[u8]) -> Result<Option<Frame<'_>>, FrameError> {
     let Ok((header, rest)) = Header::read_from_prefix(buf) else {
         // Judge what there is of the magic early, so garbage is refused at once.
-        if let Some(first) = buf.first() {
-            if *first != crate::header::MAGIC[0] {
-                let found = [*first, buf.get(1).copied().unwrap_or(0)];
-                return Err(FrameError::BadMagic { found });
-            }
+        let seen = buf.len().min(crate::header::MAGIC.len());
+        if buf[..seen] != crate::header::MAGIC[..seen] {
+            let found = [buf[0], buf.get(1).copied().unwrap_or(0)];
+            return Err(FrameError::BadMagic { found });
         }
         return Ok(None);
     };
@@ -57,7 +58,10 @@ pub fn decode_frame(buf: &[u8]) -> Result<Option<Frame<'_>>, FrameError> {
     let Some(body) = rest.get(..body_len) else {
         return Ok(None);
     };
-    if header.opcode().is_none() {
+    // Only a request's opcode is judged: a response echoes its request's opcode
+    // byte, and the answer to an unknown opcode (or to a frame whose header was
+    // unreadable, opcode 0) must still reach the client that sent it.
+    if !header.is_response() && header.opcode().is_none() {
         return Err(FrameError::UnknownOpcode { opcode: header.opcode, frame_len: HEADER_LEN + body_len });
     }
     Ok(Some(Frame { header, body }))

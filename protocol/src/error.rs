@@ -17,7 +17,8 @@ pub enum FrameError {
     /// A flags bit without a meaning is set.
     #[error("unknown flags {flags:#04x}")]
     UnknownFlags { flags: u8 },
-    /// A reserved byte is not zero (offset within the header or body).
+    /// A reserved byte is not zero; `offset` is the byte's offset in the frame
+    /// (the header is bytes 0..24, the body starts at 24).
     #[error("reserved byte at offset {offset} is not zero")]
     ReservedNotZero { offset: usize },
     /// A response carries a status code the table does not name.

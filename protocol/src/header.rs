@@ -117,15 +117,15 @@ impl Header {
         if self.reserved0 != 0 {
             return Err(FrameError::ReservedNotZero { offset: 5 });
         }
-        if self.reserved1.get() != 0 {
-            return Err(FrameError::ReservedNotZero { offset: 12 });
+        if let Some(offset) = first_nonzero(self.reserved1.as_bytes(), 12) {
+            return Err(FrameError::ReservedNotZero { offset });
         }
         if self.is_response() {
             if Status::from_u16(self.status.get()).is_none() {
                 return Err(FrameError::UnknownStatus { status: self.status.get() });
             }
-        } else if self.status.get() != 0 {
-            return Err(FrameError::ReservedNotZero { offset: 6 });
+        } else if let Some(offset) = first_nonzero(self.status.as_bytes(), 6) {
+            return Err(FrameError::ReservedNotZero { offset });
         }
         Ok(())
     }
@@ -144,4 +144,9 @@ impl Header {
     pub fn opcode(&self) -> Option<Opcode> {
         Opcode::from_u8(self.opcode)
     }
+}
+
+/// Header offset of the first nonzero byte of a field that starts at `start`.
+fn first_nonzero(field: &[u8], start: usize) -> Option<usize> {
+    field.iter().position(|b| *b != 0).map(|i| start + i)
 }

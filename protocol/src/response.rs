@@ -99,9 +99,17 @@ pub struct Claims<'a> {
 }
 
 impl<'a> Claims<'a> {
-    /// Iterates the claims; a claim with nonzero reserved bytes is an error.
+    /// Iterates the claims; a claim with nonzero reserved bytes is an error
+    /// whose offset is that byte's offset in the frame.
     pub fn iter(&self) -> impl Iterator<Item = Result<ClaimEntry, FrameError>> + 'a {
         let opcode = self.opcode;
-        self.bytes.chunks_exact(ClaimEntry::SIZE).map(move |c| ClaimEntry::decode(opcode, c))
+        self.bytes.chunks_exact(ClaimEntry::SIZE).enumerate().map(move |(i, c)| {
+            ClaimEntry::decode(opcode, c).map_err(|e| match e {
+                FrameError::ReservedNotZero { offset } => FrameError::ReservedNotZero {
+                    offset: offset + QueryResponse::SIZE + i * ClaimEntry::SIZE,
+                },
+                other => other,
+            })
+        })
     }
 }

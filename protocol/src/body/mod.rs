@@ -57,8 +57,9 @@ macro_rules! fixed_body {
             const SIZE: usize = $size;
             fn reserved_not_zero(&self) -> Option<usize> {
                 $(
-                    if zerocopy::IntoBytes::as_bytes(&self.$field).iter().any(|b| *b != 0) {
-                        return Some($offset);
+                    let bytes = zerocopy::IntoBytes::as_bytes(&self.$field);
+                    if let Some(i) = bytes.iter().position(|b| *b != 0) {
+                        return Some($offset + i);
                     }
                 )*
                 None
