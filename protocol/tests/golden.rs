@@ -68,7 +68,8 @@ fn examples(doc: &str) -> Vec<Example> {
             if line.trim() == "```" {
                 break;
             }
-            parse_dump_line(line, &mut bytes).unwrap_or_else(|e| panic!("line {}: {e}: {line:?}", number + 1));
+            parse_dump_line(line, &mut bytes)
+                .unwrap_or_else(|e| panic!("line {}: {e}: {line:?}", number + 1));
         }
         out.push(Example { name: name.to_string(), bytes });
     }
@@ -204,7 +205,10 @@ fn check_create_request(bytes: &[u8]) {
 
 fn check_create_response(bytes: &[u8]) {
     let (response, body) = fixed_response::<CreateResponse>(bytes);
-    assert_eq!((response.opcode, response.request_id, response.status), (Opcode::Create as u8, 3, Status::Ok));
+    assert_eq!(
+        (response.opcode, response.request_id, response.status),
+        (Opcode::Create as u8, 3, Status::Ok)
+    );
     let envelope = EnvelopeId(body.envelope.get());
     assert_eq!(envelope.0, ENVELOPE);
     assert_eq!((envelope.shard(), envelope.seq()), (1, 1));
@@ -225,7 +229,10 @@ fn check_envelope_user(bytes: &[u8], opcode: Opcode, request_id: u64) {
 
 fn check_grab_response(bytes: &[u8], request_id: u64, status: Status, expected: [u64; 3]) {
     let (response, body) = fixed_response::<GrabResponse>(bytes);
-    assert_eq!((response.opcode, response.request_id, response.status), (Opcode::Grab as u8, request_id, status));
+    assert_eq!(
+        (response.opcode, response.request_id, response.status),
+        (Opcode::Grab as u8, request_id, status)
+    );
     let found = [body.hold_until_ms.get(), body.amount_cents.get(), u64::from(body.shares_free.get())];
     assert_eq!(found, expected, "hold_until_ms, amount_cents, shares_free");
 }
@@ -322,14 +329,18 @@ fn check(example: &Example) {
         "grab-request" => check_envelope_user(bytes, Opcode::Grab, 4),
         "grab-response" => check_grab_response(bytes, 4, Status::Ok, [CREATED_AT_MS + 65_000, 0, 4]),
         "grab-sold-out-response" => check_grab_response(bytes, 9, Status::SoldOut, [0, 0, 0]),
-        "grab-already-grabbed-response" => check_grab_response(bytes, 11, Status::AlreadyGrabbed, [0, 2731, 4]),
+        "grab-already-grabbed-response" => {
+            check_grab_response(bytes, 11, Status::AlreadyGrabbed, [0, 2731, 4])
+        }
         "open-request" => check_envelope_user(bytes, Opcode::Open, 5),
         "open-response" => check_open_response(bytes),
         "query-request" => check_query_request(bytes),
         "query-response" => check_query_response(bytes),
         "stats-request" => check_stats_request(bytes),
         "stats-response" => check_stats_response(bytes),
-        "malformed-frame-response" => check_error_response(bytes, Opcode::Grab as u8, 8, Status::MalformedFrame),
+        "malformed-frame-response" => {
+            check_error_response(bytes, Opcode::Grab as u8, 8, Status::MalformedFrame)
+        }
         "unknown-opcode-response" => check_error_response(bytes, 0x7f, 10, Status::UnknownOpcode),
         other => panic!("docs/PROTOCOL.md has a hex example {other:?} that golden.rs does not check"),
     }
