@@ -265,3 +265,218 @@ impl<T> Reply<T> {
         self.status == Status::Ok
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use hongbao_protocol::body::{EnvelopeState, GrabResponse};
+    use hongbao_protocol::header::Header;
+    use hongbao_protocol::{FrameError, Opcode};
+    use zerocopy::{FromZeros, IntoBytes};
+
+    use super::*;
+    use crate::test_support::{self, frame, query_frame, serve_canned, FakeConn, TEST_TIMEOUT};
+
+    fn client_for<T: Send + 'static>(
+        script: impl FnOnce(FakeConn) -> T + Send + 'static,
+    ) -> (Client, std::thread::JoinHandle<T>) {
+        let (addr, server) = test_support::spawn(script);
+        (Client::connect_timeout(addr, TEST_TIMEOUT).expect("connect"), server)
+    }
+
+    #[test]
+    fn every_call_maps_bodies_and_statuses() {
+        let (mut client, server) = client_for(serve_canned);
+
+        let info = client.hello().unwrap();
+        assert!(info.is_ok());
+        let info = info.body.unwrap();
+        assert_eq!((info.version, info.shard_count, info.shard_id), (1, 2, 0));
+        assert_eq!(info.shard_ports, vec![7401, 7402]);
+        assert_eq!(info.max_query_page, MAX_QUERY_PAGE);
+
+        assert_eq!(client.ping().unwrap(), Status::Ok);
+
+        let created = client.create(7, 1000, 10, EnvelopeKind::Random, 0).unwrap();
+        assert_eq!(created.status, Status::Ok);
+        let created = created.body.unwrap();
+        assert_eq!(created.envelope.shard(), 1);
+        assert_eq!(created.expires_at_ms, 99_000);
+        let refused = client.create(7, 1000, 0, EnvelopeKind::Fixed, 0).unwrap();
+        assert_eq!(refused, Reply { status: Status::CountOutOfRange, body: None });
+
+        let envelope = created.envelope;
+        let grabbed = client.grab(envelope, 1).unwrap();
+        assert_eq!(grabbed.status, Status::Ok);
+        assert_eq!((grabbed.body.hold_until_ms, grabbed.body.shares_free), (5000, 2));
+        let sold_out = client.grab(envelope, 2).unwrap();
+        assert_eq!(sold_out, Reply { status: Status::SoldOut, body: Grabbed::default() });
+
+        let opened = client.open(envelope, 1).unwrap();
+        assert_eq!(opened, Reply { status: Status::Ok, body: Opened { amount_cents: 123, order: 4 } });
+        let none = client.open(envelope, 3).unwrap();
+        assert_eq!(none, Reply { status: Status::NoReservation, body: Opened::default() });
+
+        let page = client.query(envelope, 1, 10).unwrap().body.unwrap();
+        assert_eq!(page.page_start, 1);
+        assert_eq!(page.summary.state, EnvelopeState::Active);
+        assert_eq!((page.summary.count, page.summary.paid_count), (5, 3));
+        assert_eq!(page.claims.iter().map(|c| c.order).collect::<Vec<_>>(), vec![2, 3]);
+        let missing = client.query(EnvelopeId(404), 0, 10).unwrap();
+        assert_eq!(missing, Reply { status: Status::NotFound, body: None });
+
+        let stats = client.stats().unwrap().body.unwrap();
+        assert_eq!((stats.shard_count, stats.requests), (1, 9));
+
+        drop(client);
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn an_answer_to_another_request_id_is_an_error() {
+        let (mut client, server) = client_for(|mut conn| {
+            let (id, _) = conn.recv().unwrap();
+            conn.send(&frame(Opcode::Ping, id + 1, Status::Ok, &[]));
+            id
+        });
+        let err = client.ping().unwrap_err();
+        let sent = server.join().unwrap();
+        assert!(
+            matches!(err, ClientError::RequestIdMismatch { expected, found } if expected == sent && found == sent + 1),
+            "{err:?}"
+        );
+    }
+
+    /// Sends one PING-shaped or GRAB-shaped request and lets `reply` answer it.
+    fn answered_by(reply: fn(u64) -> Vec<u8>, grab: bool) -> ClientError {
+        let (mut client, server) = client_for(move |mut conn| {
+            let (id, _) = conn.recv().unwrap();
+            conn.send(&reply(id));
+        });
+        let err = if grab { client.grab(EnvelopeId(1), 1).unwrap_err() } else { client.ping().unwrap_err() };
+        server.join().unwrap();
+        err
+    }
+
+    #[test]
+    fn malformed_answers_are_errors() {
+        let err = answered_by(|_| b"HTTP/1.1 400 Bad Request\r\n\r\n".to_vec(), false);
+        assert!(matches!(err, ClientError::Frame { source: FrameError::BadMagic { .. } }), "{err:?}");
+
+        // A GRAB body of the wrong size.
+        let err = answered_by(|id| frame(Opcode::Grab, id, Status::Ok, &[0; 16]), true);
+        assert!(
+            matches!(
+                err,
+                ClientError::Frame { source: FrameError::BadBodyLength { expected: 24, len: 16, .. } }
+            ),
+            "{err:?}"
+        );
+
+        // Reserved bytes of the GRAB body must be zero.
+        let err = answered_by(
+            |id| {
+                let mut body = GrabResponse::new_zeroed();
+                body.reserved.set(1);
+                frame(Opcode::Grab, id, Status::Ok, body.as_bytes())
+            },
+            true,
+        );
+        assert!(matches!(err, ClientError::Frame { source: FrameError::ReservedNotZero { .. } }), "{err:?}");
+
+        // A refused PING carries no body.
+        let err = answered_by(|id| frame(Opcode::Ping, id, Status::Busy, &[1, 2]), false);
+        assert!(matches!(err, ClientError::UnexpectedBody { opcode: Opcode::Ping, len: 2, .. }), "{err:?}");
+
+        let err = answered_by(|id| frame(Opcode::Stats, id, Status::Ok, &[]), false);
+        assert!(
+            matches!(err, ClientError::OpcodeMismatch { expected: Opcode::Ping, found: 0x20 }),
+            "{err:?}"
+        );
+
+        // The server echoing a request frame instead of answering.
+        let err = answered_by(
+            |id| {
+                let mut out = Vec::new();
+                Header::request(Opcode::Ping, id, 0).as_bytes().clone_into(&mut out);
+                out
+            },
+            false,
+        );
+        assert!(matches!(err, ClientError::Frame { source: FrameError::WrongDirection { .. } }), "{err:?}");
+
+        // Half a header, then the server hangs up.
+        let err = answered_by(|id| frame(Opcode::Ping, id, Status::Ok, &[])[..10].to_vec(), false);
+        assert!(matches!(err, ClientError::Closed { in_flight: 1 }), "{err:?}");
+    }
+
+    /// A server whose pages hold at most `page_max` claims, serving an envelope
+    /// of `count` shares with `paid` claims; returns the page starts asked for.
+    fn paging_server(count: u32, paid: u32, page_max: u32) -> impl FnOnce(FakeConn) -> Vec<u32> + Send {
+        move |mut conn| {
+            let mut starts = Vec::new();
+            while let Some((id, request)) = conn.recv() {
+                let Request::Query(q) = request else { panic!("expected QUERY, got {request:?}") };
+                assert_eq!(q.page_limit.get(), MAX_QUERY_PAGE);
+                let start = q.page_start.get();
+                starts.push(start);
+                conn.send(&query_frame(id, q.envelope.get(), count, paid, start, page_max));
+            }
+            starts
+        }
+    }
+
+    #[test]
+    fn query_all_pages_through_every_claim() {
+        // Pages smaller than the client asks for: the client must not take a
+        // short page for the last one.
+        let (mut client, server) = client_for(paging_server(3000, 2500, 1000));
+        let report = client.query_all(EnvelopeId(9)).unwrap();
+        assert!(report.is_ok());
+        let report = report.body.unwrap();
+        assert_eq!(report.summary.paid_count, 2500);
+        assert_eq!(report.claims.len(), 2500);
+        for (i, claim) in report.claims.iter().enumerate() {
+            assert_eq!((claim.user, claim.order), (1000 + i as u64, i as u32 + 1));
+        }
+        drop(client);
+        assert_eq!(server.join().unwrap(), vec![0, 1000, 2000]);
+    }
+
+    #[test]
+    fn query_all_of_an_unclaimed_envelope_takes_one_page() {
+        let (mut client, server) = client_for(paging_server(4, 0, 1000));
+        let report = client.query_all(EnvelopeId(9)).unwrap().body.unwrap();
+        assert!(report.claims.is_empty());
+        drop(client);
+        assert_eq!(server.join().unwrap(), vec![0]);
+    }
+
+    #[test]
+    fn query_all_passes_a_refusal_through() {
+        let (mut client, server) = client_for(serve_canned);
+        assert_eq!(
+            client.query_all(EnvelopeId(404)).unwrap(),
+            Reply { status: Status::NotFound, body: None }
+        );
+        drop(client);
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn query_all_refuses_an_empty_page_before_the_last_claim() {
+        let (mut client, server) = client_for(paging_server(10, 5, 0));
+        let err = client.query_all(EnvelopeId(9)).unwrap_err();
+        assert!(matches!(err, ClientError::ClaimsMissing { claims: 0, paid_count: 5 }), "{err:?}");
+        drop(client);
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn connect_to_a_closed_port_names_the_address() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let err = Client::connect_timeout(addr, TEST_TIMEOUT).unwrap_err();
+        assert!(matches!(&err, ClientError::Connect { addr: a, .. } if *a == addr.to_string()), "{err:?}");
+    }
+}

@@ -47,6 +47,8 @@ pub mod glommio_net;
 pub mod pipeline;
 pub mod requests;
 pub mod sharded;
+#[cfg(test)]
+mod test_support;
 
 pub use answer::{
     Answer, AnswerBody, Claim, ClaimPage, Created, EnvelopeSummary, Grabbed, HelloInfo, Opened, ShardStats,

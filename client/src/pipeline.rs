@@ -17,6 +17,13 @@
 //! taken by a slow answer, so finding a slot and matching an answer are both
 //! O(1), and a request id is never reused while it is in flight.
 //!
+//! A pipeline writes a whole batch before it reads any answer, and a server
+//! writes answers while it reads. If a batch were larger than the socket
+//! buffers could hold while the server sits blocked writing answers nobody
+//! reads yet, both sides would wait forever. [`MAX_IN_FLIGHT`] requests of at
+//! most 56 bytes (CREATE) make 56 KiB, under Linux's default receive buffer
+//! (`net.ipv4.tcp_rmem`, 128 KiB) on the server's side alone.
+//!
 //! After any error the connection's state is unknown: drop the pipeline.
 
 use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -28,7 +35,7 @@ use crate::error::ClientError;
 use crate::frame_buf::FrameBuf;
 
 /// The largest `max_in_flight` a pipeline may be built with.
-pub const MAX_IN_FLIGHT: usize = 4096;
+pub const MAX_IN_FLIGHT: usize = 1024;
 
 /// A sensible depth for a load generator's connection.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
@@ -182,5 +189,167 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Pipeline<S> {
 
     fn slot_index(&self, request_id: u64) -> usize {
         (request_id % self.slots.len() as u64) as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_lite::future::block_on;
+    use hongbao_protocol::body::EnvelopeKind;
+    use hongbao_protocol::{EnvelopeId, Status};
+
+    use super::*;
+    use crate::answer::{AnswerBody, Opened};
+    use crate::requests;
+    use crate::test_support::{self, canned, frame, serve_canned, BlockingStream, FakeConn};
+
+    fn pipeline_for<T: Send + 'static>(
+        max_in_flight: usize,
+        script: impl FnOnce(FakeConn) -> T + Send + 'static,
+    ) -> (Pipeline<BlockingStream>, std::thread::JoinHandle<T>) {
+        let (addr, server) = test_support::spawn(script);
+        (Pipeline::new(BlockingStream::connect(addr).expect("connect"), max_in_flight), server)
+    }
+
+    #[test]
+    fn answers_out_of_order_are_matched_by_request_id() {
+        // Reads all five requests, then answers them last first.
+        let (mut pipeline, server) = pipeline_for(8, |mut conn| {
+            let mut got = Vec::new();
+            for _ in 0..5 {
+                got.push(conn.recv().unwrap());
+            }
+            for (id, request) in got.iter().rev() {
+                conn.send(&canned(*id, request));
+            }
+            assert!(conn.recv().is_none());
+        });
+        let envelope = EnvelopeId::new(1, 1);
+        let sent = [
+            pipeline.push(&requests::grab(envelope, 1)).unwrap(),
+            pipeline.push(&requests::open(envelope, 1)).unwrap(),
+            pipeline.push(&requests::create(7, 100, 2, EnvelopeKind::Fixed, 60)).unwrap(),
+            pipeline.push(&requests::query(envelope, 0, 10)).unwrap(),
+            pipeline.push(&requests::open(envelope, 2)).unwrap(),
+        ];
+        assert_eq!(pipeline.in_flight(), 5);
+        let mut seen = Vec::new();
+        block_on(async {
+            pipeline.flush().await.unwrap();
+            assert_eq!(pipeline.unflushed_len(), 0);
+            while let Some(answer) = pipeline.next().await.unwrap() {
+                let which = sent.iter().position(|id| *id == answer.request_id).expect("an id we sent");
+                match (which, answer.body) {
+                    (0, AnswerBody::Grab(g)) => assert_eq!((answer.status, g.shares_free), (Status::Ok, 2)),
+                    (1, AnswerBody::Open(o)) => {
+                        assert_eq!((answer.status, o), (Status::Ok, Opened { amount_cents: 123, order: 4 }))
+                    }
+                    (2, AnswerBody::Create(c)) => assert_eq!(c.unwrap().envelope, envelope),
+                    (3, AnswerBody::Query(Some((summary, page)))) => {
+                        assert_eq!(summary.paid_count, 3);
+                        assert_eq!(page.iter().map(|c| c.order).collect::<Vec<_>>(), vec![1, 2, 3]);
+                    }
+                    (4, AnswerBody::Open(o)) => {
+                        assert_eq!((answer.status, o), (Status::NoReservation, Opened::default()))
+                    }
+                    other => panic!("answer {other:?} does not fit its request"),
+                }
+                seen.push(which);
+            }
+        });
+        assert_eq!(seen, vec![4, 3, 2, 1, 0]);
+        assert_eq!(pipeline.in_flight(), 0);
+        drop(pipeline);
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn an_answer_to_no_request_in_flight_is_an_error() {
+        let (mut pipeline, server) = pipeline_for(4, |mut conn| {
+            let (id, _) = conn.recv().unwrap();
+            conn.send(&frame(Opcode::Ping, id + 100, Status::Ok, &[]));
+        });
+        let id = pipeline.push(&Request::Ping).unwrap();
+        let err = block_on(async { pipeline.next().await.map(|a| a.map(|a| a.request_id)) }).unwrap_err();
+        assert!(
+            matches!(err, ClientError::UnknownRequestId { request_id } if request_id == id + 100),
+            "{err:?}"
+        );
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn the_in_flight_limit_holds_and_ids_skip_busy_slots() {
+        // Answers the second request first and the first last.
+        let (mut pipeline, server) = pipeline_for(2, |mut conn| {
+            let first = conn.recv().unwrap();
+            let second = conn.recv().unwrap();
+            conn.send(&canned(second.0, &second.1));
+            let third = conn.recv().unwrap();
+            conn.send(&canned(third.0, &third.1));
+            conn.send(&canned(first.0, &first.1));
+            [first.0, second.0, third.0]
+        });
+        let a = pipeline.push(&Request::Ping).unwrap();
+        let b = pipeline.push(&Request::Ping).unwrap();
+        let err = pipeline.push(&Request::Ping).unwrap_err();
+        assert!(matches!(err, ClientError::TooManyInFlight { in_flight: 2, max: 2 }), "{err:?}");
+        block_on(async {
+            assert_eq!(pipeline.next().await.unwrap().unwrap().request_id, b);
+            // `a` still holds its slot, so the next id is the one after it
+            // that lands on `b`'s freed slot.
+            let c = pipeline.push(&Request::Stats).unwrap();
+            assert_eq!(c, b + 2);
+            let answer = pipeline.next().await.unwrap().unwrap();
+            assert_eq!(answer.request_id, c);
+            assert!(matches!(answer.body, AnswerBody::Stats(Some(_))));
+            assert_eq!(pipeline.next().await.unwrap().unwrap().request_id, a);
+            assert!(pipeline.next().await.unwrap().is_none());
+        });
+        drop(pipeline);
+        assert_eq!(server.join().unwrap(), [a, b, b + 2]);
+    }
+
+    #[test]
+    fn many_rounds_reuse_the_buffers() {
+        // Deep enough that the answers (200 bytes each) overrun the receive
+        // buffer several times a round; shallow enough that one round of
+        // requests fits in the socket buffers (see the module doc).
+        const DEPTH: usize = 512;
+        let (mut pipeline, server) = pipeline_for(DEPTH, serve_canned);
+        block_on(async {
+            for round in 0..20u64 {
+                let mut sent = 0;
+                for i in 0..DEPTH as u64 {
+                    let envelope = EnvelopeId::new(2, round * 10_000 + i + 1);
+                    pipeline.push(&requests::query(envelope, 0, 3)).unwrap();
+                    sent += 1;
+                }
+                // Some answers may already be buffered from the read before;
+                // `next` drains those first and reads the rest.
+                let mut answered = 0;
+                while let Some(answer) = pipeline.next().await.unwrap() {
+                    assert_eq!(answer.status, Status::Ok);
+                    answered += 1;
+                }
+                assert_eq!(answered, sent);
+                assert!(pipeline.next_buffered().unwrap().is_none());
+            }
+        });
+        drop(pipeline);
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn a_hang_up_with_answers_owed_is_an_error() {
+        let (mut pipeline, server) = pipeline_for(4, |mut conn| {
+            conn.recv().unwrap();
+            conn.recv().unwrap();
+        });
+        pipeline.push(&Request::Ping).unwrap();
+        pipeline.push(&Request::Ping).unwrap();
+        let err = block_on(async { pipeline.next().await.map(|a| a.is_some()) }).unwrap_err();
+        assert!(matches!(err, ClientError::Closed { in_flight: 2 }), "{err:?}");
+        server.join().unwrap();
     }
 }

@@ -161,3 +161,102 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         other => unreachable!("hello answered as {other:?}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use futures_lite::future::block_on;
+    use hongbao_protocol::body::EnvelopeKind;
+    use hongbao_protocol::{Opcode, Status};
+
+    use super::*;
+    use crate::test_support::{self, canned, hello_frame, BlockingStream, FakeConn};
+
+    /// A shard that says it is `shard_id` (of `shard_count`) and records the
+    /// opcode of every request after HELLO.
+    fn shard(shard_id: u16, shard_count: u16) -> impl FnOnce(FakeConn) -> Vec<Opcode> + Send {
+        move |mut conn| {
+            let (id, hello) = conn.recv().unwrap();
+            assert!(matches!(hello, Request::Hello { .. }));
+            conn.send(&hello_frame(id, shard_id, &vec![1; usize::from(shard_count)]));
+            let mut seen = Vec::new();
+            while let Some((id, request)) = conn.recv() {
+                seen.push(request.opcode());
+                conn.send(&canned(id, &request));
+            }
+            seen
+        }
+    }
+
+    fn connect(addr: SocketAddr) -> Result<ShardedClient<BlockingStream>, ClientError> {
+        block_on(ShardedClient::connect(addr, &[], 16, |a| async move { BlockingStream::connect(a) }))
+    }
+
+    #[test]
+    fn requests_go_to_their_envelopes_shard_and_creates_round_robin() {
+        let (addr0, shard0) = test_support::spawn(shard(0, 2));
+        let (addr1, shard1) = test_support::spawn(shard(1, 2));
+        let ports = [addr0.port(), addr1.port()];
+        let (main, main_server) = test_support::spawn(move |mut conn| {
+            let (id, _) = conn.recv().unwrap();
+            conn.send(&hello_frame(id, 1, &ports));
+        });
+
+        let mut client = connect(main).unwrap();
+        main_server.join().unwrap();
+        assert_eq!(client.shard_count(), 2);
+        assert_eq!(client.shard_ports(), &ports);
+        assert_eq!(client.info().shard_id, 1);
+
+        let on0 = EnvelopeId::new(0, 7);
+        let on1 = EnvelopeId::new(1, 5);
+        let create = requests::create(1, 100, 1, EnvelopeKind::Random, 0);
+        assert_eq!(client.push(&create).unwrap().0, 0);
+        assert_eq!(client.push(&create).unwrap().0, 1);
+        assert_eq!(client.push(&create).unwrap().0, 0);
+        assert_eq!(client.push(&requests::grab(on1, 1)).unwrap().0, 1);
+        assert_eq!(client.push(&requests::open(on0, 1)).unwrap().0, 0);
+        assert_eq!(client.push(&requests::query(on1, 0, 1)).unwrap().0, 1);
+        let err = client.push(&requests::grab(EnvelopeId::new(9, 1), 1)).unwrap_err();
+        assert!(matches!(err, ClientError::NoSuchShard { shard: 9, shard_count: 2 }), "{err:?}");
+
+        block_on(async {
+            client.flush().await.unwrap();
+            for (shard, expected) in [(0, 3), (1, 3)] {
+                let pipeline = client.shard_mut(shard).unwrap();
+                let mut answered = 0;
+                while let Some(answer) = pipeline.next().await.unwrap() {
+                    assert_eq!(answer.status, Status::Ok);
+                    answered += 1;
+                }
+                assert_eq!(answered, expected);
+            }
+        });
+        drop(client);
+        assert_eq!(shard0.join().unwrap(), vec![Opcode::Create, Opcode::Create, Opcode::Open]);
+        assert_eq!(shard1.join().unwrap(), vec![Opcode::Create, Opcode::Grab, Opcode::Query]);
+    }
+
+    #[test]
+    fn a_port_answered_by_the_wrong_shard_is_an_error() {
+        let (addr0, shard0) = test_support::spawn(shard(1, 1));
+        let (main, main_server) = test_support::spawn(move |mut conn| {
+            let (id, _) = conn.recv().unwrap();
+            conn.send(&hello_frame(id, 0, &[addr0.port()]));
+        });
+        let err = connect(main).unwrap_err();
+        assert!(matches!(err, ClientError::ShardMismatch { expected: 0, found: 1, .. }), "{err:?}");
+        main_server.join().unwrap();
+        shard0.join().unwrap();
+    }
+
+    #[test]
+    fn a_refused_hello_is_an_error() {
+        let (main, main_server) = test_support::spawn(|mut conn| {
+            let (id, _) = conn.recv().unwrap();
+            conn.send(&test_support::frame(Opcode::Hello, id, Status::NotAuthenticated, &[]));
+        });
+        let err = connect(main).unwrap_err();
+        assert!(matches!(err, ClientError::HelloRefused { status: Status::NotAuthenticated }), "{err:?}");
+        main_server.join().unwrap();
+    }
+}
