@@ -1,12 +1,14 @@
 //! Answers as typed values: one decoder shared by the blocking client and the
 //! pipeline, so the body rules are written once.
 //!
-//! The rules: GRAB and OPEN answers carry their fixed body with every status
-//! (a refused GRAB still says how many shares are free). Every other opcode
-//! carries a body only when the status is OK; a refused one with a body is a
-//! protocol error. One leniency: a refused GRAB or OPEN with an *empty* body is
-//! read as the all-zero body, because a server that could not read the request
-//! at all (malformed frame, busy) has no body to fill in.
+//! The rules (`docs/PROTOCOL.md` section 2.5): an answer with a *frame-level*
+//! status (malformed_frame, unsupported_version, unknown_opcode,
+//! frame_too_large: the server could not read the request) has an empty body,
+//! whatever its opcode; a GRAB or OPEN answer with any other status carries its
+//! full fixed body (a refused GRAB still says how many shares are free); every
+//! other opcode carries a body only when the status is OK. Any other body
+//! length is a malformed answer. A refused GRAB or OPEN whose body is empty
+//! because the refusal was frame-level reads as the all-zero body.
 //!
 //! Everything here is `Copy` and borrows the variable parts (HELLO's ports, a
 //! QUERY page's claims) from the receive buffer: the pipeline hands out answers
@@ -261,7 +263,9 @@ pub(crate) fn decode<'a>(sent: Opcode, response: &Response<'a>) -> Result<Answer
     }
     let status = response.status;
     let refused = status != Status::Ok;
-    if refused && !matches!(sent, Opcode::Grab | Opcode::Open) && !response.body.is_empty() {
+    let body_allowed =
+        if is_frame_level(status) { false } else { !refused || matches!(sent, Opcode::Grab | Opcode::Open) };
+    if !body_allowed && !response.body.is_empty() {
         return Err(ClientError::UnexpectedBody { opcode: sent, status, len: response.body.len() });
     }
     let body = match sent {
@@ -299,9 +303,19 @@ fn refused_body(sent: Opcode) -> AnswerBody<'static> {
     }
 }
 
-/// The fixed body of a GRAB or OPEN answer; see the leniency in the module doc.
+/// Statuses with which the server could not read the request; their answers
+/// carry no body, whatever the opcode.
+fn is_frame_level(status: Status) -> bool {
+    matches!(
+        status,
+        Status::MalformedFrame | Status::UnsupportedVersion | Status::UnknownOpcode | Status::FrameTooLarge
+    )
+}
+
+/// The fixed body of a GRAB or OPEN answer: all zeros after a frame-level
+/// refusal (checked empty by the caller), else exactly the body's size.
 fn always_body<T: FixedBody + FromZeros>(response: &Response<'_>) -> Result<T, ClientError> {
-    if response.status != Status::Ok && response.body.is_empty() {
+    if is_frame_level(response.status) {
         return Ok(T::new_zeroed());
     }
     Ok(response.fixed()?)

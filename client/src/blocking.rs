@@ -332,6 +332,17 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_level_refusal_of_grab_reads_as_a_zero_body() {
+        let (mut client, server) = client_for(|mut conn| {
+            let (id, _) = conn.recv().unwrap();
+            conn.send(&frame(Opcode::Grab, id, Status::FrameTooLarge, &[]));
+        });
+        let reply = client.grab(EnvelopeId(1), 1).unwrap();
+        assert_eq!(reply, Reply { status: Status::FrameTooLarge, body: Grabbed::default() });
+        server.join().unwrap();
+    }
+
+    #[test]
     fn an_answer_to_another_request_id_is_an_error() {
         let (mut client, server) = client_for(|mut conn| {
             let (id, _) = conn.recv().unwrap();
@@ -382,6 +393,19 @@ mod tests {
             true,
         );
         assert!(matches!(err, ClientError::Frame { source: FrameError::ReservedNotZero { .. } }), "{err:?}");
+
+        // A command-level refusal of GRAB still carries the whole body...
+        let err = answered_by(|id| frame(Opcode::Grab, id, Status::NotFound, &[]), true);
+        assert!(
+            matches!(
+                err,
+                ClientError::Frame { source: FrameError::BadBodyLength { expected: 24, len: 0, .. } }
+            ),
+            "{err:?}"
+        );
+        // ...and a frame-level one carries none.
+        let err = answered_by(|id| frame(Opcode::Grab, id, Status::MalformedFrame, &[0; 24]), true);
+        assert!(matches!(err, ClientError::UnexpectedBody { opcode: Opcode::Grab, len: 24, .. }), "{err:?}");
 
         // A refused PING carries no body.
         let err = answered_by(|id| frame(Opcode::Ping, id, Status::Busy, &[1, 2]), false);

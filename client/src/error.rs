@@ -41,7 +41,8 @@ pub enum ClientError {
     /// The answer's opcode is not the request's.
     #[error("response opcode {found:#04x} answers a {expected} request")]
     OpcodeMismatch { expected: Opcode, found: u8 },
-    /// Only GRAB and OPEN answers carry a body when refused.
+    /// A refused answer carries a body its status does not allow: only GRAB
+    /// and OPEN refused at command level do.
     #[error("{opcode} response with status {status} carries {len} body bytes")]
     UnexpectedBody { opcode: Opcode, status: Status, len: usize },
     /// An enumerated field holds a value the protocol does not name.

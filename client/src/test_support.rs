@@ -143,7 +143,7 @@ pub(crate) fn query_frame(id: u64, envelope: u64, count: u32, paid: u32, start: 
 /// The canned answer of a well-behaved server to `request`:
 /// * CREATE: OK with envelope `(1 << 48) | 1`, refused with `count_out_of_range` when count is 0;
 /// * GRAB: OK for user 1 (held until 5000), `sold_out` for anyone else (with a body);
-/// * OPEN: OK for user 1 (123 cents, 4th), `no_reservation` with an empty body otherwise;
+/// * OPEN: OK for user 1 (123 cents, 4th), `no_reservation` otherwise;
 /// * QUERY: 3 of 5 shares paid, or `not_found` for envelope 404;
 /// * STATS: shard 0 with 9 requests.
 pub(crate) fn canned(id: u64, request: &Request<'_>) -> Vec<u8> {
@@ -171,7 +171,9 @@ pub(crate) fn canned(id: u64, request: &Request<'_>) -> Vec<u8> {
                 OpenResponse { amount_cents: U64::new(123), order: U32::new(4), reserved: U32::new(0) };
             frame(Opcode::Open, id, Status::Ok, body.as_bytes())
         }
-        Request::Open(_) => frame(Opcode::Open, id, Status::NoReservation, &[]),
+        Request::Open(_) => {
+            frame(Opcode::Open, id, Status::NoReservation, OpenResponse::new_zeroed().as_bytes())
+        }
         Request::Query(q) if q.envelope.get() == 404 => frame(Opcode::Query, id, Status::NotFound, &[]),
         Request::Query(q) => query_frame(id, q.envelope.get(), 5, 3, q.page_start.get(), q.page_limit.get()),
         Request::Stats => {

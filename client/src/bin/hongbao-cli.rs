@@ -1,1 +1,682 @@
-fn main() {}
+//! hongbao-cli: one request to a hongbao server from the shell.
+//!
+//! Each subcommand opens a blocking connection to the main port, sends one
+//! request (or, for `query`, every page; for `stats`, one STATS per shard-aware
+//! port), and prints the answer: human text by default, or exactly one JSON
+//! object with `--json`, which always has a `status` field named by
+//! `Status::name()` so scripts can branch on it.
+//!
+//! Exit codes: 0 when the server did what was asked, 1 when it refused (the
+//! status is printed: human text to stderr, JSON still to stdout), 2 when the
+//! connection or the protocol failed (the JSON status is then "error").
+
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::{Parser, Subcommand};
+use hongbao_client::{
+    Client, ClientError, Created, EnvelopeId, EnvelopeKind, EnvelopeReport, Grabbed, Opened, Reply,
+    ShardStats, Status,
+};
+use serde_json::{json, Value};
+
+/// Exit code when the server refused the request.
+const EXIT_REFUSED: u8 = 1;
+/// Exit code when the connection or the protocol failed.
+const EXIT_ERROR: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(name = "hongbao-cli", version, about = "Send one request to a hongbao red-envelope server")]
+struct Cli {
+    /// The server's main port.
+    #[arg(long, global = true, value_name = "HOST:PORT", default_value = "127.0.0.1:7400")]
+    server: String,
+    /// Print exactly one JSON object, always with a "status" field, instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Seconds to wait to connect and for each answer.
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 5)]
+    timeout: u64,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check that the server answers.
+    Ping,
+    /// Create an envelope of --total cents in --count shares.
+    Create {
+        /// The sending user's id (not 0).
+        #[arg(long, value_name = "USER")]
+        sender: u64,
+        /// Money to put in, in cents.
+        #[arg(long, value_name = "CENTS")]
+        total: u64,
+        /// Number of shares.
+        #[arg(long, value_name = "N")]
+        count: u32,
+        /// Split into equal shares instead of random ("lucky") ones.
+        #[arg(long)]
+        fixed: bool,
+        /// Seconds until the envelope expires; 0 takes the server's default.
+        #[arg(long, value_name = "SECS", default_value_t = 0)]
+        expires_in: u32,
+    },
+    /// Reserve one share of an envelope for a user.
+    Grab {
+        /// The envelope's id.
+        #[arg(long, value_name = "ID")]
+        envelope: u64,
+        /// The grabbing user's id (not 0).
+        #[arg(long, value_name = "USER")]
+        user: u64,
+    },
+    /// Turn a user's reservation into a paid amount.
+    Open {
+        /// The envelope's id.
+        #[arg(long, value_name = "ID")]
+        envelope: u64,
+        /// The opening user's id (not 0).
+        #[arg(long, value_name = "USER")]
+        user: u64,
+    },
+    /// Show an envelope's totals, state, best-luck user and every claim.
+    Query {
+        /// The envelope's id.
+        #[arg(long, value_name = "ID")]
+        envelope: u64,
+    },
+    /// Show each shard's counters and their totals.
+    Stats,
+}
+
+/// What a command prints: one JSON object, or text for a person.
+#[derive(Debug)]
+struct Outcome {
+    status: Status,
+    json: Value,
+    human: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    ExitCode::from(run(&cli, &mut io::stdout().lock(), &mut io::stderr().lock()))
+}
+
+/// Runs `cli` and prints to `out` and `err`; returns the exit code.
+fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    // Printing errors (a closed pipe) are ignored: the exit code still tells.
+    match execute(cli) {
+        Ok(outcome) => {
+            let ok = outcome.status == Status::Ok;
+            if cli.json {
+                let _ = writeln!(out, "{}", outcome.json);
+            } else if ok {
+                let _ = writeln!(out, "{}", outcome.human);
+            } else {
+                let _ = writeln!(err, "{}", outcome.human);
+            }
+            if ok {
+                0
+            } else {
+                EXIT_REFUSED
+            }
+        }
+        Err(e) => {
+            let _ = writeln!(err, "hongbao-cli: {e}");
+            if cli.json {
+                let _ = writeln!(out, "{}", json!({ "status": "error", "error": e.to_string() }));
+            }
+            EXIT_ERROR
+        }
+    }
+}
+
+fn execute(cli: &Cli) -> Result<Outcome, ClientError> {
+    let timeout = Duration::from_secs(cli.timeout.max(1));
+    let mut client = Client::connect_timeout(cli.server.as_str(), timeout)?;
+    Ok(match cli.command {
+        Command::Ping => ping(client.ping()?, &cli.server),
+        Command::Create { sender, total, count, fixed, expires_in } => {
+            let kind = if fixed { EnvelopeKind::Fixed } else { EnvelopeKind::Random };
+            let reply = client.create(sender, total, count, kind, expires_in)?;
+            created(&reply, sender, total, count, kind)
+        }
+        Command::Grab { envelope, user } => {
+            grabbed(&client.grab(EnvelopeId(envelope), user)?, envelope, user)
+        }
+        Command::Open { envelope, user } => opened(&client.open(EnvelopeId(envelope), user)?, envelope, user),
+        Command::Query { envelope } => queried(&client.query_all(EnvelopeId(envelope))?, envelope),
+        Command::Stats => stats(&mut client, timeout)?,
+    })
+}
+
+fn ping(status: Status, server: &str) -> Outcome {
+    let human = if status == Status::Ok { format!("pong from {server}") } else { refused("ping", status) };
+    Outcome { status, json: json!({ "status": status.name() }), human }
+}
+
+fn created(
+    reply: &Reply<Option<Created>>,
+    sender: u64,
+    total: u64,
+    count: u32,
+    kind: EnvelopeKind,
+) -> Outcome {
+    let status = reply.status;
+    let Some(c) = reply.body else {
+        let json = json!({ "status": status.name(), "envelope": null });
+        return Outcome { status, json, human: refused("create", status) };
+    };
+    let json = json!({
+        "status": status.name(),
+        "envelope": c.envelope.0,
+        "shard": c.envelope.shard(),
+        "expires_at_ms": c.expires_at_ms,
+    });
+    let human = format!(
+        "created envelope {} on shard {}: {total} cents in {count} {} shares from sender {sender}, expires {}",
+        c.envelope,
+        c.envelope.shard(),
+        kind.name(),
+        time(c.expires_at_ms),
+    );
+    Outcome { status, json, human }
+}
+
+fn grabbed(reply: &Reply<Grabbed>, envelope: u64, user: u64) -> Outcome {
+    let (status, g) = (reply.status, reply.body);
+    let json = json!({
+        "status": status.name(),
+        "envelope": envelope,
+        "user": user,
+        "hold_until_ms": g.hold_until_ms,
+        "amount_cents": g.amount_cents,
+        "shares_free": g.shares_free,
+    });
+    let detail = if g.amount_cents > 0 {
+        format!("already opened for {} cents", g.amount_cents)
+    } else if g.hold_until_ms > 0 {
+        format!("share held until {}", time(g.hold_until_ms))
+    } else {
+        "no share held".to_string()
+    };
+    let human = match status {
+        Status::Ok => format!("grabbed: {detail} ({} shares free)", g.shares_free),
+        _ => format!("{}: {detail} ({} shares free)", refused("grab", status), g.shares_free),
+    };
+    Outcome { status, json, human }
+}
+
+fn opened(reply: &Reply<Opened>, envelope: u64, user: u64) -> Outcome {
+    let (status, o) = (reply.status, reply.body);
+    let json = json!({
+        "status": status.name(),
+        "envelope": envelope,
+        "user": user,
+        "amount_cents": o.amount_cents,
+        "order": o.order,
+    });
+    let human = match status {
+        Status::Ok => format!("opened: {} cents (#{} to open)", o.amount_cents, o.order),
+        _ => refused("open", status),
+    };
+    Outcome { status, json, human }
+}
+
+fn queried(reply: &Reply<Option<EnvelopeReport>>, envelope: u64) -> Outcome {
+    let status = reply.status;
+    let Some(report) = &reply.body else {
+        let json = json!({ "status": status.name(), "envelope": envelope });
+        return Outcome { status, json, human: refused("query", status) };
+    };
+    let s = &report.summary;
+    let claims: Vec<Value> = report
+        .claims
+        .iter()
+        .map(|c| json!({ "user": c.user, "amount_cents": c.amount_cents, "order": c.order }))
+        .collect();
+    let json = json!({
+        "status": status.name(),
+        "envelope": s.envelope.0,
+        "sender": s.sender,
+        "total_cents": s.total_cents,
+        "count": s.count,
+        "paid_count": s.paid_count,
+        "paid_cents": s.paid_cents,
+        "remaining_cents": s.remaining_cents,
+        "refunded_cents": s.refunded_cents,
+        "reserved_count": s.reserved_count,
+        "state": s.state.name(),
+        "kind": s.kind.name(),
+        "created_at_ms": s.created_at_ms,
+        "expires_at_ms": s.expires_at_ms,
+        "best_user": s.best_user,
+        "best_amount_cents": s.best_amount_cents,
+        "claims": claims,
+    });
+    let mut human = format!(
+        "envelope {} (shard {}): {}, {}\n\
+         \x20 sender      {}\n\
+         \x20 total       {} cents in {} shares\n\
+         \x20 paid        {} cents in {} shares\n\
+         \x20 remaining   {} cents\n\
+         \x20 refunded    {} cents\n\
+         \x20 reserved    {} shares\n\
+         \x20 created     {}\n\
+         \x20 expires     {}\n",
+        s.envelope,
+        s.envelope.shard(),
+        s.state.name(),
+        s.kind.name(),
+        s.sender,
+        s.total_cents,
+        s.count,
+        s.paid_cents,
+        s.paid_count,
+        s.remaining_cents,
+        s.refunded_cents,
+        s.reserved_count,
+        time(s.created_at_ms),
+        time(s.expires_at_ms),
+    );
+    if s.best_user == 0 {
+        human.push_str("  best luck   nobody yet\n");
+    } else {
+        human.push_str(&format!("  best luck   user {} with {} cents\n", s.best_user, s.best_amount_cents));
+    }
+    human.push_str(&format!(
+        "claims ({}):\n  {:>6}  {:>20}  {:>12}",
+        report.claims.len(),
+        "order",
+        "user",
+        "cents"
+    ));
+    for c in &report.claims {
+        human.push_str(&format!("\n  {:>6}  {:>20}  {:>12}", c.order, c.user, c.amount_cents));
+    }
+    Outcome { status, json, human }
+}
+
+/// HELLO on the main port for the shard map, then STATS on each shard-aware
+/// port of the same host: STATS answers for the shard that receives it only.
+fn stats(client: &mut Client, timeout: Duration) -> Result<Outcome, ClientError> {
+    let hello = client.hello()?;
+    let Some(info) = hello.body else {
+        let json = json!({ "status": hello.status.name(), "shards": [] });
+        return Ok(Outcome { status: hello.status, json, human: refused("hello", hello.status) });
+    };
+    let host = client.peer_addr()?.ip();
+    let mut shards = Vec::with_capacity(info.shard_ports.len());
+    for port in &info.shard_ports {
+        let mut shard = Client::connect_timeout(SocketAddr::new(host, *port), timeout)?;
+        let reply = shard.stats()?;
+        match reply.body {
+            Some(s) => shards.push(s),
+            None => {
+                let json = json!({ "status": reply.status.name(), "shards": shards_json(&shards) });
+                let human = format!("{} (port {port})", refused("stats", reply.status));
+                return Ok(Outcome { status: reply.status, json, human });
+            }
+        }
+    }
+    Ok(stats_outcome(&shards))
+}
+
+fn stats_outcome(shards: &[ShardStats]) -> Outcome {
+    let total = total(shards);
+    let json =
+        json!({ "status": Status::Ok.name(), "shards": shards_json(shards), "total": stats_json(&total) });
+    let mut human = format!(
+        "{:>5} {:>10} {:>6} {:>21} {:>21} {:>12} {:>10} {:>10} {:>10} {:>10} {:>8} {:>14} {:>14}",
+        "shard",
+        "uptime_s",
+        "conns",
+        "envelopes/max",
+        "claims/max",
+        "requests",
+        "fwd_out",
+        "fwd_in",
+        "creates",
+        "opens",
+        "expired",
+        "bytes_in",
+        "bytes_out"
+    );
+    for s in shards {
+        human.push('\n');
+        human.push_str(&stats_row(&s.shard_id.to_string(), s));
+    }
+    human.push('\n');
+    human.push_str(&stats_row("total", &total));
+    Outcome { status: Status::Ok, json, human }
+}
+
+fn stats_row(name: &str, s: &ShardStats) -> String {
+    format!(
+        "{name:>5} {:>10} {:>6} {:>21} {:>21} {:>12} {:>10} {:>10} {:>10} {:>10} {:>8} {:>14} {:>14}",
+        s.uptime_ms / 1000,
+        s.connections,
+        format!("{}/{}", s.envelopes, s.envelopes_max),
+        format!("{}/{}", s.claims, s.claims_max),
+        s.requests,
+        s.forwarded_out,
+        s.forwarded_in,
+        s.creates,
+        s.opens,
+        s.expired,
+        s.bytes_in,
+        s.bytes_out,
+    )
+}
+
+/// Counters added up over shards; uptime is the longest.
+fn total(shards: &[ShardStats]) -> ShardStats {
+    let mut t = ShardStats { shard_count: shards.len() as u16, ..ShardStats::default() };
+    for s in shards {
+        t.uptime_ms = t.uptime_ms.max(s.uptime_ms);
+        t.connections += s.connections;
+        t.envelopes += s.envelopes;
+        t.envelopes_max += s.envelopes_max;
+        t.claims += s.claims;
+        t.claims_max += s.claims_max;
+        t.requests += s.requests;
+        t.forwarded_out += s.forwarded_out;
+        t.forwarded_in += s.forwarded_in;
+        t.creates += s.creates;
+        t.opens += s.opens;
+        t.expired += s.expired;
+        t.bytes_in += s.bytes_in;
+        t.bytes_out += s.bytes_out;
+    }
+    t
+}
+
+fn shards_json(shards: &[ShardStats]) -> Vec<Value> {
+    shards.iter().map(stats_json).collect()
+}
+
+fn stats_json(s: &ShardStats) -> Value {
+    json!({
+        "shard_id": s.shard_id,
+        "shard_count": s.shard_count,
+        "uptime_ms": s.uptime_ms,
+        "connections": s.connections,
+        "envelopes": s.envelopes,
+        "envelopes_max": s.envelopes_max,
+        "claims": s.claims,
+        "claims_max": s.claims_max,
+        "requests": s.requests,
+        "forwarded_out": s.forwarded_out,
+        "forwarded_in": s.forwarded_in,
+        "creates": s.creates,
+        "opens": s.opens,
+        "expired": s.expired,
+        "bytes_in": s.bytes_in,
+        "bytes_out": s.bytes_out,
+    })
+}
+
+fn refused(what: &str, status: Status) -> String {
+    format!("{what} refused: {status}")
+}
+
+/// A Unix-ms time as UTC with how far it is from now, e.g.
+/// "2026-01-01 01:00:00.000 UTC (in 3599 s)"; 0 means "never set".
+fn time(ms: u64) -> String {
+    if ms == 0 {
+        return "-".to_string();
+    }
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let relative = if ms >= now_ms {
+        format!("in {} s", (ms - now_ms) / 1000)
+    } else {
+        format!("{} s ago", (now_ms - ms) / 1000)
+    };
+    format!("{} ({relative})", utc(ms))
+}
+
+/// Unix ms as "YYYY-MM-DD hh:mm:ss.mmm UTC".
+fn utc(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, day_secs) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    let (h, min, s) = (day_secs / 3600, day_secs % 3600 / 60, day_secs % 60);
+    format!("{y:04}-{m:02}-{d:02} {h:02}:{min:02}:{s:02}.{:03} UTC", ms % 1000)
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard
+/// Hinnant's `civil_from_days`), so the CLI needs no date crate.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::net::TcpListener;
+    use std::thread::JoinHandle;
+
+    use clap::CommandFactory;
+    use hongbao_client::{Claim, EnvelopeState, EnvelopeSummary};
+    use hongbao_protocol::body::{GrabResponse, HelloResponse, StatsResponse};
+    use hongbao_protocol::codec::write_response;
+    use hongbao_protocol::{decode_frame, Opcode, Request};
+    use zerocopy::little_endian::{U16, U32, U64};
+    use zerocopy::{FromZeros, IntoBytes};
+
+    use super::*;
+
+    /// Serves one connection: each request is answered by `answer`.
+    fn serve<F>(answer: F) -> (SocketAddr, JoinHandle<()>)
+    where
+        F: Fn(u64, &Request<'_>) -> Vec<u8> + Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let handle = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut buf = Vec::new();
+            loop {
+                while let Some(frame) = decode_frame(&buf).unwrap() {
+                    let len = frame.wire_len();
+                    let reply = answer(frame.request_id(), &Request::decode(&frame).unwrap());
+                    stream.write_all(&reply).unwrap();
+                    buf.drain(..len);
+                }
+                let mut chunk = [0u8; 4096];
+                match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+        });
+        (addr, handle)
+    }
+
+    fn response(opcode: Opcode, id: u64, status: Status, parts: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_response(&mut out, opcode as u8, id, status, parts);
+        out
+    }
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("hongbao-cli").chain(args.iter().copied())).unwrap()
+    }
+
+    /// Runs the CLI; returns the exit code, stdout and stderr.
+    fn run_cli(args: &[&str]) -> (u8, String, String) {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = run(&cli(args), &mut out, &mut err);
+        (code, String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap())
+    }
+
+    #[test]
+    fn every_flag_has_help_and_the_parser_is_sound() {
+        Cli::command().debug_assert();
+        for sub in Cli::command().get_subcommands() {
+            for arg in sub.get_arguments() {
+                assert!(arg.get_help().is_some(), "{} --{} has no help", sub.get_name(), arg.get_id());
+            }
+        }
+        let parsed = cli(&["create", "--sender", "1", "--total", "100", "--count", "2", "--fixed", "--json"]);
+        assert!(parsed.json);
+        assert_eq!(parsed.server, "127.0.0.1:7400");
+        assert!(matches!(parsed.command, Command::Create { fixed: true, expires_in: 0, count: 2, .. }));
+    }
+
+    #[test]
+    fn times_print_as_utc() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00.000 UTC");
+        assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00.000 UTC");
+        assert_eq!(utc(1_767_229_200_123), "2026-01-01 01:00:00.123 UTC");
+        assert_eq!(utc(4_102_444_799_000), "2099-12-31 23:59:59.000 UTC");
+        assert_eq!(time(0), "-");
+    }
+
+    #[test]
+    fn open_and_query_outcomes() {
+        let ok = opened(&Reply { status: Status::Ok, body: Opened { amount_cents: 123, order: 4 } }, 9, 1);
+        assert_eq!(ok.human, "opened: 123 cents (#4 to open)");
+        assert_eq!(ok.json["amount_cents"], 123);
+
+        let summary = EnvelopeSummary {
+            envelope: EnvelopeId::new(1, 1),
+            sender: 7,
+            total_cents: 300,
+            count: 3,
+            paid_count: 2,
+            paid_cents: 250,
+            remaining_cents: 50,
+            refunded_cents: 0,
+            reserved_count: 1,
+            state: EnvelopeState::Active,
+            kind: EnvelopeKind::Random,
+            created_at_ms: 1000,
+            expires_at_ms: 2000,
+            best_user: 42,
+            best_amount_cents: 200,
+        };
+        let claims = vec![
+            Claim { user: 41, amount_cents: 50, order: 1 },
+            Claim { user: 42, amount_cents: 200, order: 2 },
+        ];
+        let report = Reply { status: Status::Ok, body: Some(EnvelopeReport { summary, claims }) };
+        let q = queried(&report, (1 << 48) | 1);
+        for key in [
+            "status",
+            "envelope",
+            "sender",
+            "total_cents",
+            "count",
+            "paid_count",
+            "paid_cents",
+            "remaining_cents",
+            "refunded_cents",
+            "reserved_count",
+            "state",
+            "kind",
+            "created_at_ms",
+            "expires_at_ms",
+            "best_user",
+            "best_amount_cents",
+            "claims",
+        ] {
+            assert!(q.json.get(key).is_some(), "query json lacks {key}");
+        }
+        assert_eq!(q.json["status"], "ok");
+        assert_eq!(q.json["envelope"], (1u64 << 48) | 1);
+        assert_eq!(q.json["state"], "active");
+        assert_eq!(q.json["claims"][1], json!({ "user": 42, "amount_cents": 200, "order": 2 }));
+        assert!(q.human.contains("best luck   user 42 with 200 cents"), "{}", q.human);
+        assert!(q.human.contains("claims (2):"), "{}", q.human);
+    }
+
+    #[test]
+    fn a_refusal_exits_1_and_prints_its_status() {
+        let sold_out = |id: u64, _: &Request<'_>| {
+            response(Opcode::Grab, id, Status::SoldOut, &[GrabResponse::new_zeroed().as_bytes()])
+        };
+        let (addr, server) = serve(sold_out);
+        let server_arg = addr.to_string();
+        let (code, out, err) = run_cli(&["grab", "--envelope", "5", "--user", "3", "--server", &server_arg]);
+        server.join().unwrap();
+        assert_eq!(code, 1);
+        assert!(out.is_empty());
+        assert!(err.starts_with("grab refused: sold_out"), "{err}");
+
+        let (addr, server) = serve(sold_out);
+        let server_arg = addr.to_string();
+        let (code, out, _) =
+            run_cli(&["--json", "grab", "--envelope", "5", "--user", "3", "--server", &server_arg]);
+        server.join().unwrap();
+        assert_eq!(code, 1);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["status"], "sold_out");
+        assert_eq!((v["hold_until_ms"].as_u64(), v["shares_free"].as_u64()), (Some(0), Some(0)));
+    }
+
+    #[test]
+    fn a_connection_failure_exits_2() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        drop(listener);
+        let (code, out, err) = run_cli(&["ping", "--json", "--server", &addr]);
+        assert_eq!(code, 2);
+        assert!(err.contains(&addr), "{err}");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["status"], "error");
+    }
+
+    #[test]
+    fn stats_asks_every_shard_and_adds_them_up() {
+        let shard = |shard_id: u16| {
+            move |id: u64, request: &Request<'_>| {
+                assert!(matches!(request, Request::Stats));
+                let mut s = StatsResponse::new_zeroed();
+                s.shard_id = U16::new(shard_id);
+                s.shard_count = U16::new(2);
+                s.requests = U64::new(10 + u64::from(shard_id));
+                s.uptime_ms = U64::new(1000 * u64::from(shard_id + 1));
+                response(Opcode::Stats, id, Status::Ok, &[s.as_bytes()])
+            }
+        };
+        let (addr0, shard0) = serve(shard(0));
+        let (addr1, shard1) = serve(shard(1));
+        let ports: Vec<u8> = [addr0.port(), addr1.port()].iter().flat_map(|p| p.to_le_bytes()).collect();
+        let (main, main_server) = serve(move |id, request| {
+            assert!(matches!(request, Request::Hello { .. }));
+            let mut h = HelloResponse::new_zeroed();
+            h.version = hongbao_protocol::VERSION;
+            h.shard_count = U16::new(2);
+            h.max_body_len = U32::new(65_536);
+            h.max_query_page = U32::new(1024);
+            response(Opcode::Hello, id, Status::Ok, &[h.as_bytes(), &ports])
+        });
+        let main_arg = main.to_string();
+        let (code, out, err) = run_cli(&["stats", "--json", "--server", &main_arg]);
+        for server in [main_server, shard0, shard1] {
+            server.join().unwrap();
+        }
+        assert_eq!(code, 0, "{err}");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["status"], "ok");
+        assert_eq!(v["shards"].as_array().unwrap().len(), 2);
+        assert_eq!(v["shards"][1]["shard_id"], 1);
+        assert_eq!(v["total"]["requests"], 21);
+        assert_eq!(v["total"]["uptime_ms"], 2000);
+    }
+}
