@@ -236,7 +236,8 @@ impl Client {
     /// to this request.
     fn call(&mut self, request: &Request<'_>) -> Result<Answer<'_>, ClientError> {
         let request_id = self.next_request_id;
-        self.next_request_id = self.next_request_id.wrapping_add(1);
+        // Id 0 is the server's for errors it cannot tie to a request.
+        self.next_request_id = self.next_request_id.wrapping_add(1).max(1);
         self.wbuf.clear();
         request.encode(request_id, &mut self.wbuf);
         self.stream.write_all(&self.wbuf)?;

@@ -1,5 +1,5 @@
 //! The one error type of the client. A refused request is not here: it is an
-//! answer, carried as a [`Status`](hongbao_protocol::Status) beside its body.
+//! answer, carried as a [`Status`] beside its body.
 //! What is here means the conversation itself failed (I/O) or the server said
 //! something the protocol does not allow, after which the connection cannot be
 //! trusted and should be dropped.

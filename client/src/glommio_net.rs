@@ -38,3 +38,36 @@ pub async fn connect_sharded(
 ) -> Result<ShardedClient<TcpStream>, ClientError> {
     ShardedClient::connect(addr, token, max_in_flight, connect_stream).await
 }
+
+#[cfg(test)]
+mod tests {
+    use glommio::LocalExecutorBuilder;
+    use hongbao_protocol::Status;
+
+    use super::*;
+    use crate::requests;
+    use crate::test_support::{self, hello_frame, serve_canned};
+
+    #[test]
+    fn a_sharded_client_runs_on_glommio() {
+        let (shard0, server0) = test_support::spawn(|mut conn| {
+            let (id, _) = conn.recv().unwrap();
+            conn.send(&hello_frame(id, 0, &[1]));
+            serve_canned(conn);
+        });
+        let (main, main_server) = test_support::spawn(move |mut conn| {
+            let (id, _) = conn.recv().unwrap();
+            conn.send(&hello_frame(id, 0, &[shard0.port()]));
+        });
+        let executor = LocalExecutorBuilder::default().make().expect("glommio executor");
+        executor.run(async move {
+            let mut client = connect_sharded(main, &[], 8).await.unwrap();
+            client.push(&requests::grab(hongbao_protocol::EnvelopeId::new(0, 1), 1)).unwrap();
+            client.flush().await.unwrap();
+            let answer = client.shard_mut(0).unwrap().next().await.unwrap().unwrap();
+            assert_eq!(answer.status, Status::Ok);
+        });
+        main_server.join().unwrap();
+        server0.join().unwrap();
+    }
+}

@@ -84,12 +84,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Pipeline<S> {
         if self.in_flight == max {
             return Err(ClientError::TooManyInFlight { in_flight: self.in_flight, max });
         }
-        // A free slot exists, so at most `max` ids are skipped.
+        // A free slot exists, so at most `max + 1` ids are skipped.
         let (request_id, index) = loop {
             let id = self.next_request_id;
             self.next_request_id = self.next_request_id.wrapping_add(1);
             let index = self.slot_index(id);
-            if self.slots[index].is_none() {
+            // Id 0 is the server's for errors it cannot tie to a request.
+            if id != 0 && self.slots[index].is_none() {
                 break (id, index);
             }
         };

@@ -78,6 +78,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ShardedClient<S> {
             }
             shards.push(pipeline);
         }
+        // The codec refuses a HELLO with no shards, so round-robin has a shard to pick.
+        assert!(!shards.is_empty() && shards.len() == usize::from(info.shard_count));
         Ok(ShardedClient { info, ports, shards, next_round_robin: 0 })
     }
 
