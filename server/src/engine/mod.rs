@@ -359,11 +359,14 @@ impl Engine {
             self.timers.pop();
             ran += 1;
             let Some(env) = self.envelopes.get_mut(&id) else { continue };
+            // Expire first even when eviction is due too (a tick that comes
+            // late, a backlog, retention 0): the refund is recorded, and only
+            // finished or expired envelopes are evicted.
+            expire_if_due(env, &mut self.holdings, &mut self.counters, now_ms);
             let evict_at_ms = env.expires_at_ms + retention_ms;
             if now_ms >= evict_at_ms {
                 self.evict(id);
             } else {
-                expire_if_due(env, &mut self.holdings, &mut self.counters, now_ms);
                 self.timers.push(Reverse((evict_at_ms, id)));
             }
         }
