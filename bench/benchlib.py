@@ -1,0 +1,367 @@
+"""Helpers shared by bench/run and bench/callgrind (Python standard library only).
+
+Processes, ports, packages, the release build, a tiny Redis client, machine
+facts. Every process a bench script starts is registered here and stopped on
+exit, on Ctrl-C and on SIGTERM, so no server outlives its benchmark.
+"""
+
+import atexit
+import json
+import resource
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+ROOT_DIR = os.path.dirname(BENCH_DIR)
+CRATES = ("hongbao-server", "hongbao-loadgen", "hongbao-client")
+
+# Seconds a server may take to say it is ready (valgrind makes start-up slow).
+READY_SECS_MAX = 120.0
+# Seconds a stopped server gets to exit before it is killed.
+STOP_SECS_MAX = 15.0
+
+
+def log(message):
+    """Progress goes to stderr, so stdout holds only the results."""
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def fail(message, code=2):
+    log(f"error: {message}")
+    sys.exit(code)
+
+
+# ---------------------------------------------------------------- processes
+
+_children = []
+
+
+def _stop(proc):
+    if proc.poll() is not None:
+        return
+    try:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=STOP_SECS_MAX)
+    except subprocess.TimeoutExpired:
+        log(f"pid {proc.pid} did not stop in {STOP_SECS_MAX:.0f} s; killing it")
+        proc.kill()
+        proc.wait()
+    except ProcessLookupError:
+        pass
+
+
+def cleanup():
+    """Stops every child still running, newest first."""
+    while _children:
+        _stop(_children.pop())
+
+
+def _on_signal(signum, _frame):
+    log(f"signal {signum}: stopping servers")
+    cleanup()
+    sys.exit(128 + signum)
+
+
+atexit.register(cleanup)
+signal.signal(signal.SIGINT, _on_signal)
+signal.signal(signal.SIGTERM, _on_signal)
+
+
+def start(argv, log_path, cwd=None):
+    """Starts a long-running process with stdout and stderr going to log_path."""
+    out = open(log_path, "ab")
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
+    out.close()
+    _children.append(proc)
+    return proc
+
+
+def stop(proc):
+    """Stops one child started with start()."""
+    _stop(proc)
+    if proc in _children:
+        _children.remove(proc)
+
+
+def wait_for_line(proc, log_path, needle, secs=READY_SECS_MAX):
+    """Waits until log_path holds needle; fails if the process exits first."""
+    deadline = time.monotonic() + secs
+    while time.monotonic() < deadline:
+        with open(log_path, "rb") as f:
+            if needle.encode() in f.read():
+                return
+        if proc.poll() is not None:
+            fail(f"{proc.args[0]} exited with {proc.returncode} before it was ready; see {log_path}:\n"
+                 + tail(log_path))
+        time.sleep(0.05)
+    fail(f"no '{needle}' from {' '.join(proc.args)} within {secs:.0f} s; see {log_path}")
+
+
+def tail(path, lines=15):
+    try:
+        with open(path, "r", errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def run(argv, **kwargs):
+    """Runs a command to completion, echoing it first."""
+    log("$ " + " ".join(argv))
+    kwargs.setdefault("stdout", sys.stderr)
+    return subprocess.run(argv, **kwargs)
+
+
+# -------------------------------------------------------------------- ports
+
+def _bindable(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def free_ports(count=1):
+    """Returns the first of `count` consecutive free TCP ports on 127.0.0.1
+    (hongbao needs its main port and the shard port right after it)."""
+    for _ in range(200):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind(("127.0.0.1", 0))
+        first = s.getsockname()[1]
+        s.close()
+        if first + count - 1 <= 65535 and all(_bindable(first + i) for i in range(count)):
+            return first
+    fail(f"found no {count} consecutive free ports")
+
+
+# ------------------------------------------------------------------ packages
+
+def ensure_commands(commands, packages):
+    """Installs Debian packages when any command is missing (as root), or says how."""
+    missing = [c for c in commands if shutil.which(c) is None]
+    if not missing:
+        return
+    hint = "apt-get install -y " + " ".join(packages)
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        fail(f"missing {', '.join(missing)}; install them with: sudo {hint}")
+    log(f"missing {', '.join(missing)}: installing {' '.join(packages)}")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    if run(["apt-get", "update", "-qq"], env=env).returncode != 0:
+        fail("apt-get update failed")
+    if run(["apt-get", "install", "-y", "-qq", *packages], env=env).returncode != 0:
+        fail(f"apt-get install failed; try: {hint}")
+    still = [c for c in commands if shutil.which(c) is None]
+    if still:
+        fail(f"still missing after install: {', '.join(still)}")
+
+
+def stop_packaged_redis():
+    """Debian's redis-server package starts a system Redis on 6379 when it is
+    installed; a running one would steal CPU from the measurement, so stop it."""
+    if shutil.which("service") and os.path.exists("/etc/init.d/redis-server"):
+        subprocess.run(["service", "redis-server", "stop"], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+
+
+# --------------------------------------------------------------------- build
+
+def target_dir():
+    return os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT_DIR, "target"))
+
+
+def binary(name):
+    return os.path.join(target_dir(), "release", name)
+
+
+def build(skip):
+    """cargo build --release of the server, the load generator and the client."""
+    if skip:
+        log("--skip-build: using the binaries already in " + os.path.join(target_dir(), "release"))
+    else:
+        argv = ["cargo", "build", "--release"]
+        for crate in CRATES:
+            argv += ["-p", crate]
+        if run(argv, cwd=ROOT_DIR).returncode != 0:
+            fail("cargo build --release failed")
+    for name in ("hongbao-server", "hongbao-loadgen", "hongbao-cli"):
+        if not os.access(binary(name), os.X_OK):
+            fail(f"{binary(name)} is missing; build it (drop --skip-build)")
+
+
+# --------------------------------------------------------------------- cores
+
+def check_cores(*cores):
+    allowed = os.sched_getaffinity(0)
+    for core in cores:
+        if core not in allowed:
+            fail(f"core {core} is not available to this process (allowed: {sorted(allowed)})")
+    if len(set(cores)) != len(cores):
+        fail(f"cores must differ, got {cores}")
+
+
+# ------------------------------------------------------------ machine facts
+
+def _output(argv, cwd=None):
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, cwd=cwd).stdout.strip()
+    except OSError:
+        return ""
+
+
+def machine():
+    """What a reader needs to judge the numbers: CPU, kernel, versions, commit."""
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    dirty = _output(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT_DIR)
+    return {
+        "cpu": cpu,
+        "cpus_online": os.cpu_count(),
+        "kernel": os.uname().release,
+        "loadavg_at_start": os.getloadavg(),
+        "rustc": _output(["rustc", "--version"]),
+        "redis_server": _output(["redis-server", "--version"]),
+        "git_commit": _output(["git", "rev-parse", "HEAD"], cwd=ROOT_DIR),
+        "git_dirty": bool(dirty),
+    }
+
+
+class CpuMeter:
+    """How much CPU other processes took on the machine while we measured.
+
+    The benchmark owns two cores; anything else running (a compiler, another
+    benchmark) steals from the run. Busy time of every CPU (user, nice, system)
+    minus the CPU time of our own server and load generator is the noise;
+    steal is the hypervisor's. Interrupt and softirq time is left out: loopback
+    networking is accounted there, and it is ours.
+    """
+
+    def __init__(self, pids=()):
+        self.pids = list(pids)
+        self.t0 = time.monotonic()
+        self.busy0, self.steal0 = self._machine()
+        self.ours0 = self._ours()
+
+    @staticmethod
+    def _machine():
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        tick = os.sysconf("SC_CLK_TCK")
+        user, nice, system = fields[0], fields[1], fields[2]
+        steal = fields[7] if len(fields) > 7 else 0
+        return (user + nice + system) / tick, steal / tick
+
+    def _ours(self):
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        total = usage.ru_utime + usage.ru_stime
+        tick = os.sysconf("SC_CLK_TCK")
+        for pid in self.pids:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / tick
+            except (OSError, IndexError, ValueError):
+                pass
+        return total
+
+    def stop(self):
+        """Seconds of wall clock, and cores used by others and stolen over them."""
+        secs = max(time.monotonic() - self.t0, 1e-9)
+        busy, steal = self._machine()
+        ours = self._ours()
+        other = max(0.0, (busy - self.busy0) - (ours - self.ours0))
+        return {"secs": round(secs, 2), "other_cores": round(other / secs, 3),
+                "steal_cores": round((steal - self.steal0) / secs, 3)}
+
+
+# Cores of CPU others may take during a run before the report warns.
+NOISE_CORES_MAX = 0.05
+
+
+def noise_warning(name, noise):
+    if noise["other_cores"] > NOISE_CORES_MAX or noise["steal_cores"] > NOISE_CORES_MAX:
+        return (f"{name}: other processes took {noise['other_cores']:.2f} cores and the hypervisor "
+                f"stole {noise['steal_cores']:.2f} during the run; numbers are low and noisy")
+    return None
+
+
+def write_json(path, value):
+    with open(path, "w") as f:
+        json.dump(value, f, indent=2, sort_keys=False)
+        f.write("\n")
+
+
+# ------------------------------------------------------------- Redis client
+
+class RedisError(Exception):
+    pass
+
+
+class Redis:
+    """Just enough RESP2 to load scripts and data and read the results."""
+
+    def __init__(self, port, timeout=600.0):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.reader = self.sock.makefile("rb")
+
+    def call(self, *args):
+        parts = [b"*%d\r\n" % len(args)]
+        for arg in args:
+            data = arg if isinstance(arg, bytes) else str(arg).encode()
+            parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+        self.sock.sendall(b"".join(parts))
+        return self._read()
+
+    def _read(self):
+        line = self.reader.readline()
+        if not line.endswith(b"\r\n"):
+            raise RedisError("connection closed")
+        kind, rest = line[:1], line[1:-2]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            raise RedisError(rest.decode())
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            return None if n < 0 else self.reader.read(n + 2)[:-2].decode()
+        if kind == b"*":
+            n = int(rest)
+            return None if n < 0 else [self._read() for _ in range(n)]
+        raise RedisError(f"unexpected reply {line!r}")
+
+    def close(self):
+        self.reader.close()
+        self.sock.close()
+
+
+def wait_redis(proc, port, log_path):
+    deadline = time.monotonic() + READY_SECS_MAX
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            fail(f"redis-server exited with {proc.returncode}; see {log_path}:\n" + tail(log_path))
+        try:
+            r = Redis(port, timeout=5)
+            if r.call("PING") == "PONG":
+                return r
+            r.close()
+        except (OSError, RedisError):
+            pass
+        time.sleep(0.05)
+    fail(f"redis-server on port {port} did not answer PING")
