@@ -257,7 +257,7 @@ impl ShardStats {
 }
 
 /// Reads `response` as the answer to a request of opcode `sent`.
-pub(crate) fn decode<'a>(sent: Opcode, response: &Response<'a>) -> Result<Answer<'a>, ClientError> {
+pub fn decode<'a>(sent: Opcode, response: &Response<'a>) -> Result<Answer<'a>, ClientError> {
     if response.opcode != sent as u8 {
         return Err(ClientError::OpcodeMismatch { expected: sent, found: response.opcode });
     }

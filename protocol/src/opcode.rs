@@ -3,7 +3,7 @@
 use core::fmt;
 
 /// What a frame asks for. A response carries the opcode of its request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]
 pub enum Opcode {
     /// Version check; answers shard count and the shard-aware ports.

@@ -3,7 +3,7 @@
 use core::fmt;
 
 /// Outcome of a request, carried in the response header. Requests send 0.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u16)]
 pub enum Status {
     /// The request did what it asked.

@@ -1,0 +1,150 @@
+//! Command-line flags of `hongbao-loadgen`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// Most requests in flight on one connection (the client pipeline's bound).
+pub const DEPTH_MAX: usize = hongbao_client::pipeline::MAX_IN_FLIGHT;
+/// Most connections per shard per worker.
+pub const CONNECTIONS_MAX: usize = 4096;
+
+/// What traffic to send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// The Spring Festival peak: envelopes created and opened at 6M:48M a
+    /// minute, realistic group sizes, several users racing per envelope, every
+    /// grab followed by its open, periodic QUERYs.
+    Storm,
+    /// One envelope with a huge count and 100,000 users racing for it, again
+    /// and again.
+    Hot,
+    /// Fresh GRABs only, on large envelopes.
+    Grab,
+    /// GRAB then OPEN of fresh users on large envelopes: the paying path.
+    Open,
+    /// QUERY (totals and a page of claims) of envelopes.
+    Query,
+    /// PING.
+    Ping,
+}
+
+impl Scenario {
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Storm => "storm",
+            Scenario::Hot => "hot",
+            Scenario::Grab => "grab",
+            Scenario::Open => "open",
+            Scenario::Query => "query",
+            Scenario::Ping => "ping",
+        }
+    }
+}
+
+/// hongbao-loadgen: drives a hongbao server and checks the money while it runs.
+///
+/// Closed loop by default: every connection keeps --depth requests in flight.
+/// With --rate it runs open loop: requests are sent on a fixed schedule and each
+/// latency counts from when its request was due, so a stalled server cannot
+/// hide its stalls (coordinated omission).
+#[derive(Debug, Clone, Parser)]
+#[command(name = "hongbao-loadgen", version, about, long_about = None)]
+pub struct Args {
+    /// Main address of the server; shard-aware ports are learned from HELLO.
+    #[arg(long, default_value = "127.0.0.1:7400", value_name = "HOST:PORT")]
+    pub server: SocketAddr,
+
+    /// Traffic to send.
+    #[arg(long, value_enum, default_value_t = Scenario::Storm)]
+    pub scenario: Scenario,
+
+    /// CPUs to run workers on, one pinned executor each, e.g. "1" or "2-3".
+    /// Default: the last CPU.
+    #[arg(long, value_name = "LIST")]
+    pub cores: Option<String>,
+
+    /// Connections per shard, per worker.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub connections: usize,
+
+    /// Requests in flight per connection (1 = not pipelined).
+    #[arg(long, default_value_t = 128, value_name = "N")]
+    pub depth: usize,
+
+    /// Seconds measured, after the warm-up.
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    pub duration: f64,
+
+    /// Seconds of load before measuring starts.
+    #[arg(long, default_value_t = 1.0, value_name = "SECS")]
+    pub warmup: f64,
+
+    /// Open loop: requests per second in total, over all workers and
+    /// connections. Without it the load is closed loop.
+    #[arg(long, value_name = "N")]
+    pub rate: Option<u64>,
+
+    /// Write every figure as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Write the latency percentile curve and throughput over time to FILE
+    /// (.svg, or .png where rsvg-convert or ImageMagick is installed).
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
+
+    /// Seed of the workload's random choices (each worker mixes in its index).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub seed: u64,
+
+    /// Storm: one QUERY per this many GRABs.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub query_every: u64,
+
+    /// Hot: shares of each hot envelope (the server's --max-count must allow it).
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub hot_count: u32,
+
+    /// Hot: users racing for each hot envelope.
+    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    pub hot_users: u64,
+
+    /// Largest share the server allows, in cents (its --share-cap); the money
+    /// checks flag any share above it.
+    #[arg(long, default_value_t = 20_000, value_name = "CENTS")]
+    pub share_cap: u64,
+
+    /// Envelopes per worker compared with QUERY at the end.
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    pub verify_sample: usize,
+
+    /// No live progress line.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Flags that cannot work together or are out of range.
+pub fn check(args: &Args) -> Result<(), String> {
+    if args.depth == 0 || args.depth > DEPTH_MAX {
+        return Err(format!("--depth {} must be between 1 and {DEPTH_MAX}", args.depth));
+    }
+    if args.connections == 0 || args.connections > CONNECTIONS_MAX {
+        return Err(format!("--connections {} must be between 1 and {CONNECTIONS_MAX}", args.connections));
+    }
+    if !(args.duration > 0.0 && args.duration <= 86_400.0) {
+        return Err(format!("--duration {} must be in (0, 86400]", args.duration));
+    }
+    if !(args.warmup >= 0.0 && args.warmup <= 3_600.0) {
+        return Err(format!("--warmup {} must be in [0, 3600]", args.warmup));
+    }
+    if args.rate == Some(0) {
+        return Err("--rate must be above 0".into());
+    }
+    if args.query_every == 0 || args.hot_count == 0 || args.hot_users == 0 {
+        return Err("--query-every, --hot-count and --hot-users must be above 0".into());
+    }
+    Ok(())
+}

@@ -1,0 +1,144 @@
+//! `hongbao-loadgen`: parses flags, runs one pinned worker per core, merges
+//! their figures, prints the report and exits non-zero on a money violation.
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use clap::Parser;
+use glommio::{LocalExecutorBuilder, Placement};
+use hongbao_loadgen::args::{self, Args};
+use hongbao_loadgen::results::{Recorder, RunResult, RunSettings};
+use hongbao_loadgen::worker::{run_worker, WorkerPlan};
+use hongbao_loadgen::{plot, report};
+
+fn main() {
+    let args = Args::parse();
+    if let Err(why) = args::check(&args) {
+        eprintln!("hongbao-loadgen: {why}");
+        std::process::exit(2);
+    }
+    match run(args) {
+        Ok(code) => std::process::exit(code),
+        Err(why) => {
+            eprintln!("hongbao-loadgen: {why}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn cores(args: &Args) -> Result<Vec<usize>, String> {
+    let available: Vec<usize> =
+        core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect();
+    let Some(text) = &args.cores else {
+        return Ok(vec![available.iter().copied().max().unwrap_or(0)]);
+    };
+    let mut cores = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let bad = || format!("--cores: cannot read {item:?}");
+        let (a, b) = item.split_once('-').unwrap_or((item, item));
+        let (a, b): (usize, usize) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+        if b < a || b - a > 1024 {
+            return Err(bad());
+        }
+        cores.extend(a..=b);
+    }
+    if let Some(missing) = cores.iter().find(|c| !available.contains(c)) {
+        return Err(format!("--cores: core {missing} is not available (available: {available:?})"));
+    }
+    if cores.is_empty() {
+        return Err("--cores: empty".into());
+    }
+    Ok(cores)
+}
+
+fn run(args: Args) -> Result<i32, String> {
+    let cores = cores(&args)?;
+    let workers = cores.len();
+    let start_line = Arc::new(Barrier::new(workers));
+    let progress = Arc::new(AtomicU64::new(0));
+    let mut handles = Vec::new();
+    for (index, core) in cores.iter().enumerate() {
+        let plan = WorkerPlan {
+            index,
+            workers,
+            args: args.clone(),
+            start_line: start_line.clone(),
+            progress: progress.clone(),
+        };
+        let handle = LocalExecutorBuilder::new(Placement::Fixed(*core))
+            .name(&format!("loadgen-{index}"))
+            .spawn(move || run_worker(plan))
+            .map_err(|e| format!("cannot start a worker on core {core}: {e}"))?;
+        handles.push(handle);
+    }
+
+    let done = Arc::new(AtomicBool::new(false));
+    let show_progress = !args.quiet && std::io::stderr().is_terminal();
+    let ticker = show_progress.then(|| {
+        let (done, progress) = (done.clone(), progress.clone());
+        std::thread::spawn(move || {
+            let (mut second, mut last) = (0, 0);
+            while !done.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_secs(1));
+                second += 1;
+                let total = progress.load(Ordering::Relaxed);
+                eprint!("\r{}", report::progress_line(second, total - last, total));
+                last = total;
+            }
+            eprintln!();
+        })
+    });
+
+    let mut recorder = Recorder::default();
+    let mut shards = 0;
+    let mut failures = Vec::new();
+    for handle in handles {
+        match handle.join() {
+            Ok(Ok(outcome)) => {
+                recorder.merge(&outcome.recorder);
+                shards = outcome.shards;
+            }
+            Ok(Err(why)) => failures.push(why),
+            Err(e) => failures.push(format!("worker failed: {e}")),
+        }
+    }
+    done.store(true, Ordering::Relaxed);
+    if let Some(ticker) = ticker {
+        let _ = ticker.join();
+    }
+    if let Some(first) = failures.first() {
+        return Err(format!("{} worker(s) failed; first: {first}", failures.len()));
+    }
+
+    let result = RunResult {
+        settings: RunSettings {
+            scenario: args.scenario.name().to_string(),
+            server: args.server.to_string(),
+            load_model: if args.rate.is_some() { "open" } else { "closed" }.to_string(),
+            rate: args.rate.unwrap_or(0),
+            cores: cores.clone(),
+            connections: args.connections,
+            depth: args.depth,
+            duration_secs: args.duration,
+            warmup_secs: args.warmup,
+            shards,
+        },
+        recorder,
+        // Only answers read inside the measured window are recorded, so the
+        // window, not the wall clock of the whole run, is the denominator.
+        elapsed_secs: args.duration,
+    };
+    let summary = report::summary(&result);
+    print!("{}", report::text(&summary));
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report::to_json(&summary)).map_err(|e| e.to_string())?;
+        std::fs::write(path, json).map_err(|e| format!("--json {}: {e}", path.display()))?;
+    }
+    if let Some(path) = &args.plot {
+        let title = format!("hongbao {} ({} loop)", result.settings.scenario, result.settings.load_model);
+        plot::write_plot(path, &summary, &title).map_err(|e| format!("--plot {}: {e}", path.display()))?;
+    }
+    Ok(if result.recorder.violations.is_empty() { 0 } else { 1 })
+}

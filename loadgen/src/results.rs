@@ -1,0 +1,133 @@
+//! What one run measured: the data every report (text, JSON, plot) is made of.
+//!
+//! Workers fill a [`Recorder`] each, on their own thread; the main thread merges
+//! them into one [`RunResult`] at the end.
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+use hongbao_protocol::{Opcode, Status};
+
+/// Highest latency a histogram tracks, in microseconds (60 s); higher values
+/// are clamped to it, so a stall is still counted.
+pub const LATENCY_US_MAX: u64 = 60_000_000;
+
+/// Figures of one operation (opcode).
+#[derive(Clone, Debug)]
+pub struct OpResult {
+    /// Answers received after warm-up.
+    pub count: u64,
+    /// Answers by status.
+    pub statuses: BTreeMap<Status, u64>,
+    /// Latency in microseconds, from when the request was due (open loop) or
+    /// sent (closed loop) to when its answer was read.
+    pub latency_us: Histogram<u64>,
+}
+
+impl OpResult {
+    /// An empty result.
+    pub fn new() -> OpResult {
+        OpResult {
+            count: 0,
+            statuses: BTreeMap::new(),
+            latency_us: Histogram::new_with_bounds(1, LATENCY_US_MAX, 3).expect("histogram bounds"),
+        }
+    }
+
+    /// Records one answer.
+    pub fn record(&mut self, status: Status, latency_us: u64) {
+        self.count += 1;
+        *self.statuses.entry(status).or_insert(0) += 1;
+        self.latency_us.saturating_record(latency_us.clamp(1, LATENCY_US_MAX));
+    }
+
+    /// Adds another worker's figures.
+    pub fn merge(&mut self, other: &OpResult) {
+        self.count += other.count;
+        for (status, n) in &other.statuses {
+            *self.statuses.entry(*status).or_insert(0) += n;
+        }
+        self.latency_us.add(&other.latency_us).expect("histograms share bounds");
+    }
+}
+
+impl Default for OpResult {
+    fn default() -> OpResult {
+        OpResult::new()
+    }
+}
+
+/// One worker's figures; merged into a [`RunResult`].
+#[derive(Clone, Debug, Default)]
+pub struct Recorder {
+    /// Per operation.
+    pub ops: BTreeMap<Opcode, OpResult>,
+    /// Answers per whole second of the measured period (index = second).
+    pub per_second: Vec<u64>,
+    /// Money-check failures, each described in a sentence.
+    pub violations: Vec<String>,
+    /// Envelopes whose QUERY was compared with what the worker saw.
+    pub envelopes_verified: u64,
+}
+
+impl Recorder {
+    /// Records one answer at `second` of the measured period.
+    pub fn record(&mut self, opcode: Opcode, status: Status, latency_us: u64, second: usize) {
+        self.ops.entry(opcode).or_default().record(status, latency_us);
+        if self.per_second.len() <= second {
+            self.per_second.resize(second + 1, 0);
+        }
+        self.per_second[second] += 1;
+    }
+
+    /// Adds another worker's figures.
+    pub fn merge(&mut self, other: &Recorder) {
+        for (opcode, op) in &other.ops {
+            self.ops.entry(*opcode).or_default().merge(op);
+        }
+        if self.per_second.len() < other.per_second.len() {
+            self.per_second.resize(other.per_second.len(), 0);
+        }
+        for (i, n) in other.per_second.iter().enumerate() {
+            self.per_second[i] += n;
+        }
+        self.violations.extend(other.violations.iter().cloned());
+        self.envelopes_verified += other.envelopes_verified;
+    }
+}
+
+/// The settings a run used, echoed in every report.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RunSettings {
+    /// Scenario name.
+    pub scenario: String,
+    /// Server main address.
+    pub server: String,
+    /// "closed" or "open".
+    pub load_model: String,
+    /// Target requests per second (open loop), 0 for closed loop.
+    pub rate: u64,
+    /// Cores the load generator ran on.
+    pub cores: Vec<usize>,
+    /// Connections per shard per worker.
+    pub connections: usize,
+    /// Requests in flight per connection.
+    pub depth: usize,
+    /// Measured seconds.
+    pub duration_secs: f64,
+    /// Warm-up seconds (not measured).
+    pub warmup_secs: f64,
+    /// Shards of the server.
+    pub shards: u16,
+}
+
+/// Everything one run measured.
+#[derive(Clone, Debug)]
+pub struct RunResult {
+    /// How the run was set up.
+    pub settings: RunSettings,
+    /// Merged figures of every worker.
+    pub recorder: Recorder,
+    /// Seconds actually measured (wall clock).
+    pub elapsed_secs: f64,
+}

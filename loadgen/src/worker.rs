@@ -1,0 +1,149 @@
+//! One worker: a glommio executor pinned to one core, with its own connections
+//! to every shard, its own workload and its own figures; nothing is shared
+//! with other workers but the start line and the progress counter.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use glommio::net::TcpStream;
+use hongbao_client::glommio_net::{connect_sharded, connect_stream};
+use hongbao_client::{Client, EnvelopeId, Status};
+
+use crate::args::Args;
+use crate::driver::{drive, DriveSettings, Timing};
+use crate::money::Ledger;
+use crate::results::Recorder;
+use crate::workload::{ShardWork, WorkSettings};
+
+/// What a worker hands back.
+#[derive(Debug)]
+pub struct WorkerOutcome {
+    /// Its figures and violations.
+    pub recorder: Recorder,
+    /// Shards the server runs.
+    pub shards: u16,
+}
+
+/// Everything a worker needs to run.
+#[derive(Clone, Debug)]
+pub struct WorkerPlan {
+    /// Index among workers.
+    pub index: usize,
+    /// Total workers.
+    pub workers: usize,
+    /// Flags.
+    pub args: Args,
+    /// All workers start together.
+    pub start_line: Arc<Barrier>,
+    /// Answers so far, for the progress line.
+    pub progress: Arc<AtomicU64>,
+}
+
+/// Runs one worker to the end of the run and the final money check.
+pub async fn run_worker(plan: WorkerPlan) -> Result<WorkerOutcome, String> {
+    let args = &plan.args;
+    // Every worker reaches the start line, even one that failed to set up, so
+    // that none of the others waits forever.
+    let setup = set_up(&plan).await;
+    plan.start_line.wait();
+    let (addrs, streams, works) = setup?;
+    let shards = addrs.len() as u16;
+    let recorder = Rc::new(RefCell::new(Recorder::default()));
+
+    let start = Instant::now();
+    let measure_from = start + Duration::from_secs_f64(args.warmup);
+    let timing =
+        Timing { start, measure_from, stop_at: measure_from + Duration::from_secs_f64(args.duration) };
+    let interval = args.rate.map(|rate| {
+        let connections = (plan.workers * streams.len()) as f64;
+        Duration::from_secs_f64(connections / rate as f64)
+    });
+    let drive_settings = DriveSettings { depth: args.depth, interval, timing };
+    let tasks: Vec<_> = streams
+        .into_iter()
+        .map(|(shard, stream)| {
+            glommio::spawn_local(drive(
+                stream,
+                works[shard].clone(),
+                recorder.clone(),
+                drive_settings.clone(),
+                plan.progress.clone(),
+            ))
+        })
+        .collect();
+    let mut errors = Vec::new();
+    for task in tasks {
+        if let Err(e) = task.await {
+            errors.push(e);
+        }
+    }
+    if let Some(first) = errors.first() {
+        return Err(format!("{} connection(s) failed; first: {first}", errors.len()));
+    }
+
+    let mut recorder = Rc::try_unwrap(recorder).expect("every driver is done").into_inner();
+    for (shard, work) in works.iter().enumerate() {
+        let work = work.borrow();
+        recorder.violations.extend(work.violations.iter().cloned());
+        let sample: Vec<&Ledger> =
+            work.retired.iter().chain(work.active_ledgers()).take(args.verify_sample.max(1)).collect();
+        let verified = verify(addrs[shard], &sample, &mut recorder.violations)?;
+        recorder.envelopes_verified += verified;
+    }
+    Ok(WorkerOutcome { recorder, shards })
+}
+
+/// Connections, per shard, and each shard's workload.
+type Setup = (Vec<SocketAddr>, Vec<(usize, TcpStream)>, Vec<Rc<RefCell<ShardWork>>>);
+
+/// Learns the shard ports (HELLO) and opens every connection.
+async fn set_up(plan: &WorkerPlan) -> Result<Setup, String> {
+    let args = &plan.args;
+    let discovery = connect_sharded(args.server, b"", 1)
+        .await
+        .map_err(|e| format!("cannot reach {}: {e}", args.server))?;
+    let ports = discovery.shard_ports().to_vec();
+    drop(discovery);
+    let addrs: Vec<SocketAddr> = ports.iter().map(|p| SocketAddr::new(args.server.ip(), *p)).collect();
+    let mut streams = Vec::new();
+    for (shard, addr) in addrs.iter().enumerate() {
+        for _ in 0..args.connections {
+            let stream = connect_stream(*addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
+            streams.push((shard, stream));
+        }
+    }
+    let settings = WorkSettings {
+        scenario: args.scenario,
+        worker: plan.index as u64,
+        in_flight: (args.depth * args.connections) as u32,
+        seed: args.seed,
+        query_every: args.query_every,
+        hot_count: args.hot_count,
+        hot_users: args.hot_users,
+        cap_cents: args.share_cap,
+        verify_sample: args.verify_sample,
+    };
+    let works =
+        (0..addrs.len() as u16).map(|s| Rc::new(RefCell::new(ShardWork::new(&settings, s)))).collect();
+    Ok((addrs, streams, works))
+}
+
+/// QUERYs every envelope in `sample` (all claims) and compares it with what
+/// the worker was told. Runs after the load, so blocking is fine here.
+fn verify(addr: SocketAddr, sample: &[&Ledger], violations: &mut Vec<String>) -> Result<u64, String> {
+    let mut client = Client::connect(addr).map_err(|e| format!("verify: {e}"))?;
+    let mut verified = 0;
+    for ledger in sample {
+        let reply = client.query_all(EnvelopeId(ledger.envelope)).map_err(|e| format!("verify: {e}"))?;
+        match (reply.status, reply.body) {
+            (Status::Ok, Some(report)) => violations.extend(ledger.check_report(&report)),
+            (status, _) => violations.push(format!("envelope {}: QUERY answered {status}", ledger.envelope)),
+        }
+        verified += 1;
+    }
+    Ok(verified)
+}

@@ -1,0 +1,361 @@
+//! What to send next on a shard, and what to make of each answer.
+//!
+//! A worker keeps one [`ShardWork`] per server shard; every connection to that
+//! shard's port takes its next request from it, so several connections race
+//! for the same envelopes at once, as a chat group's members do. A GRAB that
+//! answers OK queues that user's OPEN, which is sent before anything new: every
+//! grab is followed by its open. Answers feed the money checks of [`Ledger`].
+
+pub mod shape;
+
+use std::collections::VecDeque;
+
+use hongbao_client::{requests, Answer, AnswerBody, EnvelopeId, EnvelopeKind};
+use hongbao_protocol::{Opcode, Request, Status};
+
+use crate::args::Scenario;
+use crate::money::Ledger;
+
+/// Shares of each envelope in the grab and open micro benchmarks: the
+/// server's default largest count.
+const MICRO_COUNT: u32 = 10_000;
+/// Envelopes the query micro benchmark reads from.
+const QUERY_POOL: usize = 64;
+/// Claims asked for by each QUERY.
+const QUERY_PAGE: u32 = 16;
+/// Users are numbered from here up, per worker, so workers never share one.
+const USER_SPACE_BITS: u32 = 40;
+
+/// What a request in flight was, so its answer can be understood.
+#[derive(Clone, Copy, Debug)]
+pub enum Tag {
+    /// CREATE of an envelope that `racers` users, numbered from `first_user`, will grab.
+    Create { total_cents: u64, count: u32, racers: u32, first_user: u64 },
+    /// GRAB by `user` of the envelope in `slot`.
+    Grab { slot: u32, envelope: u64, user: u64 },
+    /// OPEN by `user` of the envelope in `slot`.
+    Open { slot: u32, envelope: u64, user: u64 },
+    /// QUERY of the envelope in `slot`.
+    Query { slot: u32, envelope: u64 },
+    /// PING.
+    Ping,
+}
+
+impl Tag {
+    /// The opcode of the request.
+    pub fn opcode(&self) -> Opcode {
+        match self {
+            Tag::Create { .. } => Opcode::Create,
+            Tag::Grab { .. } => Opcode::Grab,
+            Tag::Open { .. } => Opcode::Open,
+            Tag::Query { .. } => Opcode::Query,
+            Tag::Ping => Opcode::Ping,
+        }
+    }
+
+    /// The request to send.
+    pub fn request(&self, expires_in_secs: u32) -> Request<'static> {
+        match *self {
+            Tag::Create { total_cents, count, .. } => {
+                requests::create(1, total_cents, count, EnvelopeKind::Random, expires_in_secs)
+            }
+            Tag::Grab { envelope, user, .. } => requests::grab(EnvelopeId(envelope), user),
+            Tag::Open { envelope, user, .. } => requests::open(EnvelopeId(envelope), user),
+            Tag::Query { envelope, .. } => requests::query(EnvelopeId(envelope), 0, QUERY_PAGE),
+            Tag::Ping => Request::Ping,
+        }
+    }
+}
+
+/// An envelope this worker created and is driving.
+#[derive(Debug)]
+struct Active {
+    ledger: Ledger,
+    first_user: u64,
+    racers: u32,
+    next_racer: u32,
+    /// GRABs and OPENs sent or queued and not yet answered.
+    outstanding: u32,
+}
+
+/// One shard's traffic, shared by the worker's connections to that shard.
+#[derive(Debug)]
+pub struct ShardWork {
+    scenario: Scenario,
+    cap_cents: u64,
+    rng: fastrand::Rng,
+    envelopes: Vec<Option<Active>>,
+    free: Vec<u32>,
+    /// Envelopes with racers still to send GRABs, served round robin.
+    grabbable: VecDeque<u32>,
+    /// OPENs to send, after their GRAB answered OK.
+    opens: VecDeque<(u32, u64, u64)>,
+    creates_in_flight: u32,
+    target_active: u32,
+    grabs_since_query: u64,
+    query_every: u64,
+    hot_count: u32,
+    hot_users: u64,
+    next_user: u64,
+    /// Envelopes fully driven and checked, kept (a sample) for QUERY at the end.
+    pub retired: Vec<Ledger>,
+    retired_seen: u64,
+    verify_sample: usize,
+    /// Money-check failures.
+    pub violations: Vec<String>,
+}
+
+/// How a worker's traffic is set up.
+#[derive(Clone, Debug)]
+pub struct WorkSettings {
+    /// Scenario.
+    pub scenario: Scenario,
+    /// Worker index, mixed into seeds and user numbers.
+    pub worker: u64,
+    /// Requests in flight per connection times connections to the shard.
+    pub in_flight: u32,
+    /// Seed.
+    pub seed: u64,
+    /// Storm: one QUERY per this many GRABs.
+    pub query_every: u64,
+    /// Hot: shares per envelope.
+    pub hot_count: u32,
+    /// Hot: users per envelope.
+    pub hot_users: u64,
+    /// Largest share the server allows, cents.
+    pub cap_cents: u64,
+    /// Retired envelopes kept for the final QUERY.
+    pub verify_sample: usize,
+}
+
+impl ShardWork {
+    /// Traffic for one shard.
+    pub fn new(settings: &WorkSettings, shard: u16) -> ShardWork {
+        let target_active = match settings.scenario {
+            Scenario::Storm => settings.in_flight / 4 + 4,
+            Scenario::Hot => 1,
+            Scenario::Grab | Scenario::Open => 2,
+            Scenario::Query | Scenario::Ping => 0,
+        };
+        ShardWork {
+            scenario: settings.scenario,
+            cap_cents: settings.cap_cents,
+            rng: fastrand::Rng::with_seed(settings.seed ^ (settings.worker << 32) ^ u64::from(shard) << 48),
+            envelopes: Vec::new(),
+            free: Vec::new(),
+            grabbable: VecDeque::new(),
+            opens: VecDeque::new(),
+            creates_in_flight: 0,
+            target_active,
+            grabs_since_query: 0,
+            query_every: settings.query_every,
+            hot_count: settings.hot_count,
+            hot_users: settings.hot_users,
+            next_user: ((settings.worker << 8) | u64::from(shard)) << USER_SPACE_BITS | 1,
+            retired: Vec::new(),
+            retired_seen: 0,
+            verify_sample: settings.verify_sample,
+            violations: Vec::new(),
+        }
+    }
+
+    /// The next request to send, or `None` when there is nothing to do until
+    /// an answer arrives.
+    pub fn next_tag(&mut self) -> Option<Tag> {
+        match self.scenario {
+            Scenario::Ping => return Some(Tag::Ping),
+            Scenario::Query => return self.next_query_micro(),
+            _ => {}
+        }
+        if let Some((slot, envelope, user)) = self.opens.pop_front() {
+            return Some(Tag::Open { slot, envelope, user });
+        }
+        if self.scenario == Scenario::Storm && self.grabs_since_query >= self.query_every {
+            if let Some(tag) = self.random_query() {
+                self.grabs_since_query = 0;
+                return Some(tag);
+            }
+        }
+        if (self.grabbable.len() as u32 + self.creates_in_flight) < self.target_active {
+            return Some(self.create());
+        }
+        if let Some(slot) = self.grabbable.pop_front() {
+            let env = self.envelopes[slot as usize].as_mut().expect("grabbable slot holds an envelope");
+            let user = env.first_user + u64::from(env.next_racer);
+            env.next_racer += 1;
+            env.outstanding += 1;
+            let envelope = env.ledger.envelope;
+            if env.next_racer < env.racers {
+                self.grabbable.push_back(slot);
+            }
+            self.grabs_since_query += 1;
+            return Some(Tag::Grab { slot, envelope, user });
+        }
+        None
+    }
+
+    fn next_query_micro(&mut self) -> Option<Tag> {
+        // First make a pool of envelopes with a page of claims each, then only read.
+        if let Some((slot, envelope, user)) = self.opens.pop_front() {
+            return Some(Tag::Open { slot, envelope, user });
+        }
+        let held = self.envelopes.iter().filter(|e| e.is_some()).count();
+        if held + (self.creates_in_flight as usize) < QUERY_POOL {
+            return Some(self.create());
+        }
+        if let Some(slot) = self.grabbable.pop_front() {
+            let env = self.envelopes[slot as usize].as_mut().expect("grabbable slot holds an envelope");
+            let user = env.first_user + u64::from(env.next_racer);
+            env.next_racer += 1;
+            env.outstanding += 1;
+            if env.next_racer < env.racers {
+                self.grabbable.push_back(slot);
+            }
+            return Some(Tag::Grab { slot, envelope: env.ledger.envelope, user });
+        }
+        self.random_query()
+    }
+
+    fn random_query(&mut self) -> Option<Tag> {
+        if self.envelopes.is_empty() {
+            return None;
+        }
+        for _ in 0..4 {
+            let slot = self.rng.u32(0..self.envelopes.len() as u32);
+            if let Some(env) = &self.envelopes[slot as usize] {
+                return Some(Tag::Query { slot, envelope: env.ledger.envelope });
+            }
+        }
+        None
+    }
+
+    fn create(&mut self) -> Tag {
+        let (count, racers) = match self.scenario {
+            Scenario::Storm => {
+                let members = shape::group_size(&mut self.rng);
+                let count = shape::share_count(&mut self.rng, members);
+                (count, shape::racers(members, count))
+            }
+            Scenario::Hot => (self.hot_count, self.hot_users.min(u64::from(u32::MAX)) as u32),
+            Scenario::Grab | Scenario::Open => (MICRO_COUNT, MICRO_COUNT),
+            Scenario::Query | Scenario::Ping => (QUERY_PAGE, QUERY_PAGE),
+        };
+        let total_cents = match self.scenario {
+            Scenario::Storm => shape::total_cents(&mut self.rng, count, self.cap_cents),
+            _ => u64::from(count) * 100.min(self.cap_cents),
+        };
+        let first_user = self.next_user;
+        self.next_user += u64::from(racers);
+        self.creates_in_flight += 1;
+        Tag::Create { total_cents, count, racers, first_user }
+    }
+
+    /// Takes in the answer to a request sent with `tag`.
+    pub fn on_answer(&mut self, tag: Tag, answer: &Answer<'_>) {
+        match (tag, answer.body) {
+            (Tag::Create { total_cents, count, racers, first_user }, AnswerBody::Create(created)) => {
+                self.creates_in_flight -= 1;
+                let Some(created) = created.filter(|_| answer.status == Status::Ok) else { return };
+                let active = Active {
+                    ledger: Ledger::new(created.envelope.0, total_cents, count),
+                    first_user,
+                    racers,
+                    next_racer: 0,
+                    outstanding: 0,
+                };
+                let slot = match self.free.pop() {
+                    Some(slot) => {
+                        self.envelopes[slot as usize] = Some(active);
+                        slot
+                    }
+                    None => {
+                        self.envelopes.push(Some(active));
+                        self.envelopes.len() as u32 - 1
+                    }
+                };
+                if racers > 0 {
+                    self.grabbable.push_back(slot);
+                }
+            }
+            (Tag::Grab { slot, envelope, user }, AnswerBody::Grab(grabbed)) => {
+                let Some(env) = active(&mut self.envelopes, slot, envelope) else { return };
+                env.outstanding -= 1;
+                match answer.status {
+                    Status::Ok => {
+                        env.outstanding += 1;
+                        self.opens.push_back((slot, envelope, user));
+                    }
+                    Status::AlreadyGrabbed if grabbed.amount_cents > 0 => {
+                        if let Some(v) = env.ledger.record_open(user, grabbed.amount_cents, self.cap_cents) {
+                            self.violations.push(v);
+                        }
+                    }
+                    _ => {}
+                }
+                self.maybe_retire(slot);
+            }
+            (Tag::Open { slot, envelope, user }, AnswerBody::Open(opened)) => {
+                let Some(env) = active(&mut self.envelopes, slot, envelope) else { return };
+                env.outstanding -= 1;
+                if answer.status == Status::Ok {
+                    if let Some(v) = env.ledger.record_open(user, opened.amount_cents, self.cap_cents) {
+                        self.violations.push(v);
+                    }
+                }
+                self.maybe_retire(slot);
+            }
+            (Tag::Query { slot, envelope }, AnswerBody::Query(Some((summary, _page)))) => {
+                let Some(env) = active(&mut self.envelopes, slot, envelope) else { return };
+                let s = summary;
+                if s.paid_cents + s.refunded_cents + s.remaining_cents != s.total_cents
+                    || s.total_cents != env.ledger.total_cents
+                    || s.paid_count > s.count
+                {
+                    let id = env.ledger.envelope;
+                    self.violations.push(format!("envelope {id}: QUERY's totals do not add up: {s:?}"));
+                }
+            }
+            (Tag::Query { .. } | Tag::Ping, _) => {}
+            (tag, body) => self.violations.push(format!("answer {body:?} does not fit request {tag:?}")),
+        }
+    }
+
+    /// Retires an envelope whose racers have all been answered.
+    fn maybe_retire(&mut self, slot: u32) {
+        let Some(env) = &self.envelopes[slot as usize] else { return };
+        if env.next_racer < env.racers || env.outstanding > 0 {
+            return;
+        }
+        if self.scenario == Scenario::Query {
+            return; // The query pool is kept.
+        }
+        let env = self.envelopes[slot as usize].take().expect("checked above");
+        self.free.push(slot);
+        if let Some(v) = env.ledger.check_complete() {
+            self.violations.push(v);
+        }
+        // Reservoir sampling keeps an even sample of every retired envelope.
+        self.retired_seen += 1;
+        if self.retired.len() < self.verify_sample {
+            self.retired.push(env.ledger);
+        } else {
+            let i = self.rng.u64(0..self.retired_seen);
+            if (i as usize) < self.verify_sample {
+                self.retired[i as usize] = env.ledger;
+            }
+        }
+    }
+
+    /// Ledgers of envelopes still being driven, for the final check.
+    pub fn active_ledgers(&self) -> impl Iterator<Item = &Ledger> {
+        self.envelopes.iter().flatten().map(|env| &env.ledger)
+    }
+}
+
+/// The envelope in `slot`, if it is still `envelope` (slots are reused).
+fn active(envelopes: &mut [Option<Active>], slot: u32, envelope: u64) -> Option<&mut Active> {
+    envelopes.get_mut(slot as usize)?.as_mut().filter(|env| env.ledger.envelope == envelope)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,105 @@
+//! The load generator against a real server for about a second: its money
+//! checks pass and its JSON report parses with the promised fields.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn server_bin() -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_BIN_EXE_hongbao-loadgen")).with_file_name("hongbao-server");
+    if !path.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--bin", "hongbao-server", "-p", "hongbao-server"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build");
+        assert!(status.success());
+    }
+    path
+}
+
+/// A server with `shards` shards on free ports.
+fn start_server(shards: u16) -> (Server, u16) {
+    for _ in 0..20 {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if port > u16::MAX - shards - 1
+            || !(1..=shards).all(|i| TcpListener::bind(("127.0.0.1", port + i)).is_ok())
+        {
+            continue;
+        }
+        let mut child = Command::new(server_bin())
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--shards", &shards.to_string()])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let mut ready = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("ready:") {
+                ready = true;
+                break;
+            }
+        }
+        if ready {
+            return (Server(child), port);
+        }
+        let _ = child.wait();
+    }
+    panic!("no free ports for the server");
+}
+
+fn loadgen(port: u16, extra: &[&str]) -> (std::process::ExitStatus, serde_json::Value, String) {
+    let json = std::env::temp_dir().join(format!("hongbao-loadgen-test-{}-{port}.json", std::process::id()));
+    let output = Command::new(env!("CARGO_BIN_EXE_hongbao-loadgen"))
+        .args(["--server", &format!("127.0.0.1:{port}"), "--duration", "1", "--warmup", "0.2", "--quiet"])
+        .args(["--cores", "0", "--connections", "2", "--depth", "32", "--json"])
+        .arg(&json)
+        .args(extra)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    let report = std::fs::read_to_string(&json).unwrap_or_else(|e| panic!("no JSON ({e}): {text}"));
+    let _ = std::fs::remove_file(&json);
+    (output.status, serde_json::from_str(&report).expect("the JSON report parses"), text)
+}
+
+#[test]
+fn storm_for_a_second_passes_its_money_checks() {
+    let (_server, port) = start_server(2);
+    let (status, report, text) = loadgen(port, &["--scenario", "storm"]);
+    assert!(status.success(), "{text}");
+    assert_eq!(report["violations"].as_u64(), Some(0), "{text}");
+    assert!(report["ops_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(report["grab_open_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(report["envelopes_verified"].as_u64().unwrap() > 0, "{text}");
+    for op in ["create", "grab", "open"] {
+        let op = &report["ops"][op];
+        assert!(op["count"].as_u64().unwrap() > 0);
+        assert!(op["latency_us"]["p99"].as_u64().unwrap() >= op["latency_us"]["p50"].as_u64().unwrap());
+        assert!(op["statuses"]["ok"].as_u64().unwrap() > 0);
+    }
+    assert!(text.contains("money checks: 0 violations"), "{text}");
+}
+
+#[test]
+fn open_loop_and_hot_scenario_run_clean() {
+    let (_server, port) = start_server(1);
+    let (status, report, text) =
+        loadgen(port, &["--scenario", "hot", "--rate", "20000", "--hot-users", "5000"]);
+    assert!(status.success(), "{text}");
+    assert_eq!(report["violations"].as_u64(), Some(0));
+    assert_eq!(report["settings"]["load_model"].as_str(), Some("open"));
+    let rate = report["ops_per_sec"].as_f64().unwrap();
+    assert!(rate > 0.0 && rate < 40_000.0, "open loop at 20,000/s answered {rate}/s");
+}
