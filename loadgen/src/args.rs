@@ -112,6 +112,11 @@ pub struct Args {
     #[arg(long, default_value_t = 100_000, value_name = "N")]
     pub hot_users: u64,
 
+    /// Seconds until the envelopes the load creates expire. Keep it short for
+    /// long runs: a server holds envelopes until expiry plus its --retention.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub expires_in: u32,
+
     /// Largest share the server allows, in cents (its --share-cap); the money
     /// checks flag any share above it.
     #[arg(long, default_value_t = 20_000, value_name = "CENTS")]
@@ -143,8 +148,8 @@ pub fn check(args: &Args) -> Result<(), String> {
     if args.rate == Some(0) {
         return Err("--rate must be above 0".into());
     }
-    if args.query_every == 0 || args.hot_count == 0 || args.hot_users == 0 {
-        return Err("--query-every, --hot-count and --hot-users must be above 0".into());
+    if args.query_every == 0 || args.hot_count == 0 || args.hot_users == 0 || args.expires_in == 0 {
+        return Err("--query-every, --hot-count, --hot-users and --expires-in must be above 0".into());
     }
     Ok(())
 }

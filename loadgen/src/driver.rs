@@ -30,8 +30,6 @@ use crate::workload::{ShardWork, Tag};
 
 /// Bits of a request id that name its in-flight slot.
 const SLOT_BITS: u32 = 20;
-/// Expiry asked for envelopes the load creates: long enough to outlive a run.
-const EXPIRES_IN_SECS: u32 = 3_600;
 /// How long the writer waits when the workload has nothing to send.
 const IDLE_WAIT: Duration = Duration::from_micros(50);
 
@@ -92,6 +90,8 @@ pub struct DriveSettings {
     pub interval: Option<Duration>,
     /// Run timing.
     pub timing: Timing,
+    /// Expiry of the envelopes created.
+    pub expires_in_secs: u32,
 }
 
 /// Drives one connection until the run stops and every answer is in.
@@ -171,7 +171,7 @@ async fn write_requests(
                     None => now,
                 };
                 let id = in_flight.insert(tag, start);
-                tag.request(EXPIRES_IN_SECS).encode(id, &mut out);
+                tag.request(settings.expires_in_secs).encode(id, &mut out);
                 sent += 1;
             }
         }

@@ -62,7 +62,8 @@ pub async fn run_worker(plan: WorkerPlan) -> Result<WorkerOutcome, String> {
         let connections = (plan.workers * streams.len()) as f64;
         Duration::from_secs_f64(connections / rate as f64)
     });
-    let drive_settings = DriveSettings { depth: args.depth, interval, timing };
+    let drive_settings =
+        DriveSettings { depth: args.depth, interval, timing, expires_in_secs: args.expires_in };
     let tasks: Vec<_> = streams
         .into_iter()
         .map(|(shard, stream)| {

@@ -171,7 +171,7 @@ impl Args {
         check_limit("--reservation-secs", self.reservation_secs, 1, 86_400)?;
         check_limit("--max-expiry", u64::from(self.max_expiry), 1, 30 * 86_400)?;
         check_limit("--default-expiry", u64::from(self.default_expiry), 1, u64::from(self.max_expiry))?;
-        check_limit("--max-envelopes", self.max_envelopes, 1, 1 << 40)?;
+        check_limit("--max-envelopes", self.max_envelopes, 1, engine::SLOTS_MAX)?;
         check_limit("--max-claims", self.max_claims, 1, 1 << 40)?;
         check_limit("--max-connections", self.max_connections as u64, 1, 1 << 20)?;
         let seed = self.seed.unwrap_or_else(|| {

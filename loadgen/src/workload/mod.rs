@@ -53,7 +53,7 @@ impl Tag {
         }
     }
 
-    /// The request to send.
+    /// The request to send; envelopes are created to expire in `expires_in_secs`.
     pub fn request(&self, expires_in_secs: u32) -> Request<'static> {
         match *self {
             Tag::Create { total_cents, count, .. } => {
@@ -97,9 +97,8 @@ pub struct ShardWork {
     hot_count: u32,
     hot_users: u64,
     next_user: u64,
-    /// Envelopes fully driven and checked, kept (a sample) for QUERY at the end.
-    pub retired: Vec<Ledger>,
-    retired_seen: u64,
+    /// The most recent envelopes fully driven and checked, for QUERY at the end.
+    pub retired: VecDeque<Ledger>,
     verify_sample: usize,
     /// Money-check failures.
     pub violations: Vec<String>,
@@ -152,8 +151,7 @@ impl ShardWork {
             hot_count: settings.hot_count,
             hot_users: settings.hot_users,
             next_user: ((settings.worker << 8) | u64::from(shard)) << USER_SPACE_BITS | 1,
-            retired: Vec::new(),
-            retired_seen: 0,
+            retired: VecDeque::new(),
             verify_sample: settings.verify_sample,
             violations: Vec::new(),
         }
@@ -334,15 +332,13 @@ impl ShardWork {
         if let Some(v) = env.ledger.check_complete() {
             self.violations.push(v);
         }
-        // Reservoir sampling keeps an even sample of every retired envelope.
-        self.retired_seen += 1;
-        if self.retired.len() < self.verify_sample {
-            self.retired.push(env.ledger);
-        } else {
-            let i = self.rng.u64(0..self.retired_seen);
-            if (i as usize) < self.verify_sample {
-                self.retired[i as usize] = env.ledger;
+        // The most recent envelopes are kept: a server evicts envelopes some
+        // time after their expiry, and the final QUERY must still find them.
+        if self.verify_sample > 0 {
+            if self.retired.len() == self.verify_sample {
+                self.retired.pop_front();
             }
+            self.retired.push_back(env.ledger);
         }
     }
 

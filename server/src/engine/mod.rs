@@ -8,17 +8,19 @@
 //! Memory is bounded at CREATE: a shard holds at most `envelopes_max` envelopes
 //! and `claims_max` share slots (the counts of its envelopes added up); past
 //! either, CREATE answers `server_full`. Envelopes stay queryable for
-//! `retention_secs` after expiry, then are evicted and their slots freed.
+//! `retention_secs` after their expiry, then are evicted and their slots freed.
+//!
+//! A GRAB or OPEN touches one envelope's memory and nothing else: envelopes sit
+//! in a slab addressed by their id (see `slab.rs`), and each keeps its own
+//! claims and reservations (see `envelope.rs`).
 
 mod config;
 mod envelope;
 mod rng;
+mod slab;
 pub mod split;
+mod timers;
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
-
-use ahash::AHashMap;
 use hongbao_protocol::body::{
     ClaimEntry, CreateRequest, CreateResponse, EnvelopeKind, EnvelopeState, GrabResponse, OpenResponse,
     QueryResponse,
@@ -27,17 +29,12 @@ use hongbao_protocol::{EnvelopeId, Status};
 use zerocopy::little_endian::{U32, U64};
 
 pub use config::*;
-pub use envelope::Envelope;
+pub use envelope::{Envelope, Holding, INLINE_SHARES_MAX};
 pub use rng::Rng;
+pub use slab::SLOTS_MAX;
 
-/// What a user holds of one envelope.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Holding {
-    /// A reservation until this time (Unix ms).
-    Reserved { until_ms: u64 },
-    /// A paid share: index into the envelope's claims.
-    Paid { index: u32 },
-}
+use slab::Slab;
+use timers::Timers;
 
 /// Counters the engine keeps for STATS.
 #[derive(Clone, Copy, Debug, Default)]
@@ -56,15 +53,11 @@ pub struct EngineCounters {
 #[derive(Debug)]
 pub struct Engine {
     config: EngineConfig,
-    envelopes: AHashMap<u64, Envelope>,
-    /// (envelope id, user) to what the user holds. One map for the shard keeps
-    /// an envelope small and makes the one-share-per-user check one lookup.
-    holdings: AHashMap<(u64, u64), Holding>,
+    envelopes: Slab,
     /// Share slots held: counts of the envelopes held, added up.
     claims_held: u64,
     /// (due time, envelope id): expiries, then evictions.
-    timers: BinaryHeap<Reverse<(u64, u64)>>,
-    next_seq: u64,
+    timers: Timers,
     rng: Rng,
     counters: EngineCounters,
 }
@@ -75,11 +68,9 @@ impl Engine {
         let rng = Rng::new(config.seed ^ u64::from(config.shard_id).rotate_left(32));
         Engine {
             config,
-            envelopes: AHashMap::new(),
-            holdings: AHashMap::new(),
+            envelopes: Slab::default(),
             claims_held: 0,
-            timers: BinaryHeap::new(),
-            next_seq: 1,
+            timers: Timers::default(),
             rng,
             counters: EngineCounters::default(),
         }
@@ -100,6 +91,11 @@ impl Engine {
         self.claims_held
     }
 
+    /// Timers waiting (expiries and evictions).
+    pub fn timers_pending(&self) -> usize {
+        self.timers.len()
+    }
+
     /// Counters for STATS.
     pub fn counters(&self) -> EngineCounters {
         self.counters
@@ -107,7 +103,18 @@ impl Engine {
 
     /// An envelope, for tests and checks.
     pub fn envelope(&self, id: u64) -> Option<&Envelope> {
-        self.envelopes.get(&id)
+        self.lookup(id).and_then(|key| self.envelopes.get(key))
+    }
+
+    /// The slab key of `id`, if `id` names this shard.
+    fn lookup(&self, id: u64) -> Option<u64> {
+        let id = EnvelopeId(id);
+        (id.shard() == self.config.shard_id).then_some(id.seq())
+    }
+
+    fn envelope_mut(&mut self, id: u64) -> Option<&mut Envelope> {
+        let key = self.lookup(id)?;
+        self.envelopes.get_mut(key)
     }
 
     /// CREATE: validates, then makes an envelope owned by this shard.
@@ -144,37 +151,20 @@ impl Engine {
             secs if secs > cfg.expiry_secs_max => return Err(Status::ExpiryOutOfRange),
             secs => secs,
         };
-        if self.envelopes.len() as u64 >= cfg.envelopes_max
-            || self.claims_held + count64 > cfg.claims_max
-            || self.next_seq > EnvelopeId::SEQ_MAX
-        {
+        if self.envelopes.len() as u64 >= cfg.envelopes_max || self.claims_held + count64 > cfg.claims_max {
             return Err(Status::ServerFull);
         }
-
-        let id = EnvelopeId::new(cfg.shard_id, self.next_seq).0;
-        self.next_seq += 1;
-        let expires_at_ms = now_ms + u64::from(expires_in) * 1000;
-        let envelope = Envelope {
-            id,
-            sender,
-            total_cents: total,
-            count,
-            kind,
-            created_at_ms: now_ms,
-            expires_at_ms,
-            remaining_cents: total,
-            paid_cents: 0,
-            refunded_cents: 0,
-            reserved: 0,
-            state: EnvelopeState::Active,
-            best: None,
-            claims: Vec::new(),
-            holds: VecDeque::new(),
+        let Some(key) = self.envelopes.next_key() else {
+            return Err(Status::ServerFull);
         };
+        let id = EnvelopeId::new(cfg.shard_id, key).0;
+        let expires_at_ms = now_ms + u64::from(expires_in) * 1000;
+        let envelope = Envelope::new(id, sender, total, count, kind, now_ms, expires_at_ms);
         envelope.assert_invariants(cfg.share_cap_cents);
-        self.envelopes.insert(id, envelope);
+        let inserted = self.envelopes.insert(envelope);
+        assert_eq!(inserted, key);
         self.claims_held += count64;
-        self.timers.push(Reverse((expires_at_ms, id)));
+        self.timers.push(expires_at_ms, id);
         self.counters.creates += 1;
         Ok(CreateResponse { envelope: U64::new(id), expires_at_ms: U64::new(expires_at_ms) })
     }
@@ -190,48 +180,40 @@ impl Engine {
         if user == 0 {
             return (Status::InvalidArgument, answer);
         }
-        let cfg = &self.config;
-        let Some(env) = self.envelopes.get_mut(&envelope_id) else {
+        let cap = self.config.share_cap_cents;
+        let ttl_ms = self.config.reservation_ttl_ms;
+        let Some(env) = self.envelope_mut(envelope_id) else {
             return (Status::NotFound, answer);
         };
-        expire_if_due(env, &mut self.holdings, &mut self.counters, now_ms);
-        release_lapsed(env, &mut self.holdings, now_ms);
-
-        let key = (envelope_id, user);
-        match self.holdings.get(&key).copied() {
+        let expired = env.expire_if_due(now_ms);
+        env.release_lapsed(now_ms);
+        let status = match env.holding(user) {
             Some(Holding::Paid { index }) => {
                 answer.amount_cents = env.claims[index as usize].amount_cents;
-                answer.shares_free = U32::new(env.shares_free());
-                return (Status::AlreadyGrabbed, answer);
+                Status::AlreadyGrabbed
             }
-            Some(Holding::Reserved { until_ms }) if until_ms > now_ms => {
+            Some(Holding::Reserved { until_ms }) => {
                 answer.hold_until_ms = U64::new(until_ms);
-                answer.shares_free = U32::new(env.shares_free());
-                return (Status::AlreadyGrabbed, answer);
+                Status::AlreadyGrabbed
             }
-            Some(Holding::Reserved { .. }) => {
-                // Lapsed but not yet swept (its deadline equals `now_ms`).
-                self.holdings.remove(&key);
-                env.reserved -= 1;
-            }
-            None => {}
+            None => match env.state {
+                EnvelopeState::Expired => Status::Expired,
+                EnvelopeState::Finished => Status::SoldOut,
+                EnvelopeState::Active if env.shares_free() == 0 => Status::SoldOut,
+                EnvelopeState::Active => {
+                    let until_ms = now_ms + ttl_ms;
+                    env.reserve(user, until_ms);
+                    env.assert_invariants(cap);
+                    answer.hold_until_ms = U64::new(until_ms);
+                    Status::Ok
+                }
+            },
+        };
+        if matches!(status, Status::Ok | Status::AlreadyGrabbed) {
+            answer.shares_free = U32::new(env.shares_free());
         }
-        match env.state {
-            EnvelopeState::Expired => return (Status::Expired, answer),
-            EnvelopeState::Finished => return (Status::SoldOut, answer),
-            EnvelopeState::Active => {}
-        }
-        if env.shares_free() == 0 {
-            return (Status::SoldOut, answer);
-        }
-        let until_ms = now_ms + cfg.reservation_ttl_ms;
-        self.holdings.insert(key, Holding::Reserved { until_ms });
-        env.holds.push_back((user, until_ms));
-        env.reserved += 1;
-        env.assert_invariants(cfg.share_cap_cents);
-        answer.hold_until_ms = U64::new(until_ms);
-        answer.shares_free = U32::new(env.shares_free());
-        (Status::Ok, answer)
+        self.counters.expired += u64::from(expired);
+        (status, answer)
     }
 
     /// OPEN: pays the user's reservation; asked again, answers the same amount.
@@ -242,13 +224,16 @@ impl Engine {
             return (Status::InvalidArgument, answer);
         }
         let cap = self.config.share_cap_cents;
-        let Some(env) = self.envelopes.get_mut(&envelope_id) else {
+        let Some(key) = self.lookup(envelope_id) else {
             return (Status::NotFound, answer);
         };
-        expire_if_due(env, &mut self.holdings, &mut self.counters, now_ms);
-
-        let key = (envelope_id, user);
-        match self.holdings.get(&key).copied() {
+        let Some(env) = self.envelopes.get_mut(key) else {
+            return (Status::NotFound, answer);
+        };
+        let expired = env.expire_if_due(now_ms);
+        self.counters.expired += u64::from(expired);
+        env.release_lapsed(now_ms);
+        match env.holding(user) {
             Some(Holding::Paid { index }) => {
                 let claim = &env.claims[index as usize];
                 assert_eq!(claim.user.get(), user, "holding points at another user's claim");
@@ -256,12 +241,7 @@ impl Engine {
                 answer.order = claim.order;
                 return (Status::Ok, answer);
             }
-            Some(Holding::Reserved { until_ms }) if until_ms > now_ms => {}
-            Some(Holding::Reserved { .. }) => {
-                self.holdings.remove(&key);
-                env.reserved -= 1;
-                return (Status::NoReservation, answer);
-            }
+            Some(Holding::Reserved { .. }) => {}
             None if env.state == EnvelopeState::Expired => return (Status::Expired, answer),
             None => return (Status::NoReservation, answer),
         }
@@ -274,29 +254,7 @@ impl Engine {
             EnvelopeKind::Fixed => split::fixed_share(env.total_cents, u64::from(env.count)),
         };
         assert!(amount >= 1 && amount <= cap && amount <= m, "share {amount} of {m} cents");
-        env.remaining_cents -= amount;
-        env.paid_cents += amount;
-        env.reserved -= 1;
-        let index = env.paid_count();
-        let order = index + 1;
-        env.claims.push(ClaimEntry {
-            user: U64::new(user),
-            amount_cents: U64::new(amount),
-            order: U32::new(order),
-            reserved: U32::new(0),
-        });
-        let beats_best = match env.best {
-            Some(best) => amount > env.claims[best as usize].amount_cents.get(),
-            None => true,
-        };
-        if beats_best {
-            env.best = Some(index);
-        }
-        if env.paid_count() == env.count {
-            env.state = EnvelopeState::Finished;
-            env.holds.clear();
-        }
-        self.holdings.insert(key, Holding::Paid { index });
+        let order = env.pay(user, amount);
         env.assert_invariants(cap);
         self.counters.opens += 1;
         answer.amount_cents = U64::new(amount);
@@ -312,9 +270,11 @@ impl Engine {
         page_start: u32,
         page_limit: u32,
     ) -> Result<(QueryResponse, &[ClaimEntry]), Status> {
-        let env = self.envelopes.get_mut(&envelope_id).ok_or(Status::NotFound)?;
-        expire_if_due(env, &mut self.holdings, &mut self.counters, now_ms);
-        release_lapsed(env, &mut self.holdings, now_ms);
+        let key = self.lookup(envelope_id).ok_or(Status::NotFound)?;
+        let env = self.envelopes.get_mut(key).ok_or(Status::NotFound)?;
+        let expired = env.expire_if_due(now_ms);
+        self.counters.expired += u64::from(expired);
+        env.release_lapsed(now_ms);
         let limit = page_limit.min(hongbao_protocol::limits::MAX_QUERY_PAGE) as usize;
         let start = (page_start as usize).min(env.claims.len());
         let page = &env.claims[start..(start + limit).min(env.claims.len())];
@@ -345,101 +305,54 @@ impl Engine {
         Ok((answer, page))
     }
 
-    /// Runs the timers due by `now_ms`: expires envelopes (recording the refund)
-    /// and evicts those past retention. Returns how many timers ran; at most
-    /// `budget`, so one call never stalls the shard.
+    /// Runs the timers due by `now_ms`: expires envelopes (recording the
+    /// refund) and evicts those past their expiry plus retention.
+    /// Returns how many timers ran; at most `budget`, so one call never stalls
+    /// the shard.
     pub fn tick(&mut self, now_ms: u64, budget: usize) -> usize {
         let retention_ms = u64::from(self.config.retention_secs) * 1000;
         let mut ran = 0;
         while ran < budget {
-            let Some(Reverse((due_ms, id))) = self.timers.peek().copied() else { break };
+            let Some((due_ms, id)) = self.timers.peek() else { break };
             if due_ms > now_ms {
                 break;
             }
             self.timers.pop();
             ran += 1;
-            let Some(env) = self.envelopes.get_mut(&id) else { continue };
-            // Expire first even when eviction is due too (a tick that comes
-            // late, a backlog, retention 0): the refund is recorded, and only
-            // finished or expired envelopes are evicted.
-            expire_if_due(env, &mut self.holdings, &mut self.counters, now_ms);
+            let Some(env) = self.envelope_mut(id) else { continue };
+            // Expire first, so that the refund is recorded before eviction
+            // even when a late tick finds the envelope past its retention.
+            let expired = env.expire_if_due(now_ms);
+            let state = env.state;
             let evict_at_ms = env.expires_at_ms + retention_ms;
-            if now_ms >= evict_at_ms {
-                self.evict(id);
-            } else {
-                self.timers.push(Reverse((evict_at_ms, id)));
+            let expires_at_ms = env.expires_at_ms;
+            self.counters.expired += u64::from(expired);
+            match state {
+                EnvelopeState::Active => self.timers.push(expires_at_ms, id),
+                _ if now_ms >= evict_at_ms => self.evict(id),
+                _ => self.timers.push(evict_at_ms, id),
             }
         }
         ran
     }
 
     fn evict(&mut self, id: u64) {
-        let Some(env) = self.envelopes.remove(&id) else { return };
+        let Some(key) = self.lookup(id) else { return };
+        let Some(env) = self.envelopes.remove(key) else { return };
         assert_ne!(env.state, EnvelopeState::Active, "evicting a live envelope");
-        for claim in &env.claims {
-            let removed = self.holdings.remove(&(id, claim.user.get()));
-            assert!(matches!(removed, Some(Holding::Paid { .. })), "claim without holding");
-        }
         self.claims_held -= u64::from(env.count);
         self.counters.evicted += 1;
     }
 
-    /// Checks every envelope's invariants and the holdings map against them.
-    /// Costs a walk of the whole shard: for tests and start-up, not per request.
+    /// Checks every envelope's invariants and holdings. Costs a walk of the
+    /// whole shard: for tests and start-up, not per request.
     pub fn assert_all_invariants(&self) {
         let mut claims = 0u64;
-        let mut paid = 0usize;
-        let mut reserved = 0usize;
-        for env in self.envelopes.values() {
+        for env in self.envelopes.iter() {
             env.assert_invariants(self.config.share_cap_cents);
+            env.assert_holdings();
             claims += u64::from(env.count);
-            paid += env.claims.len();
-            reserved += env.reserved as usize;
-            for (i, claim) in env.claims.iter().enumerate() {
-                let holding = self.holdings.get(&(env.id, claim.user.get()));
-                assert_eq!(holding, Some(&Holding::Paid { index: i as u32 }), "one share per user");
-            }
         }
         assert_eq!(claims, self.claims_held);
-        assert_eq!(paid + reserved, self.holdings.len(), "holdings without envelope");
-    }
-}
-
-/// Expires `env` if its time has come: the unpaid remainder is refunded to the
-/// sender and every reservation released.
-fn expire_if_due(
-    env: &mut Envelope,
-    holdings: &mut AHashMap<(u64, u64), Holding>,
-    counters: &mut EngineCounters,
-    now_ms: u64,
-) {
-    if env.state != EnvelopeState::Active || now_ms < env.expires_at_ms {
-        return;
-    }
-    for (user, until_ms) in env.holds.drain(..) {
-        if holdings.get(&(env.id, user)) == Some(&Holding::Reserved { until_ms }) {
-            holdings.remove(&(env.id, user));
-            env.reserved -= 1;
-        }
-    }
-    assert_eq!(env.reserved, 0, "envelope {}: reservations not in holds", env.id);
-    env.refunded_cents = env.remaining_cents;
-    env.remaining_cents = 0;
-    env.state = EnvelopeState::Expired;
-    counters.expired += 1;
-}
-
-/// Returns lapsed reservations to the envelope. Holds are in deadline order, so
-/// this pops from the front and stops at the first live one: O(1) amortized.
-fn release_lapsed(env: &mut Envelope, holdings: &mut AHashMap<(u64, u64), Holding>, now_ms: u64) {
-    while let Some(&(user, until_ms)) = env.holds.front() {
-        if until_ms > now_ms {
-            break;
-        }
-        env.holds.pop_front();
-        if holdings.get(&(env.id, user)) == Some(&Holding::Reserved { until_ms }) {
-            holdings.remove(&(env.id, user));
-            env.reserved -= 1;
-        }
     }
 }

@@ -1,0 +1,129 @@
+//! Where a shard keeps its envelopes: a slab addressed by the envelope id.
+//!
+//! The low 48 bits of an envelope id are this shard's *key*: a slot index in
+//! the top 24 bits and the slot's generation in the low 24. Looking an envelope
+//! up is an index into a chunk, no hashing, and a stale id (its slot reused
+//! since) fails the generation check. Freed slots are reused first in, first
+//! out, so a slot comes round again only after every other free slot has, and
+//! a key repeats only after 2^24 reuses of the same slot. Chunks are allocated
+//! as the slab grows and never move, so growth copies nothing.
+
+use std::collections::VecDeque;
+
+use super::envelope::Envelope;
+
+/// Bits of a key that hold the generation.
+const GEN_BITS: u32 = 24;
+/// Largest generation; generation 0 is never handed out, so no key is 0.
+const GEN_MAX: u32 = (1 << GEN_BITS) - 1;
+/// Most slots a slab can have.
+pub const SLOTS_MAX: u64 = 1 << 24;
+/// Slots per chunk.
+const CHUNK_SLOTS: usize = 4096;
+
+#[derive(Debug)]
+struct Slot {
+    generation: u32,
+    envelope: Option<Envelope>,
+}
+
+/// The envelopes of one shard, by key.
+#[derive(Debug, Default)]
+pub struct Slab {
+    chunks: Vec<Box<[Slot]>>,
+    free: VecDeque<u32>,
+    fresh: u32,
+    len: usize,
+}
+
+impl Slab {
+    /// Envelopes held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    fn split(key: u64) -> (usize, u32) {
+        ((key >> GEN_BITS) as usize, (key as u32) & GEN_MAX)
+    }
+
+    fn slot(&self, index: usize) -> Option<&Slot> {
+        self.chunks.get(index / CHUNK_SLOTS).map(|chunk| &chunk[index % CHUNK_SLOTS])
+    }
+
+    fn slot_mut(&mut self, index: usize) -> Option<&mut Slot> {
+        self.chunks.get_mut(index / CHUNK_SLOTS).map(|chunk| &mut chunk[index % CHUNK_SLOTS])
+    }
+
+    /// The envelope with `key`, if it is still held.
+    pub fn get(&self, key: u64) -> Option<&Envelope> {
+        let (index, generation) = Self::split(key);
+        let slot = self.slot(index)?;
+        if slot.generation != generation {
+            return None;
+        }
+        slot.envelope.as_ref()
+    }
+
+    /// The envelope with `key`, mutably.
+    pub fn get_mut(&mut self, key: u64) -> Option<&mut Envelope> {
+        let (index, generation) = Self::split(key);
+        let slot = self.slot_mut(index)?;
+        if slot.generation != generation {
+            return None;
+        }
+        slot.envelope.as_mut()
+    }
+
+    /// The key the next [`Slab::insert`] will use, or `None` when every slot
+    /// is taken.
+    pub fn next_key(&self) -> Option<u64> {
+        let index = match self.free.front() {
+            Some(index) => *index as usize,
+            None if u64::from(self.fresh) < SLOTS_MAX => self.fresh as usize,
+            None => return None,
+        };
+        let generation = self.slot(index).map_or(0, |slot| slot.generation);
+        let next = if generation == GEN_MAX { 1 } else { generation + 1 };
+        Some(((index as u64) << GEN_BITS) | u64::from(next))
+    }
+
+    /// Stores `envelope` under [`Slab::next_key`] and returns the key.
+    pub fn insert(&mut self, envelope: Envelope) -> u64 {
+        let key = self.next_key().expect("insert into a full slab");
+        let (index, generation) = Self::split(key);
+        if self.free.front() == Some(&(index as u32)) {
+            self.free.pop_front();
+        } else {
+            assert_eq!(index, self.fresh as usize);
+            self.fresh += 1;
+            if index / CHUNK_SLOTS == self.chunks.len() {
+                let chunk = (0..CHUNK_SLOTS).map(|_| Slot { generation: 0, envelope: None }).collect();
+                self.chunks.push(chunk);
+            }
+        }
+        let slot = self.slot_mut(index).expect("slot exists");
+        assert!(slot.envelope.is_none(), "slot {index} reused while held");
+        slot.generation = generation;
+        slot.envelope = Some(envelope);
+        self.len += 1;
+        key
+    }
+
+    /// Removes and returns the envelope with `key`.
+    pub fn remove(&mut self, key: u64) -> Option<Envelope> {
+        let (index, generation) = Self::split(key);
+        let slot = self.slot_mut(index)?;
+        if slot.generation != generation {
+            return None;
+        }
+        let envelope = slot.envelope.take()?;
+        self.free.push_back(index as u32);
+        self.len -= 1;
+        Some(envelope)
+    }
+
+    /// Every envelope held.
+    pub fn iter(&self) -> impl Iterator<Item = &Envelope> {
+        self.chunks.iter().flat_map(|chunk| chunk.iter()).filter_map(|slot| slot.envelope.as_ref())
+    }
+}
