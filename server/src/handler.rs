@@ -28,17 +28,32 @@ pub fn answer_frame(
     frame: &Frame<'_>,
     out: &mut Vec<u8>,
 ) -> bool {
+    match Request::decode(frame) {
+        Ok(request) => {
+            answer_request(shard, engine, now_ms, frame, &request, out);
+            true
+        }
+        Err(error) => {
+            crate::counters::add(&shard.counters.requests, 1);
+            write_response(out, frame.header.opcode, frame.request_id(), error.status(), &[]);
+            error.skippable_len().is_some()
+        }
+    }
+}
+
+/// Answers one decoded request of `frame`.
+pub fn answer_request(
+    shard: &Shard,
+    engine: &mut Engine,
+    now_ms: u64,
+    frame: &Frame<'_>,
+    request: &Request<'_>,
+    out: &mut Vec<u8>,
+) {
     let id = frame.request_id();
     let opcode = frame.header.opcode;
     crate::counters::add(&shard.counters.requests, 1);
-    let request = match Request::decode(frame) {
-        Ok(request) => request,
-        Err(error) => {
-            write_response(out, opcode, id, error.status(), &[]);
-            return error.skippable_len().is_some();
-        }
-    };
-    match request {
+    match *request {
         Request::Grab(body) => {
             let (status, answer) = engine.grab(now_ms, body.envelope.get(), body.user.get());
             write_response(out, opcode, id, status, &[answer.as_bytes()]);
@@ -87,7 +102,6 @@ pub fn answer_frame(
             write_response(out, opcode, id, Status::Ok, &[answer.as_bytes()]);
         }
     }
-    true
 }
 
 /// Answers bytes that can never become a frame: the status of `error`, with

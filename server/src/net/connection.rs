@@ -22,7 +22,7 @@ use hongbao_protocol::{decode_frame, Request};
 
 use crate::counters::add;
 use crate::forward::{owner_of, Forwarder};
-use crate::handler::{answer_frame, answer_frame_error};
+use crate::handler::{answer_frame, answer_frame_error, answer_request};
 use crate::shard::{MeshSenders, Shard};
 
 /// Answers are written once they pass this many bytes, even in the middle of a
@@ -109,13 +109,13 @@ fn answer_buffer(shard: &Shard, bytes: &[u8], forwarder: &mut Forwarder, out: &m
             }
         };
         let len = frame.wire_len();
-        let owner = match Request::decode(&frame) {
-            Ok(request) => owner_of(&request, shard.id, shard.shard_count),
-            Err(_) => None,
-        };
-        match owner {
-            Some(owner) => forwarder.push(owner, &bytes[at..at + len]),
-            None => {
+        match Request::decode(&frame) {
+            Ok(request) => match owner_of(&request, shard.id, shard.shard_count) {
+                Some(owner) => forwarder.push(owner, &bytes[at..at + len]),
+                None => answer_request(shard, &mut engine, now_ms, &frame, &request, out),
+            },
+            Err(_) => {
+                // Answered (malformed, or unknown opcode and skipped) by the handler.
                 if !answer_frame(shard, &mut engine, now_ms, &frame, out) {
                     return (at + len, Next::Close);
                 }
