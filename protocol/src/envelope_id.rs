@@ -1,9 +1,11 @@
 //! Envelope ids name their owning shard, so any client routes without a lookup.
+//! The low 48 bits are the owning shard's own key (the server's slab slot and
+//! generation); clients must not interpret them.
 //!
 //! ```text
 //!  63            48 47                                             0
 //! +----------------+------------------------------------------------+
-//! |  shard (u16)   |        per-shard sequence (48 bits, >= 1)       |
+//! |  shard (u16)   |     per-shard key (48 bits, never 0)           |
 //! +----------------+------------------------------------------------+
 //! ```
 
