@@ -74,7 +74,7 @@ signal.signal(signal.SIGTERM, _on_signal)
 
 def start(argv, log_path, cwd=None):
     """Starts a long-running process with stdout and stderr going to log_path."""
-    out = open(log_path, "ab")
+    out = open(log_path, "wb")
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
     out.close()
     _children.append(proc)
@@ -89,17 +89,41 @@ def stop(proc):
 
 
 def wait_for_line(proc, log_path, needle, secs=READY_SECS_MAX):
-    """Waits until log_path holds needle; fails if the process exits first."""
+    """Waits until log_path holds needle. Returns False if the process exits
+    first (its log is then in log_path); fails after `secs`."""
     deadline = time.monotonic() + secs
     while time.monotonic() < deadline:
         with open(log_path, "rb") as f:
             if needle.encode() in f.read():
-                return
+                return True
         if proc.poll() is not None:
-            fail(f"{proc.args[0]} exited with {proc.returncode} before it was ready; see {log_path}:\n"
-                 + tail(log_path))
+            return False
         time.sleep(0.05)
     fail(f"no '{needle}' from {' '.join(proc.args)} within {secs:.0f} s; see {log_path}")
+
+
+# Tries at starting a server on ports that were free a moment before: another
+# process may take them in between.
+START_TRIES_MAX = 3
+
+
+def start_server(make_argv, ports, log_path, ready):
+    """Starts a server on `ports` consecutive free ports; retries on other
+    ports if it exits before it is ready. make_argv(port) gives the command;
+    ready(proc, port) waits and returns a truthy value once it answers, or a
+    falsy one if the process exited. Returns (proc, port, ready's value)."""
+    for attempt in range(1, START_TRIES_MAX + 1):
+        port = free_ports(ports)
+        argv = make_argv(port)
+        log("$ " + " ".join(a if a else "''" for a in argv))
+        proc = start(argv, log_path)
+        value = ready(proc, port)
+        if value:
+            return proc, port, value
+        stop(proc)
+        log(f"{argv[0] if argv[0] != 'taskset' else argv[3]} exited with {proc.returncode} "
+            f"(try {attempt} of {START_TRIES_MAX}):\n" + tail(log_path))
+    fail(f"could not start {' '.join(make_argv(0))}; see {log_path}")
 
 
 def tail(path, lines=15):
@@ -242,50 +266,58 @@ def machine():
 
 
 class CpuMeter:
-    """How much CPU other processes took on the machine while we measured.
+    """Where the CPU went while we measured: our server, our driver, others.
 
     The benchmark owns two cores; anything else running (a compiler, another
     benchmark) steals from the run. Busy time of every CPU (user, nice, system)
-    minus the CPU time of our own server and load generator is the noise;
-    steal is the hypervisor's. Interrupt and softirq time is left out: loopback
-    networking is accounted there, and it is ours.
+    minus the CPU time of our own server and driver is the noise; steal is the
+    hypervisor's. Interrupt and softirq time is left out: loopback networking
+    is accounted there, and it is ours. The server's and the driver's own
+    shares show which side saturated: a side near 1.0 core is the bottleneck.
+    The driver is the one child process that finishes inside the window (its
+    time comes from getrusage of waited-for children).
     """
 
-    def __init__(self, pids=()):
-        self.pids = list(pids)
+    def __init__(self, server_pid):
+        self.server_pid = server_pid
         self.t0 = time.monotonic()
-        self.busy0, self.steal0 = self._machine()
-        self.ours0 = self._ours()
+        self.busy0, self.steal0, self.irq0 = self._machine()
+        self.server0 = self._server()
+        self.children0 = self._children()
 
     @staticmethod
     def _machine():
         with open("/proc/stat") as f:
             fields = [int(x) for x in f.readline().split()[1:]]
         tick = os.sysconf("SC_CLK_TCK")
-        user, nice, system = fields[0], fields[1], fields[2]
+        user, nice, system, irq, softirq = fields[0], fields[1], fields[2], fields[5], fields[6]
         steal = fields[7] if len(fields) > 7 else 0
-        return (user + nice + system) / tick, steal / tick
+        return (user + nice + system) / tick, steal / tick, (irq + softirq) / tick
 
-    def _ours(self):
+    def _server(self):
+        try:
+            with open(f"/proc/{self.server_pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            return 0.0
+
+    @staticmethod
+    def _children():
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-        total = usage.ru_utime + usage.ru_stime
-        tick = os.sysconf("SC_CLK_TCK")
-        for pid in self.pids:
-            try:
-                with open(f"/proc/{pid}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-                total += (int(fields[11]) + int(fields[12])) / tick
-            except (OSError, IndexError, ValueError):
-                pass
-        return total
+        return usage.ru_utime + usage.ru_stime
 
     def stop(self):
-        """Seconds of wall clock, and cores used by others and stolen over them."""
+        """Wall seconds, and the cores used by the server, the driver and
+        others, and stolen, over them. Call before the server is stopped."""
         secs = max(time.monotonic() - self.t0, 1e-9)
-        busy, steal = self._machine()
-        ours = self._ours()
-        other = max(0.0, (busy - self.busy0) - (ours - self.ours0))
-        return {"secs": round(secs, 2), "other_cores": round(other / secs, 3),
+        busy, steal, irq = self._machine()
+        server = self._server() - self.server0
+        driver = self._children() - self.children0
+        other = max(0.0, (busy - self.busy0) - server - driver)
+        return {"secs": round(secs, 2), "server_cores": round(server / secs, 3),
+                "driver_cores": round(driver / secs, 3), "other_cores": round(other / secs, 3),
+                "irq_cores": round((irq - self.irq0) / secs, 3),
                 "steal_cores": round((steal - self.steal0) / secs, 3)}
 
 
@@ -351,11 +383,12 @@ class Redis:
         self.sock.close()
 
 
-def wait_redis(proc, port, log_path):
+def wait_redis(proc, port):
+    """A connection once Redis answers PING; None if it exited first."""
     deadline = time.monotonic() + READY_SECS_MAX
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            fail(f"redis-server exited with {proc.returncode}; see {log_path}:\n" + tail(log_path))
+            return None
         try:
             r = Redis(port, timeout=5)
             if r.call("PING") == "PONG":
