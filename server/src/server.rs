@@ -46,8 +46,11 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
         let (config, mesh, stopping, ready) =
             (config.clone(), mesh.clone(), stopping.clone(), ready_tx.clone());
         let id = plan.id;
-        let handle = LocalExecutorBuilder::new(placement)
-            .name(&format!("shard-{id}"))
+        let mut builder = LocalExecutorBuilder::new(placement).name(&format!("shard-{id}"));
+        if !config.spin.is_zero() {
+            builder = builder.spin_before_park(config.spin);
+        }
+        let handle = builder
             .spawn(move || run_shard(config, plan, mesh, stopping, ready))
             .map_err(|source| ServerError::Executor { shard: id, source })?;
         handles.push(handle);
