@@ -177,19 +177,22 @@ impl ShardWork {
         if (self.grabbable.len() as u32 + self.creates_in_flight) < self.target_active {
             return Some(self.create());
         }
-        if let Some(slot) = self.grabbable.pop_front() {
-            let env = self.envelopes[slot as usize].as_mut().expect("grabbable slot holds an envelope");
-            let user = env.first_user + u64::from(env.next_racer);
-            env.next_racer += 1;
-            env.outstanding += 1;
-            let envelope = env.ledger.envelope;
-            if env.next_racer < env.racers {
-                self.grabbable.push_back(slot);
-            }
-            self.grabs_since_query += 1;
-            return Some(Tag::Grab { slot, envelope, user });
+        self.next_grab()
+    }
+
+    /// A GRAB by the next racer of the next envelope in the round robin.
+    fn next_grab(&mut self) -> Option<Tag> {
+        let slot = self.grabbable.pop_front()?;
+        let env = self.envelopes[slot as usize].as_mut().expect("grabbable slot holds an envelope");
+        let user = env.first_user + u64::from(env.next_racer);
+        env.next_racer += 1;
+        env.outstanding += 1;
+        let envelope = env.ledger.envelope;
+        if env.next_racer < env.racers {
+            self.grabbable.push_back(slot);
         }
-        None
+        self.grabs_since_query += 1;
+        Some(Tag::Grab { slot, envelope, user })
     }
 
     fn next_query_micro(&mut self) -> Option<Tag> {
@@ -201,17 +204,7 @@ impl ShardWork {
         if held + (self.creates_in_flight as usize) < QUERY_POOL {
             return Some(self.create());
         }
-        if let Some(slot) = self.grabbable.pop_front() {
-            let env = self.envelopes[slot as usize].as_mut().expect("grabbable slot holds an envelope");
-            let user = env.first_user + u64::from(env.next_racer);
-            env.next_racer += 1;
-            env.outstanding += 1;
-            if env.next_racer < env.racers {
-                self.grabbable.push_back(slot);
-            }
-            return Some(Tag::Grab { slot, envelope: env.ledger.envelope, user });
-        }
-        self.random_query()
+        self.next_grab().or_else(|| self.random_query())
     }
 
     fn random_query(&mut self) -> Option<Tag> {
