@@ -126,6 +126,12 @@ pub struct Args {
     #[arg(long, default_value_t = 200, value_name = "N")]
     pub verify_sample: usize,
 
+    /// Microseconds a worker spins looking for work before it parks in the
+    /// kernel (0: park at once). Spinning saves wake-ups when answers arrive
+    /// one at a time, at the price of a busy core.
+    #[arg(long, default_value_t = 0, value_name = "MICROS")]
+    pub spin_us: u64,
+
     /// No live progress line.
     #[arg(long)]
     pub quiet: bool,

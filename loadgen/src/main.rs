@@ -67,8 +67,12 @@ fn run(args: Args) -> Result<i32, String> {
             start_line: start_line.clone(),
             progress: progress.clone(),
         };
-        let handle = LocalExecutorBuilder::new(Placement::Fixed(*core))
-            .name(&format!("loadgen-{index}"))
+        let mut builder =
+            LocalExecutorBuilder::new(Placement::Fixed(*core)).name(&format!("loadgen-{index}"));
+        if args.spin_us > 0 {
+            builder = builder.spin_before_park(Duration::from_micros(args.spin_us));
+        }
+        let handle = builder
             .spawn(move || run_worker(plan))
             .map_err(|e| format!("cannot start a worker on core {core}: {e}"))?;
         handles.push(handle);

@@ -21,14 +21,69 @@ pub struct Ledger {
     /// Shares.
     pub count: u32,
     /// User to the amount an OPEN acknowledged.
-    paid: HashMap<u64, u64>,
+    paid: Paid,
     paid_cents: u64,
+}
+
+/// Acknowledged payouts: a short list for the usual few shares (a scan of a
+/// few cache lines beats hashing), a map for large envelopes.
+#[derive(Clone, Debug)]
+enum Paid {
+    Few(Vec<(u64, u64)>),
+    Many(HashMap<u64, u64>),
+}
+
+/// Largest share count kept as a list.
+const FEW_MAX: u32 = 64;
+
+impl Paid {
+    fn for_count(count: u32) -> Paid {
+        if count <= FEW_MAX {
+            Paid::Few(Vec::with_capacity(count as usize))
+        } else {
+            Paid::Many(HashMap::new())
+        }
+    }
+
+    /// Records `amount` for `user`; returns the amount recorded before, if any.
+    fn insert(&mut self, user: u64, amount: u64) -> Option<u64> {
+        match self {
+            Paid::Few(list) => match list.iter().find(|(u, _)| *u == user) {
+                Some((_, before)) => Some(*before),
+                None => {
+                    list.push((user, amount));
+                    None
+                }
+            },
+            Paid::Many(map) => match map.get(&user) {
+                Some(before) => Some(*before),
+                None => {
+                    map.insert(user, amount);
+                    None
+                }
+            },
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Paid::Few(list) => list.len(),
+            Paid::Many(map) => map.len(),
+        }
+    }
+
+    fn iter(&self) -> Box<dyn Iterator<Item = (u64, u64)> + '_> {
+        match self {
+            Paid::Few(list) => Box::new(list.iter().copied()),
+            Paid::Many(map) => Box::new(map.iter().map(|(u, a)| (*u, *a))),
+        }
+    }
 }
 
 impl Ledger {
     /// A ledger for a new envelope.
     pub fn new(envelope: u64, total_cents: u64, count: u32) -> Ledger {
-        Ledger { envelope, total_cents, count, paid: HashMap::new(), paid_cents: 0 }
+        Ledger { envelope, total_cents, count, paid: Paid::for_count(count), paid_cents: 0 }
     }
 
     /// Sum of acknowledged shares.
@@ -109,9 +164,9 @@ impl Ledger {
                 violations.push(format!("envelope {id}: QUERY lists user {} twice", claim.user));
             }
         }
-        for (user, amount) in &self.paid {
-            match seen.get(user) {
-                Some(listed) if listed == amount => {}
+        for (user, amount) in self.paid.iter() {
+            match seen.get(&user) {
+                Some(listed) if *listed == amount => {}
                 Some(listed) => violations
                     .push(format!("envelope {id}: user {user} was told {amount} cents, QUERY says {listed}")),
                 None => {

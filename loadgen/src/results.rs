@@ -12,13 +12,37 @@ use hongbao_protocol::{Opcode, Status};
 /// are clamped to it, so a stall is still counted.
 pub const LATENCY_US_MAX: u64 = 60_000_000;
 
+/// Answers by status: a counter per status code, so recording one answer is
+/// an index, not a map lookup.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StatusCounts {
+    counts: [u64; Status::ALL.len()],
+}
+
+impl StatusCounts {
+    /// Adds `n` answers with `status`.
+    pub fn add(&mut self, status: Status, n: u64) {
+        self.counts[status as usize] += n;
+    }
+
+    /// The count of `status`, if any answer had it.
+    pub fn get(&self, status: &Status) -> Option<&u64> {
+        Some(&self.counts[*status as usize]).filter(|n| **n > 0)
+    }
+
+    /// Statuses seen, in table order, with their counts.
+    pub fn iter(&self) -> impl Iterator<Item = (Status, &u64)> {
+        Status::ALL.iter().zip(self.counts.iter()).filter(|(_, n)| **n > 0).map(|(s, n)| (*s, n))
+    }
+}
+
 /// Figures of one operation (opcode).
 #[derive(Clone, Debug)]
 pub struct OpResult {
     /// Answers received after warm-up.
     pub count: u64,
     /// Answers by status.
-    pub statuses: BTreeMap<Status, u64>,
+    pub statuses: StatusCounts,
     /// Latency in microseconds, from when the request was due (open loop) or
     /// sent (closed loop) to when its answer was read.
     pub latency_us: Histogram<u64>,
@@ -29,7 +53,7 @@ impl OpResult {
     pub fn new() -> OpResult {
         OpResult {
             count: 0,
-            statuses: BTreeMap::new(),
+            statuses: StatusCounts::default(),
             latency_us: Histogram::new_with_bounds(1, LATENCY_US_MAX, 3).expect("histogram bounds"),
         }
     }
@@ -37,15 +61,15 @@ impl OpResult {
     /// Records one answer.
     pub fn record(&mut self, status: Status, latency_us: u64) {
         self.count += 1;
-        *self.statuses.entry(status).or_insert(0) += 1;
+        self.statuses.add(status, 1);
         self.latency_us.saturating_record(latency_us.clamp(1, LATENCY_US_MAX));
     }
 
     /// Adds another worker's figures.
     pub fn merge(&mut self, other: &OpResult) {
         self.count += other.count;
-        for (status, n) in &other.statuses {
-            *self.statuses.entry(*status).or_insert(0) += n;
+        for (status, n) in other.statuses.iter() {
+            self.statuses.add(status, *n);
         }
         self.latency_us.add(&other.latency_us).expect("histograms share bounds");
     }
@@ -73,7 +97,10 @@ pub struct Recorder {
 impl Recorder {
     /// Records one answer at `second` of the measured period.
     pub fn record(&mut self, opcode: Opcode, status: Status, latency_us: u64, second: usize) {
-        self.ops.entry(opcode).or_default().record(status, latency_us);
+        match self.ops.get_mut(&opcode) {
+            Some(op) => op.record(status, latency_us),
+            None => self.ops.entry(opcode).or_default().record(status, latency_us),
+        }
         if self.per_second.len() <= second {
             self.per_second.resize(second + 1, 0);
         }
