@@ -37,3 +37,4 @@ pub mod handler;
 pub mod net;
 pub mod server;
 pub mod shard;
+pub mod wal;
