@@ -16,6 +16,7 @@
 
 mod config;
 mod envelope;
+mod journal;
 mod rng;
 mod slab;
 pub mod split;
@@ -33,6 +34,8 @@ pub use envelope::{Envelope, Holding, INLINE_SHARES_MAX};
 pub use rng::Rng;
 pub use slab::SLOTS_MAX;
 
+use crate::wal::{Record, RecordKind};
+pub use journal::Journal;
 use slab::Slab;
 use timers::Timers;
 
@@ -49,6 +52,20 @@ pub struct EngineCounters {
     pub evicted: u64,
 }
 
+/// A log record that does not fit the state it is replayed onto.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReplayError {
+    /// Its sequence number is not the next one.
+    #[error("record {seq} out of sequence (expected {expected})")]
+    Sequence { seq: u64, expected: u64 },
+    /// It names an envelope of another shard, or one the shard does not hold.
+    #[error("record {seq} names envelope {envelope}, which this shard does not hold")]
+    UnknownEnvelope { seq: u64, envelope: u64 },
+    /// It contradicts the envelope's state.
+    #[error("record {seq} ({kind:?}) contradicts envelope {envelope}: {why}")]
+    Contradiction { seq: u64, kind: RecordKind, envelope: u64, why: &'static str },
+}
+
 /// One shard's envelopes.
 #[derive(Debug)]
 pub struct Engine {
@@ -60,6 +77,7 @@ pub struct Engine {
     timers: Timers,
     rng: Rng,
     counters: EngineCounters,
+    journal: Journal,
 }
 
 impl Engine {
@@ -73,7 +91,24 @@ impl Engine {
             timers: Timers::default(),
             rng,
             counters: EngineCounters::default(),
+            journal: Journal::new(false, 1),
         }
+    }
+
+    /// Turns the journal on: from now on every change is also a numbered log
+    /// record, the first numbered `next_seq`. Call after replay.
+    pub fn enable_journal(&mut self, next_seq: u64) {
+        self.journal = Journal::new(true, next_seq);
+    }
+
+    /// Moves the records of the changes made since the last call into `into`.
+    pub fn take_journal(&mut self, into: &mut Vec<Record>) {
+        self.journal.take(into);
+    }
+
+    /// Records waiting for the log.
+    pub fn journal_pending(&self) -> usize {
+        self.journal.pending()
     }
 
     /// The configuration.
@@ -110,11 +145,6 @@ impl Engine {
     fn lookup(&self, id: u64) -> Option<u64> {
         let id = EnvelopeId(id);
         (id.shard() == self.config.shard_id).then_some(id.seq())
-    }
-
-    fn envelope_mut(&mut self, id: u64) -> Option<&mut Envelope> {
-        let key = self.lookup(id)?;
-        self.envelopes.get_mut(key)
     }
 
     /// CREATE: validates, then makes an envelope owned by this shard.
@@ -163,6 +193,9 @@ impl Engine {
         envelope.assert_invariants(cfg.share_cap_cents);
         let inserted = self.envelopes.insert(envelope);
         assert_eq!(inserted, key);
+        let kind_code = kind as u8;
+        self.journal
+            .push(|seq| Record::create(seq, id, sender, total, count, kind_code, now_ms, expires_at_ms));
         self.claims_held += count64;
         self.timers.push(expires_at_ms, id);
         self.counters.creates += 1;
@@ -182,10 +215,15 @@ impl Engine {
         }
         let cap = self.config.share_cap_cents;
         let ttl_ms = self.config.reservation_ttl_ms;
-        let Some(env) = self.envelope_mut(envelope_id) else {
+        let Some(key) = self.lookup(envelope_id) else {
             return (Status::NotFound, answer);
         };
-        let expired = env.expire_if_due(now_ms);
+        let Some(env) = self.envelopes.get_mut(key) else {
+            return (Status::NotFound, answer);
+        };
+        if env.expire_if_due(now_ms) {
+            note_expired(&mut self.journal, &mut self.counters, env);
+        }
         env.release_lapsed(now_ms);
         let status = match env.holding(user) {
             Some(Holding::Paid { index }) => {
@@ -212,7 +250,6 @@ impl Engine {
         if matches!(status, Status::Ok | Status::AlreadyGrabbed) {
             answer.shares_free = U32::new(env.shares_free());
         }
-        self.counters.expired += u64::from(expired);
         (status, answer)
     }
 
@@ -230,8 +267,9 @@ impl Engine {
         let Some(env) = self.envelopes.get_mut(key) else {
             return (Status::NotFound, answer);
         };
-        let expired = env.expire_if_due(now_ms);
-        self.counters.expired += u64::from(expired);
+        if env.expire_if_due(now_ms) {
+            note_expired(&mut self.journal, &mut self.counters, env);
+        }
         env.release_lapsed(now_ms);
         match env.holding(user) {
             Some(Holding::Paid { index }) => {
@@ -256,6 +294,7 @@ impl Engine {
         assert!(amount >= 1 && amount <= cap && amount <= m, "share {amount} of {m} cents");
         let order = env.pay(user, amount);
         env.assert_invariants(cap);
+        self.journal.push(|seq| Record::open(seq, envelope_id, user, amount, order));
         self.counters.opens += 1;
         answer.amount_cents = U64::new(amount);
         answer.order = U32::new(order);
@@ -272,8 +311,9 @@ impl Engine {
     ) -> Result<(QueryResponse, &[ClaimEntry]), Status> {
         let key = self.lookup(envelope_id).ok_or(Status::NotFound)?;
         let env = self.envelopes.get_mut(key).ok_or(Status::NotFound)?;
-        let expired = env.expire_if_due(now_ms);
-        self.counters.expired += u64::from(expired);
+        if env.expire_if_due(now_ms) {
+            note_expired(&mut self.journal, &mut self.counters, env);
+        }
         env.release_lapsed(now_ms);
         let limit = page_limit.min(hongbao_protocol::limits::MAX_QUERY_PAGE) as usize;
         let start = (page_start as usize).min(env.claims.len());
@@ -319,14 +359,16 @@ impl Engine {
             }
             self.timers.pop();
             ran += 1;
-            let Some(env) = self.envelope_mut(id) else { continue };
+            let Some(key) = self.lookup(id) else { continue };
+            let Some(env) = self.envelopes.get_mut(key) else { continue };
             // Expire first, so that the refund is recorded before eviction
             // even when a late tick finds the envelope past its retention.
-            let expired = env.expire_if_due(now_ms);
+            if env.expire_if_due(now_ms) {
+                note_expired(&mut self.journal, &mut self.counters, env);
+            }
             let state = env.state;
             let evict_at_ms = env.expires_at_ms + retention_ms;
             let expires_at_ms = env.expires_at_ms;
-            self.counters.expired += u64::from(expired);
             match state {
                 EnvelopeState::Active => self.timers.push(expires_at_ms, id),
                 _ if now_ms >= evict_at_ms => self.evict(id),
@@ -342,6 +384,97 @@ impl Engine {
         assert_ne!(env.state, EnvelopeState::Active, "evicting a live envelope");
         self.claims_held -= u64::from(env.count);
         self.counters.evicted += 1;
+        let at_ms = env.expires_at_ms + u64::from(self.config.retention_secs) * 1000;
+        self.journal.push(|seq| Record::evict(seq, id, at_ms));
+    }
+
+    /// Applies one record read back from the log. Records come in sequence
+    /// and each must fit the state the ones before it made; anything else is
+    /// an error, never a panic and never a skip.
+    pub fn replay(&mut self, record: &Record) -> Result<(), ReplayError> {
+        let seq = record.seq.get();
+        let id = record.envelope.get();
+        let kind = record.kind();
+        let contradiction = |why| ReplayError::Contradiction { seq, kind, envelope: id, why };
+        let unknown = ReplayError::UnknownEnvelope { seq, envelope: id };
+        let expected = self.journal.next_seq();
+        if !self.journal.replayed(seq) {
+            return Err(ReplayError::Sequence { seq, expected });
+        }
+        let key = self.lookup(id).ok_or(unknown.clone())?;
+        let cap = self.config.share_cap_cents;
+        match kind {
+            RecordKind::Create => {
+                let count = (record.field(2) & 0xffff_ffff) as u32;
+                let envelope_kind = EnvelopeKind::from_u8((record.field(2) >> 32) as u8)
+                    .ok_or(contradiction("unknown kind"))?;
+                let total = record.field(1);
+                let fits = match envelope_kind {
+                    EnvelopeKind::Random => total <= u64::from(count) * cap,
+                    EnvelopeKind::Fixed => total % u64::from(count) == 0 && total / u64::from(count) <= cap,
+                };
+                if !fits {
+                    return Err(contradiction("shares do not fit the share cap"));
+                }
+                let (created, expires) = (record.field(3), record.field(4));
+                let env = Envelope::new(id, record.field(0), total, count, envelope_kind, created, expires);
+                if !self.envelopes.insert_at(key, env) {
+                    return Err(contradiction("its slot is taken"));
+                }
+                self.claims_held += u64::from(count);
+                self.timers.push(expires, id);
+                self.counters.creates += 1;
+            }
+            RecordKind::Open => {
+                let env = self.envelopes.get_mut(key).ok_or(unknown)?;
+                let (user, amount, order) = (record.field(0), record.field(1), record.field(2));
+                if env.state != EnvelopeState::Active {
+                    return Err(contradiction("the envelope is not active"));
+                }
+                if env.holding(user).is_some() {
+                    return Err(contradiction("the user already holds a share"));
+                }
+                let unpaid = u64::from(env.shares_unpaid());
+                let rest_fits = env
+                    .remaining_cents
+                    .checked_sub(amount)
+                    .is_some_and(|rest| rest >= unpaid - 1 && rest <= (unpaid - 1).saturating_mul(cap));
+                if amount > cap || !rest_fits || order != u64::from(env.paid_count()) + 1 {
+                    return Err(contradiction("the amount or order does not fit"));
+                }
+                if env.kind == EnvelopeKind::Fixed && amount != env.total_cents / u64::from(env.count) {
+                    return Err(contradiction("a fixed share of the wrong size"));
+                }
+                env.reserve(user, 0);
+                env.pay(user, amount);
+                env.assert_invariants(cap);
+                self.counters.opens += 1;
+            }
+            RecordKind::Expire => {
+                let env = self.envelopes.get_mut(key).ok_or(unknown)?;
+                let refunded = record.field(0);
+                if env.remaining_cents != refunded
+                    || !env.expire_if_due(env.expires_at_ms.max(record.field(1)))
+                {
+                    return Err(contradiction("the refund does not match"));
+                }
+                self.counters.expired += 1;
+            }
+            RecordKind::Evict => {
+                let env = self.envelopes.get(key).ok_or(unknown)?;
+                if env.state == EnvelopeState::Active {
+                    return Err(contradiction("evicting a live envelope"));
+                }
+                self.evict(id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends a replay: rebuilds what the log does not carry.
+    pub fn finish_replay(&mut self) {
+        self.envelopes.rebuild_free();
+        self.assert_all_invariants();
     }
 
     /// Checks every envelope's invariants and holdings. Costs a walk of the
@@ -355,4 +488,10 @@ impl Engine {
         }
         assert_eq!(claims, self.claims_held);
     }
+}
+
+/// Counts an expiry and writes its record.
+fn note_expired(journal: &mut Journal, counters: &mut EngineCounters, env: &Envelope) {
+    counters.expired += 1;
+    journal.push(|seq| Record::expire(seq, env.id, env.refunded_cents, env.expires_at_ms));
 }

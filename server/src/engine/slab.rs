@@ -109,6 +109,40 @@ impl Slab {
         key
     }
 
+    /// Stores `envelope` under a `key` read from the log. The slot must be
+    /// empty and the key's generation newer than the slot's. The free list is
+    /// left stale; call [`Slab::rebuild_free`] once the log is replayed.
+    /// Returns whether it was stored.
+    pub fn insert_at(&mut self, key: u64, envelope: Envelope) -> bool {
+        let (index, generation) = Self::split(key);
+        if generation == 0 || index as u64 >= SLOTS_MAX {
+            return false;
+        }
+        while self.chunks.len() <= index / CHUNK_SLOTS {
+            let chunk = (0..CHUNK_SLOTS).map(|_| Slot { generation: 0, envelope: None }).collect();
+            self.chunks.push(chunk);
+        }
+        let slot = self.slot_mut(index).expect("chunk allocated above");
+        if slot.envelope.is_some() || slot.generation >= generation {
+            return false;
+        }
+        slot.generation = generation;
+        slot.envelope = Some(envelope);
+        self.fresh = self.fresh.max(index as u32 + 1);
+        self.len += 1;
+        true
+    }
+
+    /// Rebuilds the free list from the empty slots, after a replay.
+    pub fn rebuild_free(&mut self) {
+        self.free.clear();
+        for index in 0..self.fresh as usize {
+            if self.slot(index).is_some_and(|slot| slot.envelope.is_none()) {
+                self.free.push_back(index as u32);
+            }
+        }
+    }
+
     /// Removes and returns the envelope with `key`.
     pub fn remove(&mut self, key: u64) -> Option<Envelope> {
         let (index, generation) = Self::split(key);

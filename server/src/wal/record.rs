@@ -20,6 +20,7 @@
 //! | create | sender | total cents | count, kind << 32 | created at ms | expires at ms |
 //! | open | user | amount cents | order | 0 | 0 |
 //! | expire | refunded cents | at ms | 0 | 0 | 0 |
+//! | evict | at ms | 0 | 0 | 0 | 0 |
 //!
 //! Reservations (GRAB) are not logged: they lapse by themselves, and after a
 //! crash a user simply grabs again. Everything that moves money is.
@@ -41,6 +42,8 @@ pub enum RecordKind {
     Open,
     /// An envelope expired and its remainder was refunded.
     Expire,
+    /// An envelope left memory after its retention; its slot may be reused.
+    Evict,
 }
 
 impl RecordKind {
@@ -49,6 +52,7 @@ impl RecordKind {
             RecordKind::Create => 1,
             RecordKind::Open => 2,
             RecordKind::Expire => 3,
+            RecordKind::Evict => 4,
         }
     }
 
@@ -57,6 +61,7 @@ impl RecordKind {
             1 => Some(RecordKind::Create),
             2 => Some(RecordKind::Open),
             3 => Some(RecordKind::Expire),
+            4 => Some(RecordKind::Evict),
             _ => None,
         }
     }
@@ -135,6 +140,11 @@ impl Record {
         Record::new(RecordKind::Expire, seq, envelope, [refunded_cents, at_ms, 0, 0, 0])
     }
 
+    /// An EVICT record.
+    pub fn evict(seq: u64, envelope: u64, at_ms: u64) -> Record {
+        Record::new(RecordKind::Evict, seq, envelope, [at_ms, 0, 0, 0, 0])
+    }
+
     fn computed_crc(&self) -> u32 {
         crc32c::crc32c(&self.as_bytes()[4..])
     }
@@ -173,6 +183,7 @@ impl Record {
                 f(0) != 0 && f(1) >= 1 && f(2) >= 1 && f(2) <= u64::from(u32::MAX) && f(3) == 0 && f(4) == 0
             }
             RecordKind::Expire => f(2) == 0 && f(3) == 0 && f(4) == 0,
+            RecordKind::Evict => f(1) == 0 && f(2) == 0 && f(3) == 0 && f(4) == 0,
         };
         if !ok {
             return Err(RecordError::Fields { kind });
