@@ -37,8 +37,12 @@ fn start_server(shards: u16) -> (Server, u16) {
         {
             continue;
         }
+        let data_dir =
+            std::env::temp_dir().join(format!("hongbao-loadgen-e2e-{}-{port}", std::process::id()));
         let mut child = Command::new(server_bin())
             .args(["--listen", &format!("127.0.0.1:{port}"), "--shards", &shards.to_string()])
+            .arg("--data-dir")
+            .arg(&data_dir)
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 
 use crate::cores::{available_cores, check_cores, parse_core_list, CoresError};
 use crate::engine::{self, EngineConfig};
@@ -18,6 +18,18 @@ pub const CONNECTIONS_MAX_DEFAULT: usize = 10_000;
 pub const READ_BUFFER_BYTES_DEFAULT: usize = 256 * 1024;
 /// Messages that may wait in each shard-to-shard channel.
 pub const MESH_CHANNEL_SIZE: usize = 1024;
+
+/// What an acknowledgement promises.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Durability {
+    /// Every change is in the shard's write-ahead log, written and synced,
+    /// before its answer is sent: a crash (even kill -9 or power loss, on a
+    /// disk that honours fdatasync) loses no acknowledged CREATE or OPEN.
+    Sync,
+    /// Memory only: nothing is written and nothing survives a restart. For
+    /// benchmarks of the engine and network alone.
+    None,
+}
 
 /// hongbao-server: a thread-per-core red envelope server.
 ///
@@ -46,9 +58,14 @@ pub struct Args {
     #[arg(long, value_name = "PORT")]
     pub shard_port_base: Option<u16>,
 
-    /// Directory for the write-ahead log and snapshots.
+    /// Directory for the write-ahead log (one subdirectory per shard).
     #[arg(long, default_value = "./data", value_name = "DIR")]
     pub data_dir: PathBuf,
+
+    /// sync: answer a change only once its log record is durable (recovered at
+    /// start); none: memory only, nothing written or recovered.
+    #[arg(long, value_enum, default_value_t = Durability::Sync)]
+    pub durability: Durability,
 
     /// Most shares one envelope may have.
     #[arg(long, default_value_t = engine::MAX_COUNT_DEFAULT, value_name = "N")]
@@ -119,6 +136,8 @@ pub struct ServerConfig {
     pub shards: Vec<ShardPlan>,
     /// Data directory.
     pub data_dir: PathBuf,
+    /// What an acknowledgement promises.
+    pub durability: Durability,
     /// Engine settings (shard id filled in per shard).
     pub engine: EngineConfig,
     /// Connections per shard.
@@ -205,6 +224,7 @@ impl Args {
             listen: self.listen,
             shards,
             data_dir: self.data_dir,
+            durability: self.durability,
             engine,
             max_connections: self.max_connections,
             read_buffer_bytes: READ_BUFFER_BYTES_DEFAULT,

@@ -53,6 +53,18 @@ pub fn answer_request(
     let id = frame.request_id();
     let opcode = frame.header.opcode;
     crate::counters::add(&shard.counters.requests, 1);
+    if shard.refuses_changes() && matches!(request, Request::Create(_) | Request::Grab(_) | Request::Open(_))
+    {
+        // The log failed: no change can be made durable, so none is made.
+        // GRAB and OPEN keep their fixed (zero) body.
+        let body: &[u8] = match request {
+            Request::Grab(_) => &[0; 24],
+            Request::Open(_) => &[0; 16],
+            _ => &[],
+        };
+        write_response(out, opcode, id, Status::Unavailable, &[body]);
+        return;
+    }
     match *request {
         Request::Grab(body) => {
             let (status, answer) = engine.grab(now_ms, body.envelope.get(), body.user.get());

@@ -1,7 +1,6 @@
 //! Starting the shards, reporting when they listen, and stopping them on a
 //! signal.
 
-use std::net::TcpListener as StdListener;
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -85,14 +84,25 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
     Ok(())
 }
 
-/// Binds every port once without SO_REUSEPORT: a port that another process
-/// (or another hongbao) holds fails here with a clear message, instead of the
-/// kernel quietly sharing it.
+/// Refuses ports where something already listens. The shards bind with
+/// SO_REUSEPORT, so the kernel would quietly share a port with another hongbao
+/// (and its clients would land on either); a connect tells first. Binding
+/// alone cannot: the sockets of connections a killed server left behind hold
+/// the port without listening on it, and must not stop a restart.
 fn check_ports_free(config: &ServerConfig) -> Result<(), ServerError> {
-    let mut addrs = vec![config.listen];
-    addrs.extend(config.shards.iter().map(|s| std::net::SocketAddr::new(config.listen.ip(), s.port)));
-    for addr in addrs {
-        StdListener::bind(addr).map_err(|source| ServerError::Listen { addr, source })?;
+    let mut ports = vec![config.listen.port()];
+    ports.extend(config.shards.iter().map(|s| s.port));
+    let probe_ip = if config.listen.ip().is_unspecified() {
+        std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+    } else {
+        config.listen.ip()
+    };
+    for port in ports {
+        let addr = std::net::SocketAddr::new(probe_ip, port);
+        if std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200)).is_ok() {
+            let source = std::io::Error::new(std::io::ErrorKind::AddrInUse, "another process listens there");
+            return Err(ServerError::Listen { addr, source });
+        }
     }
     Ok(())
 }

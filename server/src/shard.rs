@@ -16,12 +16,15 @@ use hongbao_protocol::decode_frame;
 use zerocopy::little_endian::U16;
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::{ServerConfig, ShardPlan};
+use crate::config::{Durability, ServerConfig, ShardPlan};
 use crate::counters::{add, ShardCounters};
 use crate::engine::Engine;
 use crate::forward::ForwardBatch;
 use crate::handler::answer_frame;
 use crate::net::listener::accept_loop;
+use crate::wal::group::{run_writer, GroupCommit};
+use crate::wal::recover::recover;
+use crate::wal::segment::{shard_dir, SegmentWriter};
 
 /// How often a shard runs its engine's timers and looks for shutdown.
 const TICK_INTERVAL: Duration = Duration::from_millis(10);
@@ -39,7 +42,7 @@ pub struct Shard {
     /// Shard-aware port of every shard, in wire order for HELLO.
     pub ports: Vec<U16>,
     /// The envelopes this shard owns. Borrowed only between awaits.
-    pub engine: RefCell<Engine>,
+    pub engine: Rc<RefCell<Engine>>,
     /// STATS counters.
     pub counters: ShardCounters,
     /// When the shard started.
@@ -52,6 +55,8 @@ pub struct Shard {
     pub clock: SystemClock,
     /// Set by a signal; every loop of the shard ends soon after.
     pub stopping: Arc<AtomicBool>,
+    /// The log's group commit; `None` with `--durability none`.
+    pub commit: Option<Rc<GroupCommit>>,
 }
 
 impl Shard {
@@ -63,6 +68,23 @@ impl Shard {
     /// Whether the server is shutting down.
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::Relaxed)
+    }
+
+    /// Whether changes must be refused: the log failed to write.
+    pub fn refuses_changes(&self) -> bool {
+        self.commit.as_ref().is_some_and(|c| c.failed())
+    }
+
+    /// Waits until every change made so far is durable (at once without a
+    /// log). `false`: it never will be, and nothing may be acknowledged.
+    pub async fn durable(&self) -> bool {
+        match &self.commit {
+            Some(commit) => {
+                let last = self.engine.borrow().journal_last_seq();
+                commit.wait(last).await
+            }
+            None => true,
+        }
     }
 }
 
@@ -78,17 +100,38 @@ pub async fn run_shard(
     let shard_count = config.shards.len() as u16;
     let mut engine_config = config.engine.clone();
     engine_config.shard_id = plan.id;
+    let mut engine = Engine::new(engine_config);
+    let log = match config.durability {
+        Durability::Sync => match open_log(&config, plan.id, &mut engine).await {
+            Ok(log) => Some(log),
+            Err(why) => {
+                let _ = ready.send(Err(format!("shard {}: {why}", plan.id)));
+                return;
+            }
+        },
+        Durability::None => None,
+    };
+    let engine = Rc::new(RefCell::new(engine));
+    let (commit, writer) = match log {
+        Some((writer, durable_seq)) => {
+            let commit = Rc::new(GroupCommit::new(durable_seq));
+            let task = glommio::spawn_local(run_writer(engine.clone(), commit.clone(), writer, plan.id));
+            (Some(commit), Some(task))
+        }
+        None => (None, None),
+    };
     let shard = Rc::new(Shard {
         id: plan.id,
         shard_count,
         ports: config.shard_ports().into_iter().map(U16::new).collect(),
-        engine: RefCell::new(Engine::new(engine_config)),
+        engine,
         counters: ShardCounters::default(),
         started: Instant::now(),
         max_connections: config.max_connections,
         read_buffer_bytes: config.read_buffer_bytes,
         clock: SystemClock,
         stopping,
+        commit,
     });
 
     let Ok((senders, receivers)) = mesh.join().await else {
@@ -115,9 +158,46 @@ pub async fn run_shard(
     while !shard.is_stopping() {
         sleep(TICK_INTERVAL).await;
         let now_ms = shard.now_ms();
-        shard.engine.borrow_mut().tick(now_ms, TICK_BUDGET);
+        let pending = {
+            let mut engine = shard.engine.borrow_mut();
+            engine.tick(now_ms, TICK_BUDGET);
+            engine.journal_pending()
+        };
+        // Expiries and evictions are logged too, though nobody waits for them.
+        if let (Some(commit), true) = (&shard.commit, pending > 0) {
+            commit.poke();
+        }
     }
     senders.close();
+    if let (Some(commit), Some(writer)) = (&shard.commit, writer) {
+        commit.close();
+        writer.await;
+    }
+}
+
+/// Recovers shard `id`'s log into `engine` and opens a new segment after it.
+/// Returns the writer and the last durable record's number.
+async fn open_log(
+    config: &ServerConfig,
+    id: u16,
+    engine: &mut Engine,
+) -> Result<(SegmentWriter, u64), String> {
+    let dir = shard_dir(&config.data_dir, id);
+    let started = Instant::now();
+    let found = recover(engine, &dir).map_err(|e| format!("cannot recover the log: {e}"))?;
+    engine.enable_journal(found.next_seq);
+    let writer = SegmentWriter::create(&dir, found.next_seq)
+        .await
+        .map_err(|e| format!("cannot open a log segment in {}: {e}", dir.display()))?;
+    eprintln!(
+        "hongbao-server: shard {id}: recovered {} records from {} segments in {} ms ({} torn bytes cut), {} envelopes",
+        found.records,
+        found.segments,
+        started.elapsed().as_millis(),
+        found.torn_bytes,
+        engine.envelope_count()
+    );
+    Ok((writer, found.next_seq - 1))
 }
 
 /// Spawns one task per peer shard that answers the batches it forwards.
@@ -127,16 +207,22 @@ fn serve_forwarded(shard: &Rc<Shard>, mut receivers: Receivers<ForwardBatch>) {
         glommio::spawn_local(async move {
             while let Some(mut batch) = stream.recv().await {
                 let now_ms = shard.now_ms();
-                let mut engine = shard.engine.borrow_mut();
                 let mut at = 0;
-                while let Ok(Some(frame)) = decode_frame(&batch.frames[at..]) {
-                    answer_frame(&shard, &mut engine, now_ms, &frame, &mut batch.answers);
-                    at += frame.wire_len();
+                {
+                    let mut engine = shard.engine.borrow_mut();
+                    while let Ok(Some(frame)) = decode_frame(&batch.frames[at..]) {
+                        answer_frame(&shard, &mut engine, now_ms, &frame, &mut batch.answers);
+                        at += frame.wire_len();
+                    }
                 }
-                drop(engine);
                 assert_eq!(at, batch.frames.len(), "a forwarded batch holds only whole, valid frames");
                 add(&shard.counters.forwarded_in, batch.count);
-                let _ = batch.reply.send((batch.frames, batch.answers));
+                // The answers acknowledge changes only once they are durable;
+                // if they never will be, the batch is dropped and the
+                // connection it came from closes without them.
+                if shard.durable().await {
+                    let _ = batch.reply.send((batch.frames, batch.answers));
+                }
             }
         })
         .detach();

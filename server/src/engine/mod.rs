@@ -106,6 +106,11 @@ impl Engine {
         self.journal.take(into);
     }
 
+    /// The number of the last record journaled (0 before the first).
+    pub fn journal_last_seq(&self) -> u64 {
+        self.journal.next_seq() - 1
+    }
+
     /// Records waiting for the log.
     pub fn journal_pending(&self) -> usize {
         self.journal.pending()

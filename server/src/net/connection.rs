@@ -5,7 +5,7 @@
 //!   read ──► decode frames ──► own shard's? ── yes ──► engine ──► out
 //!                                  │ no
 //!                                  └──► Forwarder (one batch per shard) ──► out
-//!   out ──► [later: wait for the WAL's group commit] ──► one write
+//!   out ──► wait for the log's group commit ──► one write
 //! ```
 //!
 //! Buffers are allocated once per connection; the loop allocates nothing per
@@ -59,6 +59,11 @@ pub async fn serve_connection(shard: Rc<Shard>, mesh: Rc<MeshSenders>, mut strea
         }
         let consumed;
         (consumed, next) = answer_buffer(&shard, &buf[..filled], &mut forwarder, &mut out);
+        // Group commit: the answers go out only once the changes they
+        // acknowledge are durable. Forwarded answers come back durable.
+        if !shard.durable().await {
+            break;
+        }
         if !forwarder.is_empty() {
             let forwarded = forwarder.flush(&mesh, &mut out).await;
             if forwarded == u64::MAX {

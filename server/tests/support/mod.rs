@@ -17,6 +17,12 @@ pub struct TestServer {
     pub main: SocketAddr,
     pub shard_ports: Vec<u16>,
     pub log: mpsc::Receiver<String>,
+    pub data_dir: PathBuf,
+    /// Flags it was started with, to start it again on the same data.
+    pub args: Vec<String>,
+    pub shards: u16,
+    /// Remove the data directory when dropped.
+    pub owns_data: bool,
 }
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -48,8 +54,14 @@ impl TestServer {
     }
 
     fn try_start(base: u16, shards: u16, extra: &[&str]) -> Option<TestServer> {
-        let main: SocketAddr = format!("127.0.0.1:{base}").parse().unwrap();
         let data_dir = std::env::temp_dir().join(format!("hongbao-test-{}-{base}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&data_dir);
+        TestServer::launch(base, shards, extra, data_dir)
+    }
+
+    /// Starts a server on `base` with `data_dir` (kept as it is).
+    pub fn launch(base: u16, shards: u16, extra: &[&str], data_dir: PathBuf) -> Option<TestServer> {
+        let main: SocketAddr = format!("127.0.0.1:{base}").parse().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_hongbao-server"))
             .arg("--listen")
             .arg(main.to_string())
@@ -74,7 +86,9 @@ impl TestServer {
         loop {
             match rx.recv_timeout(Duration::from_secs(30)) {
                 Ok(line) if line.contains("ready:") => break,
+                Ok(line) if line.contains("cannot recover") => panic!("{line}"),
                 Ok(line) if line.contains("cannot listen") => {
+                    eprintln!("test server: {line}");
                     let _ = child.kill();
                     let _ = child.wait();
                     return None;
@@ -88,7 +102,26 @@ impl TestServer {
             }
         }
         let shard_ports = (0..shards).map(|i| base + 1 + i).collect();
-        Some(TestServer { child, main, shard_ports, log: rx })
+        let args = extra.iter().map(|a| a.to_string()).collect();
+        Some(TestServer { child, main, shard_ports, log: rx, data_dir, args, shards, owns_data: true })
+    }
+
+    /// Kills the server with SIGKILL and starts it again on the same ports and
+    /// data, as after a crash.
+    pub fn crash_and_restart(mut self) -> TestServer {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.owns_data = false;
+        let extra: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        for _ in 0..50 {
+            if let Some(server) =
+                TestServer::launch(self.main.port(), self.shards, &extra, self.data_dir.clone())
+            {
+                return server;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the server did not come back after a crash");
     }
 
     /// The address of shard `i`'s shard-aware port.
@@ -101,6 +134,7 @@ impl TestServer {
         let status = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
         assert!(status.success());
         let exit = self.child.wait().unwrap();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
         std::mem::forget(self);
         exit
     }
@@ -110,6 +144,9 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if self.owns_data {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
     }
 }
 

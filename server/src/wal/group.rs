@@ -1,0 +1,138 @@
+//! Group commit: many requests' records share one write and one sync, and an
+//! answer that acknowledges a change waits until its record is durable.
+//!
+//! Connections (and the tasks answering forwarded batches) handle a whole
+//! batch, note the last record number the engine has handed out, and wait for
+//! [`GroupCommit::wait`] before writing their answers. The shard's writer task
+//! takes every record the engine journaled since its last write, appends them
+//! with one write and one `fdatasync`, and wakes every waiter it covered. While
+//! it syncs, more batches pile up, so the busier the shard the more records
+//! each sync carries.
+//!
+//! A failed write or sync is never acknowledged: its waiters learn it failed
+//! (their connections close without answers), the shard refuses changes from
+//! then on, and reads go on.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use futures_channel::oneshot;
+use glommio::sync::Semaphore;
+
+use super::record::Record;
+use super::segment::SegmentWriter;
+use crate::engine::Engine;
+
+/// A shard's commit state, shared by its tasks.
+#[derive(Debug)]
+pub struct GroupCommit {
+    durable_seq: Cell<u64>,
+    failed: Cell<bool>,
+    wake: Semaphore,
+    waiters: RefCell<Vec<(u64, oneshot::Sender<bool>)>>,
+    /// Syncs done, for STATS and benchmarks.
+    pub syncs: Cell<u64>,
+}
+
+impl GroupCommit {
+    /// A commit state whose records up to `durable_seq` are on disk.
+    pub fn new(durable_seq: u64) -> GroupCommit {
+        GroupCommit {
+            durable_seq: Cell::new(durable_seq),
+            failed: Cell::new(false),
+            wake: Semaphore::new(0),
+            waiters: RefCell::new(Vec::new()),
+            syncs: Cell::new(0),
+        }
+    }
+
+    /// Whether a write or sync has failed; the shard then refuses changes.
+    pub fn failed(&self) -> bool {
+        self.failed.get()
+    }
+
+    /// Asks the writer to look for records.
+    pub fn poke(&self) {
+        self.wake.signal(1);
+    }
+
+    /// Waits until record `seq` is durable. `false` if it never will be.
+    pub async fn wait(&self, seq: u64) -> bool {
+        if self.failed.get() {
+            return false;
+        }
+        if seq <= self.durable_seq.get() {
+            return true;
+        }
+        let (tx, rx) = oneshot::channel();
+        self.waiters.borrow_mut().push((seq, tx));
+        self.poke();
+        rx.await.unwrap_or(false)
+    }
+
+    /// Stops the writer after its current write.
+    pub fn close(&self) {
+        self.wake.close();
+    }
+
+    /// Answers every waiter whose record is durable, or all of them if the
+    /// log failed.
+    fn settle(&self) {
+        let durable = self.durable_seq.get();
+        let failed = self.failed.get();
+        let mut waiters = self.waiters.borrow_mut();
+        let mut i = 0;
+        while i < waiters.len() {
+            if failed || waiters[i].0 <= durable {
+                let (_, tx) = waiters.swap_remove(i);
+                let _ = tx.send(!failed);
+            } else {
+                i += 1;
+            }
+        }
+    }
+}
+
+/// The shard's writer task: takes the engine's journal and makes it durable,
+/// batch after batch, until [`GroupCommit::close`].
+pub async fn run_writer(
+    engine: Rc<RefCell<Engine>>,
+    commit: Rc<GroupCommit>,
+    mut writer: SegmentWriter,
+    shard: u16,
+) {
+    let mut pending: Vec<Record> = Vec::new();
+    loop {
+        if commit.wake.acquire(1).await.is_err() {
+            break;
+        }
+        while commit.wake.try_acquire(1).unwrap_or(false) {}
+        engine.borrow_mut().take_journal(&mut pending);
+        if !pending.is_empty() && !commit.failed.get() {
+            let last = pending.last().map_or(0, |r| r.seq.get());
+            match writer.append(&pending).await {
+                Ok(()) => {
+                    commit.durable_seq.set(last);
+                    commit.syncs.set(commit.syncs.get() + 1);
+                }
+                Err(error) => {
+                    eprintln!(
+                        "hongbao-server: shard {shard}: the log cannot write ({error}); refusing changes from now on, reads go on"
+                    );
+                    commit.failed.set(true);
+                }
+            }
+        }
+        pending.clear();
+        commit.settle();
+    }
+    // Shutting down: make what was journaled durable, then answer the rest.
+    engine.borrow_mut().take_journal(&mut pending);
+    if !pending.is_empty() && !commit.failed.get() {
+        let last = pending.last().map_or(0, |r| r.seq.get());
+        if writer.append(&pending).await.is_ok() {
+            commit.durable_seq.set(last);
+        }
+    }
+    commit.settle();
+}
