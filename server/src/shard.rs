@@ -75,13 +75,19 @@ impl Shard {
         self.commit.as_ref().is_some_and(|c| c.failed())
     }
 
-    /// Waits until every change made so far is durable (at once without a
-    /// log). `false`: it never will be, and nothing may be acknowledged.
-    pub async fn durable(&self) -> bool {
+    /// The number of the last change journaled so far.
+    pub fn last_change(&self) -> u64 {
+        self.engine.borrow().journal_last_seq()
+    }
+
+    /// Waits until every change made after `since` (a [`Shard::last_change`])
+    /// is durable; at once if there was none, or without a log. `false`: it
+    /// never will be, and nothing may be acknowledged.
+    pub async fn durable_since(&self, since: u64) -> bool {
         match &self.commit {
             Some(commit) => {
-                let last = self.engine.borrow().journal_last_seq();
-                commit.wait(last).await
+                let last = self.last_change();
+                last == since || commit.wait(last).await
             }
             None => true,
         }
@@ -207,6 +213,7 @@ fn serve_forwarded(shard: &Rc<Shard>, mut receivers: Receivers<ForwardBatch>) {
         glommio::spawn_local(async move {
             while let Some(mut batch) = stream.recv().await {
                 let now_ms = shard.now_ms();
+                let since = shard.last_change();
                 let mut at = 0;
                 {
                     let mut engine = shard.engine.borrow_mut();
@@ -220,7 +227,7 @@ fn serve_forwarded(shard: &Rc<Shard>, mut receivers: Receivers<ForwardBatch>) {
                 // The answers acknowledge changes only once they are durable;
                 // if they never will be, the batch is dropped and the
                 // connection it came from closes without them.
-                if shard.durable().await {
+                if shard.durable_since(since).await {
                     let _ = batch.reply.send((batch.frames, batch.answers));
                 }
             }

@@ -57,11 +57,12 @@ pub async fn serve_connection(shard: Rc<Shard>, mesh: Rc<MeshSenders>, mut strea
             filled += n;
             add(&shard.counters.bytes_in, n as u64);
         }
+        let since = shard.last_change();
         let consumed;
         (consumed, next) = answer_buffer(&shard, &buf[..filled], &mut forwarder, &mut out);
         // Group commit: the answers go out only once the changes they
         // acknowledge are durable. Forwarded answers come back durable.
-        if !shard.durable().await {
+        if !shard.durable_since(since).await {
             break;
         }
         if !forwarder.is_empty() {

@@ -53,6 +53,19 @@ impl TestServer {
         panic!("could not start hongbao-server on any port");
     }
 
+    /// Starts a server on free ports with an existing data directory, which
+    /// it does not remove.
+    pub fn start_with_data(shards: u16, extra: &[&str], data_dir: PathBuf) -> TestServer {
+        for _ in 0..10 {
+            let base = free_port_run(shards);
+            if let Some(mut server) = TestServer::launch(base, shards, extra, data_dir.clone()) {
+                server.owns_data = false;
+                return server;
+            }
+        }
+        panic!("could not start hongbao-server on any port");
+    }
+
     fn try_start(base: u16, shards: u16, extra: &[&str]) -> Option<TestServer> {
         let data_dir = std::env::temp_dir().join(format!("hongbao-test-{}-{base}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data_dir);
