@@ -65,7 +65,11 @@ fn main() {
         std::fs::write(segment_path(&dir, segment_first), &segment).expect("write segment");
     }
     drop(engine);
-    println!("wrote {written} records ({} MiB) in {:.1} s", written * 64 >> 20, started.elapsed().as_secs_f64());
+    println!(
+        "wrote {written} records ({} MiB) in {:.1} s",
+        (written * 64) >> 20,
+        started.elapsed().as_secs_f64()
+    );
 
     if std::env::var_os("HONGBAO_DROP_CACHES").is_some() {
         // Cold start: flush and drop the page cache (root only).
