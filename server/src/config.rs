@@ -16,6 +16,8 @@ pub const CONNECTIONS_MAX_DEFAULT: usize = 10_000;
 /// Default bytes of receive buffer per connection; holds many pipelined frames
 /// and always at least one largest frame.
 pub const READ_BUFFER_BYTES_DEFAULT: usize = 256 * 1024;
+/// Default log records between snapshots (about 320 MB of log).
+pub const SNAPSHOT_EVERY_DEFAULT: u64 = 5_000_000;
 /// Messages that may wait in each shard-to-shard channel.
 pub const MESH_CHANNEL_SIZE: usize = 1024;
 
@@ -66,6 +68,11 @@ pub struct Args {
     /// start); none: memory only, nothing written or recovered.
     #[arg(long, value_enum, default_value_t = Durability::Sync)]
     pub durability: Durability,
+
+    /// Take a snapshot of a shard after this many log records, then remove the
+    /// log segments it covers; bounds recovery time and disk use. 0: never.
+    #[arg(long, default_value_t = SNAPSHOT_EVERY_DEFAULT, value_name = "RECORDS")]
+    pub snapshot_every: u64,
 
     /// Most shares one envelope may have.
     #[arg(long, default_value_t = engine::MAX_COUNT_DEFAULT, value_name = "N")]
@@ -138,6 +145,8 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// What an acknowledgement promises.
     pub durability: Durability,
+    /// Log records between snapshots; 0 never.
+    pub snapshot_every: u64,
     /// Engine settings (shard id filled in per shard).
     pub engine: EngineConfig,
     /// Connections per shard.
@@ -225,6 +234,7 @@ impl Args {
             shards,
             data_dir: self.data_dir,
             durability: self.durability,
+            snapshot_every: self.snapshot_every,
             engine,
             max_connections: self.max_connections,
             read_buffer_bytes: READ_BUFFER_BYTES_DEFAULT,

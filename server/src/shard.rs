@@ -2,7 +2,7 @@
 //! envelopes, serves the main port (SO_REUSEPORT) and its shard-aware port, and
 //! answers batches that other shards forward to it.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -24,7 +24,8 @@ use crate::handler::answer_frame;
 use crate::net::listener::accept_loop;
 use crate::wal::group::{run_writer, GroupCommit};
 use crate::wal::recover::recover;
-use crate::wal::segment::{shard_dir, SegmentWriter};
+use crate::wal::segment::{list_segments, shard_dir, SegmentWriter};
+use crate::wal::snapshot;
 
 /// How often a shard runs its engine's timers and looks for shutdown.
 const TICK_INTERVAL: Duration = Duration::from_millis(10);
@@ -107,8 +108,9 @@ pub async fn run_shard(
     let mut engine_config = config.engine.clone();
     engine_config.shard_id = plan.id;
     let mut engine = Engine::new(engine_config);
+    let mut last_snapshot = 0;
     let log = match config.durability {
-        Durability::Sync => match open_log(&config, plan.id, &mut engine).await {
+        Durability::Sync => match open_log(&config, plan.id, &mut engine, &mut last_snapshot).await {
             Ok(log) => Some(log),
             Err(why) => {
                 let _ = ready.send(Err(format!("shard {}: {why}", plan.id)));
@@ -161,17 +163,28 @@ pub async fn run_shard(
     glommio::spawn_local(accept_loop(shard.clone(), senders.clone(), own)).detach();
     let _ = ready.send(Ok(plan.id));
 
+    let snapshots = Rc::new(SnapshotState { covers: Cell::new(last_snapshot), running: Cell::new(false) });
     while !shard.is_stopping() {
         sleep(TICK_INTERVAL).await;
         let now_ms = shard.now_ms();
-        let pending = {
+        let (pending, last) = {
             let mut engine = shard.engine.borrow_mut();
             engine.tick(now_ms, TICK_BUDGET);
-            engine.journal_pending()
+            (engine.journal_pending(), engine.journal_last_seq())
         };
         // Expiries and evictions are logged too, though nobody waits for them.
         if let (Some(commit), true) = (&shard.commit, pending > 0) {
             commit.poke();
+        }
+        let every = config.snapshot_every;
+        if shard.commit.is_some()
+            && every > 0
+            && last >= snapshots.covers.get() + every
+            && !snapshots.running.get()
+        {
+            snapshots.running.set(true);
+            let dir = shard_dir(&config.data_dir, plan.id);
+            glommio::spawn_local(take_snapshot(shard.clone(), dir, snapshots.clone())).detach();
         }
     }
     senders.close();
@@ -181,22 +194,81 @@ pub async fn run_shard(
     }
 }
 
+/// The shard's last snapshot, and whether one is being taken.
+#[derive(Debug)]
+struct SnapshotState {
+    covers: Cell<u64>,
+    running: Cell<bool>,
+}
+
+/// Takes a snapshot: the engine's image (a pause of the shard while it is
+/// copied), written once every record it covers is durable, then the older
+/// snapshots and the segments it covers are removed.
+async fn take_snapshot(shard: Rc<Shard>, dir: std::path::PathBuf, state: Rc<SnapshotState>) {
+    let started = Instant::now();
+    let result = async {
+        let (covers, records, generations) = {
+            let engine = shard.engine.borrow();
+            let (records, generations) = engine.image();
+            (engine.journal_last_seq(), records, generations)
+        };
+        let commit = shard.commit.as_ref().ok_or("no log")?;
+        if !commit.wait(covers).await {
+            return Err("the log failed".to_string());
+        }
+        let bytes = snapshot::encode(shard.id, covers, &generations, &records);
+        drop(records);
+        snapshot::write(&dir, covers, &bytes).await.map_err(|e| format!("write: {e}"))?;
+        for (older, path) in snapshot::list_snapshots(&dir).map_err(|e| e.to_string())? {
+            if older < covers {
+                std::fs::remove_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+        }
+        let segments = list_segments(&dir).map_err(|e| e.to_string())?;
+        let mut removed = 0;
+        for pair in segments.windows(2) {
+            if pair[1].0 <= covers + 1 {
+                std::fs::remove_file(&pair[0].1).map_err(|e| format!("{}: {e}", pair[0].1.display()))?;
+                removed += 1;
+            }
+        }
+        Ok::<_, String>((covers, bytes.len(), removed))
+    }
+    .await;
+    match result {
+        Ok((covers, bytes, removed)) => {
+            state.covers.set(covers);
+            eprintln!(
+                "hongbao-server: shard {}: snapshot at record {covers} ({} MiB) in {} ms, {removed} segments removed",
+                shard.id,
+                bytes >> 20,
+                started.elapsed().as_millis()
+            );
+        }
+        Err(why) => eprintln!("hongbao-server: shard {}: snapshot failed: {why}", shard.id),
+    }
+    state.running.set(false);
+}
+
 /// Recovers shard `id`'s log into `engine` and opens a new segment after it.
 /// Returns the writer and the last durable record's number.
 async fn open_log(
     config: &ServerConfig,
     id: u16,
     engine: &mut Engine,
+    last_snapshot: &mut u64,
 ) -> Result<(SegmentWriter, u64), String> {
     let dir = shard_dir(&config.data_dir, id);
     let started = Instant::now();
     let found = recover(engine, &dir).map_err(|e| format!("cannot recover the log: {e}"))?;
+    *last_snapshot = found.snapshot_covers;
     engine.enable_journal(found.next_seq);
     let writer = SegmentWriter::create(&dir, found.next_seq)
         .await
         .map_err(|e| format!("cannot open a log segment in {}: {e}", dir.display()))?;
     eprintln!(
-        "hongbao-server: shard {id}: recovered {} records from {} segments in {} ms ({} torn bytes cut), {} envelopes",
+        "hongbao-server: shard {id}: recovered the snapshot at record {} and {} records from {} segments in {} ms ({} torn bytes cut), {} envelopes",
+        found.snapshot_covers,
         found.records,
         found.segments,
         started.elapsed().as_millis(),

@@ -87,7 +87,8 @@ fn sigkill_at_random_moments_loses_no_acknowledged_open() {
         rng % bound
     };
 
-    let mut server = TestServer::start(2, &[]);
+    // Snapshots every 200 records, so crashes also land during and after them.
+    let mut server = TestServer::start(2, &["--snapshot-every", "200"]);
     let mut envelopes = Vec::new();
     for i in 0..12u64 {
         let mut client = Client::connect(server.main).unwrap();
@@ -116,5 +117,10 @@ fn sigkill_at_random_moments_loses_no_acknowledged_open() {
         check(&server, &envelopes, &acked);
     }
     assert!(!acked.lock().unwrap().is_empty(), "no open was acknowledged at all: the test tested nothing");
+    let snapshots = (0..2)
+        .flat_map(|shard| std::fs::read_dir(server.data_dir.join(format!("shard-{shard}"))).unwrap())
+        .filter(|entry| entry.as_ref().unwrap().path().extension().is_some_and(|e| e == "snap"))
+        .count();
+    assert!(snapshots > 0, "no snapshot was taken: recovery from snapshots went untested");
     server.owns_data = true;
 }

@@ -143,6 +143,28 @@ impl Slab {
         }
     }
 
+    /// The generation of every slot ever used, in slot order: with the held
+    /// envelopes, what a snapshot needs so that no key is ever handed out twice.
+    pub fn generations(&self) -> Vec<u32> {
+        (0..self.fresh as usize).map(|i| self.slot(i).map_or(0, |slot| slot.generation)).collect()
+    }
+
+    /// Raises empty slots to the generations a snapshot recorded (held slots
+    /// already have theirs). Call before [`Slab::rebuild_free`].
+    pub fn restore_generations(&mut self, generations: &[u32]) {
+        for (index, generation) in generations.iter().enumerate() {
+            while self.chunks.len() <= index / CHUNK_SLOTS {
+                let chunk = (0..CHUNK_SLOTS).map(|_| Slot { generation: 0, envelope: None }).collect();
+                self.chunks.push(chunk);
+            }
+            let slot = self.slot_mut(index).expect("chunk allocated above");
+            if slot.envelope.is_none() {
+                slot.generation = slot.generation.max(*generation & GEN_MAX);
+            }
+        }
+        self.fresh = self.fresh.max(generations.len() as u32);
+    }
+
     /// Removes and returns the envelope with `key`.
     pub fn remove(&mut self, key: u64) -> Option<Envelope> {
         let (index, generation) = Self::split(key);

@@ -15,6 +15,7 @@ pub mod record;
 pub mod recover;
 pub mod scan;
 pub mod segment;
+pub mod snapshot;
 
 pub use record::{Record, RecordKind, RECORD_LEN};
 pub use scan::{scan, ScanError, Scanned};
