@@ -216,23 +216,14 @@ async fn take_snapshot(shard: Rc<Shard>, dir: std::path::PathBuf, state: Rc<Snap
         if !commit.wait(covers).await {
             return Err("the log failed".to_string());
         }
-        let bytes = snapshot::encode(shard.id, covers, &generations, &records);
+        let bytes = snapshot::write(&dir, shard.id, covers, &generations, &records)
+            .await
+            .map_err(|e| format!("write: {e}"))?;
         drop(records);
-        snapshot::write(&dir, covers, &bytes).await.map_err(|e| format!("write: {e}"))?;
-        for (older, path) in snapshot::list_snapshots(&dir).map_err(|e| e.to_string())? {
-            if older < covers {
-                std::fs::remove_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            }
-        }
-        let segments = list_segments(&dir).map_err(|e| e.to_string())?;
-        let mut removed = 0;
-        for pair in segments.windows(2) {
-            if pair[1].0 <= covers + 1 {
-                std::fs::remove_file(&pair[0].1).map_err(|e| format!("{}: {e}", pair[0].1.display()))?;
-                removed += 1;
-            }
-        }
-        Ok::<_, String>((covers, bytes.len(), removed))
+        // Unlinking big files and listing directories are blocking system
+        // calls: off the shard's thread.
+        let removed = glommio::executor().spawn_blocking(move || remove_covered(&dir, covers)).await?;
+        Ok::<_, String>((covers, bytes, removed))
     }
     .await;
     match result {
@@ -248,6 +239,25 @@ async fn take_snapshot(shard: Rc<Shard>, dir: std::path::PathBuf, state: Rc<Snap
         Err(why) => eprintln!("hongbao-server: shard {}: snapshot failed: {why}", shard.id),
     }
     state.running.set(false);
+}
+
+/// Removes the snapshots older than the one covering `covers` and the log
+/// segments it covers. Returns how many segments went.
+fn remove_covered(dir: &std::path::Path, covers: u64) -> Result<usize, String> {
+    for (older, path) in snapshot::list_snapshots(dir).map_err(|e| e.to_string())? {
+        if older < covers {
+            std::fs::remove_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    }
+    let segments = list_segments(dir).map_err(|e| e.to_string())?;
+    let mut removed = 0;
+    for pair in segments.windows(2) {
+        if pair[1].0 <= covers + 1 {
+            std::fs::remove_file(&pair[0].1).map_err(|e| format!("{}: {e}", pair[0].1.display()))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// Recovers shard `id`'s log into `engine` and opens a new segment after it.

@@ -482,7 +482,12 @@ impl Engine {
     /// empty engine and restoring the generations rebuilds this engine
     /// (reservations aside, which are never logged).
     pub fn image(&self) -> (Vec<Record>, Vec<u32>) {
-        let mut records = Vec::new();
+        let len: usize = self
+            .envelopes
+            .iter()
+            .map(|env| 1 + env.claims.len() + usize::from(env.state == EnvelopeState::Expired))
+            .sum();
+        let mut records = Vec::with_capacity(len);
         let mut seq = 0;
         let mut next = || {
             seq += 1;

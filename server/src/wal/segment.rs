@@ -79,7 +79,9 @@ impl SegmentWriter {
         let path = segment_path(dir, next_seq);
         let file =
             DmaFile::create(&path).await.map_err(|e| io::Error::other(format!("{}: {e}", path.display())))?;
-        sync_dir(dir)?;
+        // The directory sync is a blocking call: off the shard's thread.
+        let owned = dir.to_path_buf();
+        glommio::executor().spawn_blocking(move || sync_dir(&owned)).await?;
         Ok(SegmentWriter { dir: dir.to_path_buf(), file, len: 0, tail: Vec::new(), next_seq })
     }
 

@@ -28,6 +28,8 @@ use super::record::{Record, RECORD_LEN};
 
 const MAGIC: &[u8; 8] = b"HBSNAP01";
 const HEADER_LEN: usize = 64;
+/// A snapshot being written is synced every this many bytes.
+const SYNC_EVERY_BYTES: usize = 4 << 20;
 /// Most slots a snapshot may list (the slab's limit).
 const SLOTS_MAX: u64 = crate::engine::SLOTS_MAX;
 
@@ -80,17 +82,15 @@ pub fn list_snapshots(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     Ok(found)
 }
 
-/// Encodes a snapshot.
-pub fn encode(shard: u16, covers: u64, generations: &[u32], records: &[Record]) -> Vec<u8> {
-    let mut bytes = vec![0u8; HEADER_LEN];
-    for generation in generations {
-        bytes.extend_from_slice(&generation.to_le_bytes());
-    }
-    for record in records {
-        bytes.extend_from_slice(record.as_bytes());
-    }
-    let body_crc = crc32c::crc32c(&bytes[HEADER_LEN..]);
-    let header = &mut bytes[..HEADER_LEN];
+// Generations are written as the machine holds them; the format is little
+// endian.
+#[cfg(not(target_endian = "little"))]
+compile_error!("snapshots are written in memory order, which must be little endian");
+
+/// The header for a body of `generations` and `records`.
+fn header(shard: u16, covers: u64, generations: &[u32], records: &[Record]) -> [u8; HEADER_LEN] {
+    let body_crc = crc32c::crc32c_append(crc32c::crc32c(generations.as_bytes()), records.as_bytes());
+    let mut header = [0u8; HEADER_LEN];
     header[0..8].copy_from_slice(MAGIC);
     header[8..10].copy_from_slice(&shard.to_le_bytes());
     header[16..24].copy_from_slice(&covers.to_le_bytes());
@@ -99,6 +99,15 @@ pub fn encode(shard: u16, covers: u64, generations: &[u32], records: &[Record]) 
     header[40..44].copy_from_slice(&body_crc.to_le_bytes());
     let header_crc = crc32c::crc32c(&header[..60]);
     header[60..64].copy_from_slice(&header_crc.to_le_bytes());
+    header
+}
+
+/// Encodes a snapshot into one buffer (tests and tools; the server writes the
+/// same bytes piece by piece with [`write`]).
+pub fn encode(shard: u16, covers: u64, generations: &[u32], records: &[Record]) -> Vec<u8> {
+    let mut bytes = header(shard, covers, generations, records).to_vec();
+    bytes.extend_from_slice(generations.as_bytes());
+    bytes.extend_from_slice(records.as_bytes());
     bytes
 }
 
@@ -133,34 +142,69 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
     Ok(Snapshot { shard, covers: u64_at(16), generations, records: image })
 }
 
-/// Writes `bytes` as the snapshot covering `covers`: temporary file, direct
-/// I/O, sync, rename, directory sync.
-pub async fn write(dir: &Path, covers: u64, bytes: &[u8]) -> io::Result<PathBuf> {
+/// Writes the snapshot of `generations` and `records` covering `covers`:
+/// temporary file, direct I/O in 1 MiB pieces copied straight from the image
+/// (the shard runs between pieces), sync, rename, directory sync. Returns the
+/// bytes written.
+pub async fn write(
+    dir: &Path,
+    shard: u16,
+    covers: u64,
+    generations: &[u32],
+    records: &[Record],
+) -> io::Result<usize> {
     let path = snapshot_path(dir, covers);
     let temporary = path.with_extension("snap.tmp");
     let err = |e: glommio::GlommioError<()>| io::Error::other(e.to_string());
+    let header = header(shard, covers, generations, records);
+    let parts: [&[u8]; 3] = [&header, generations.as_bytes(), records.as_bytes()];
+    let total: usize = parts.iter().map(|p| p.len()).sum();
     let file = DmaFile::create(&temporary).await.map_err(err)?;
     let block = file.alignment() as usize;
     let chunk = 1 << 20;
+    let (mut part, mut in_part) = (0, 0);
     let mut at = 0;
-    while at < bytes.len() {
-        let len = (bytes.len() - at).min(chunk);
+    while at < total {
+        let len = (total - at).min(chunk);
         let padded = len.div_ceil(block) * block;
         let mut buffer = file.alloc_dma_buffer(padded);
         let target = buffer.as_bytes_mut();
-        target[..len].copy_from_slice(&bytes[at..at + len]);
+        let mut filled = 0;
+        while filled < len {
+            let source = &parts[part][in_part..];
+            let n = source.len().min(len - filled);
+            target[filled..filled + n].copy_from_slice(&source[..n]);
+            filled += n;
+            in_part += n;
+            if in_part == parts[part].len() {
+                part += 1;
+                in_part = 0;
+            }
+        }
         target[len..].fill(0);
         let written = file.write_at(buffer, at as u64).await.map_err(err)?;
         if written != padded {
             return Err(io::Error::new(io::ErrorKind::WriteZero, "short snapshot write"));
         }
         at += len;
+        // Sync as it goes: one big flush at the end would hold the disk for a
+        // second and every log sync (every acknowledgement) behind it.
+        if at % SYNC_EVERY_BYTES < chunk {
+            file.fdatasync().await.map_err(err)?;
+        }
+        glommio::yield_if_needed().await;
     }
     file.fdatasync().await.map_err(err)?;
     file.close().await.map_err(err)?;
-    std::fs::rename(&temporary, &path)?;
-    std::fs::File::open(dir)?.sync_all()?;
-    Ok(path)
+    // Rename and directory sync are blocking calls: off the shard's thread.
+    let dir = dir.to_path_buf();
+    glommio::executor()
+        .spawn_blocking(move || {
+            std::fs::rename(&temporary, &path)?;
+            std::fs::File::open(&dir)?.sync_all()
+        })
+        .await?;
+    Ok(total)
 }
 
 #[cfg(test)]
