@@ -37,4 +37,5 @@ pub mod handler;
 pub mod net;
 pub mod server;
 pub mod shard;
+pub mod startup_checks;
 pub mod wal;

@@ -23,10 +23,20 @@ pub enum ServerError {
     /// A shard failed while starting.
     #[error("{0}")]
     Shard(String),
+    /// The host cannot run the server as configured.
+    #[error("{0}")]
+    Host(String),
 }
 
 /// Runs the server until SIGINT or SIGTERM.
 pub fn run(config: ServerConfig) -> Result<(), ServerError> {
+    let findings = crate::startup_checks::check_host(&config);
+    for warning in &findings.warnings {
+        eprintln!("hongbao-server: warning: {warning}");
+    }
+    if let Some(error) = findings.errors.first() {
+        return Err(ServerError::Host(error.clone()));
+    }
     check_ports_free(&config)?;
     let stopping = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

@@ -1,0 +1,184 @@
+//! What the server checks about its host before it starts: the limits and
+//! kernel features a thread-per-core io_uring server needs.
+//!
+//! A problem the server cannot run with stops start-up with a message naming
+//! the fix; one it can run with (more slowly, or with fewer connections) is a
+//! warning. Soft limits below their hard limits are raised first, as Redis
+//! and most servers do, so the common case needs no operator at all.
+//! `tuning/check` reports the same things, and more, for the whole host.
+
+use std::path::Path;
+
+use crate::config::ServerConfig;
+
+/// Memory glommio locks per executor for its io_uring buffers (its default).
+pub const IO_MEMORY_PER_SHARD: u64 = 10 << 20;
+/// File descriptors a shard needs besides its connections: listeners, rings,
+/// eventfds, log segments, snapshots.
+pub const FDS_PER_SHARD: u64 = 64;
+
+/// The outcome of the checks.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Findings {
+    /// Problems the server can run with; printed at start-up.
+    pub warnings: Vec<String>,
+    /// Problems it cannot run with.
+    pub errors: Vec<String>,
+}
+
+/// A resource limit, soft and hard (`None` = unlimited).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limit {
+    /// The limit in force.
+    pub soft: Option<u64>,
+    /// The most the soft limit may be raised to without privilege.
+    pub hard: Option<u64>,
+}
+
+/// Checks `limits` (open files, locked memory) and `io_uring_disabled` (the
+/// sysctl's value, if the kernel has it) against `config`.
+pub fn judge(
+    config: &ServerConfig,
+    nofile: Limit,
+    memlock: Limit,
+    io_uring_disabled: Option<u8>,
+) -> Findings {
+    let mut found = Findings::default();
+    let shards = config.shards.len() as u64;
+    match io_uring_disabled {
+        Some(2) => found.errors.push(
+            "io_uring is disabled (kernel.io_uring_disabled = 2); hongbao needs it: run \
+             `sysctl -w kernel.io_uring_disabled=0` (see tuning/check)"
+                .into(),
+        ),
+        Some(1) => found.warnings.push(
+            "io_uring is limited to the io_uring_group (kernel.io_uring_disabled = 1); if start-up fails, \
+             run `sysctl -w kernel.io_uring_disabled=0` or add this user to that group"
+                .into(),
+        ),
+        _ => {}
+    }
+    let fds_needed_min = shards * FDS_PER_SHARD;
+    let fds_wanted = fds_needed_min + shards * config.max_connections as u64;
+    if let Some(soft) = nofile.soft {
+        if soft < fds_needed_min {
+            found.errors.push(format!(
+                "the open-files limit is {soft}, below the {fds_needed_min} that {shards} shards need to start; \
+                 raise it (`ulimit -n 1048576`, or LimitNOFILE= in the systemd unit)"
+            ));
+        } else if soft < fds_wanted {
+            let connections = (soft - fds_needed_min) / shards;
+            found.warnings.push(format!(
+                "the open-files limit is {soft}: about {connections} connections per shard, not the {} of \
+                 --max-connections; raise it (`ulimit -n 1048576`, or LimitNOFILE=)",
+                config.max_connections
+            ));
+        }
+    }
+    let memlock_wanted = shards * IO_MEMORY_PER_SHARD;
+    if let Some(soft) = memlock.soft {
+        if soft < memlock_wanted {
+            found.warnings.push(format!(
+                "the locked-memory limit is {} KiB, below the {} KiB io_uring's registered buffers want for {shards} \
+                 shards; the server runs without them, a little slower. Raise it (`ulimit -l unlimited`, or \
+                 LimitMEMLOCK=infinity)",
+                soft / 1024,
+                memlock_wanted / 1024
+            ));
+        }
+    }
+    found
+}
+
+/// Reads a limit of this process from `/proc/self/limits` ("Max open files",
+/// "Max locked memory").
+pub fn read_limit(limits: &str, name: &str) -> Option<Limit> {
+    let line = limits.lines().find(|l| l.starts_with(name))?;
+    let mut fields = line[name.len()..].split_whitespace();
+    let parse = |v: &str| if v == "unlimited" { Some(None) } else { v.parse().ok().map(Some) };
+    Some(Limit { soft: parse(fields.next()?)?, hard: parse(fields.next()?)? })
+}
+
+/// Raises the soft limit of `resource` to `wanted` (or the hard limit, if
+/// lower). Returns the soft limit in force afterwards.
+#[allow(unsafe_code)]
+pub fn raise_soft_limit(resource: libc::__rlimit_resource_t, wanted: u64) -> Option<u64> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes one rlimit into the struct we pass.
+    if unsafe { libc::getrlimit(resource, &mut limit) } != 0 {
+        return None;
+    }
+    let target = wanted.min(limit.rlim_max);
+    if limit.rlim_cur < target {
+        let raised = libc::rlimit { rlim_cur: target, rlim_max: limit.rlim_max };
+        // SAFETY: setrlimit reads one rlimit; lowering or raising the soft
+        // limit up to the hard one needs no privilege and cannot fail unsafely.
+        if unsafe { libc::setrlimit(resource, &raised) } == 0 {
+            limit.rlim_cur = target;
+        }
+    }
+    Some(limit.rlim_cur)
+}
+
+/// Runs every check against this host, raising soft limits where it can.
+pub fn check_host(config: &ServerConfig) -> Findings {
+    let shards = config.shards.len() as u64;
+    raise_soft_limit(libc::RLIMIT_NOFILE, shards * (FDS_PER_SHARD + config.max_connections as u64));
+    raise_soft_limit(libc::RLIMIT_MEMLOCK, shards * IO_MEMORY_PER_SHARD);
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let unknown = Limit { soft: None, hard: None };
+    let nofile = read_limit(&limits, "Max open files").unwrap_or(unknown);
+    let memlock = read_limit(&limits, "Max locked memory").unwrap_or(unknown);
+    let io_uring_disabled = read_u8(Path::new("/proc/sys/kernel/io_uring_disabled"));
+    judge(config, nofile, memlock, io_uring_disabled)
+}
+
+fn read_u8(path: &Path) -> Option<u8> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::config::Args;
+
+    fn config(shards: u16) -> ServerConfig {
+        Args::parse_from(["hongbao-server", "--shards", &shards.to_string()]).into_config().unwrap()
+    }
+
+    fn limit(soft: u64) -> Limit {
+        Limit { soft: Some(soft), hard: Some(soft) }
+    }
+
+    #[test]
+    fn a_well_set_host_passes() {
+        let found = judge(&config(2), limit(1 << 20), Limit { soft: None, hard: None }, Some(0));
+        assert_eq!(found, Findings::default());
+    }
+
+    #[test]
+    fn each_problem_names_its_fix() {
+        let found = judge(&config(2), limit(100), limit(1 << 20), Some(2));
+        assert_eq!(found.errors.len(), 2, "{found:?}");
+        assert!(found.errors.iter().any(|e| e.contains("io_uring_disabled=0")));
+        assert!(found.errors.iter().any(|e| e.contains("ulimit -n")));
+        assert!(found.warnings.iter().any(|w| w.contains("ulimit -l")));
+
+        let found = judge(&config(2), limit(5_000), limit(64 << 20), Some(1));
+        assert!(found.errors.is_empty(), "{found:?}");
+        assert!(found.warnings.iter().any(|w| w.contains("connections per shard")));
+        assert!(found.warnings.iter().any(|w| w.contains("io_uring_group")));
+    }
+
+    #[test]
+    fn proc_limits_are_read() {
+        let text = "Limit                     Soft Limit           Hard Limit           Units\n\
+                    Max open files            1024                 524288               files\n\
+                    Max locked memory         8388608              unlimited            bytes\n";
+        assert_eq!(read_limit(text, "Max open files"), Some(Limit { soft: Some(1024), hard: Some(524288) }));
+        assert_eq!(read_limit(text, "Max locked memory"), Some(Limit { soft: Some(8388608), hard: None }));
+        assert_eq!(read_limit(text, "Max processes"), None);
+    }
+}
