@@ -31,6 +31,8 @@ pub struct Client {
     rbuf: FrameBuf,
     wbuf: Vec<u8>,
     next_request_id: u64,
+    /// Token HELLO presents (empty: none).
+    token: Vec<u8>,
 }
 
 /// A request's outcome: its status and its typed body. A refusal (any status
@@ -112,7 +114,13 @@ impl Client {
         stream.set_write_timeout(Some(timeout))?;
         // One small request then a wait for its answer: Nagle would only delay it.
         stream.set_nodelay(true)?;
-        Ok(Client { stream, rbuf: FrameBuf::new(), wbuf: Vec::with_capacity(1024), next_request_id: 1 })
+        Ok(Client {
+            stream,
+            rbuf: FrameBuf::new(),
+            wbuf: Vec::with_capacity(1024),
+            next_request_id: 1,
+            token: Vec::new(),
+        })
     }
 
     /// The server's address, e.g. to reach its shard-aware ports on the same host.
@@ -120,9 +128,18 @@ impl Client {
         self.stream.peer_addr()
     }
 
-    /// HELLO with no token: the server's version, shards and shard-aware ports.
+    /// Sets the token every later HELLO presents (see [`Client::authenticate`]).
+    pub fn set_token(&mut self, token: &[u8]) {
+        self.token = token.to_vec();
+    }
+
+    /// HELLO with the token set by [`Client::set_token`] (none by default):
+    /// the server's version, shards and shard-aware ports. On a server that
+    /// requires a token, an OK answer also authenticates this connection.
     pub fn hello(&mut self) -> Result<Reply<Option<ServerInfo>>, ClientError> {
-        let answer = self.call(&requests::hello(&[])?)?;
+        // HELLO is rare: a copy of the token keeps the borrow simple.
+        let token = self.token.clone();
+        let answer = self.call(&requests::hello(&token)?)?;
         let AnswerBody::Hello(body) = answer.body else {
             unreachable!("hello answered as {:?}", answer.body)
         };
@@ -135,6 +152,13 @@ impl Client {
             shard_ports: ports.iter().collect(),
         });
         Ok(Reply { status: answer.status, body })
+    }
+
+    /// Presents `token` with a HELLO and keeps it for later HELLOs. Returns the
+    /// status: `Ok`, or `NotAuthenticated` for a token the server refuses.
+    pub fn authenticate(&mut self, token: &[u8]) -> Result<Status, ClientError> {
+        self.set_token(token);
+        Ok(self.hello()?.status)
     }
 
     /// PING; the status says whether the server is well.

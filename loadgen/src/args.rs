@@ -132,6 +132,11 @@ pub struct Args {
     #[arg(long, default_value_t = 0, value_name = "MICROS")]
     pub spin_us: u64,
 
+    /// File holding the server's token (one line), presented with HELLO on
+    /// every connection.
+    #[arg(long, value_name = "FILE")]
+    pub auth_token_file: Option<PathBuf>,
+
     /// No live progress line.
     #[arg(long)]
     pub quiet: bool,

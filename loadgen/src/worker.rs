@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use glommio::net::TcpStream;
 use hongbao_client::glommio_net::{connect_sharded, connect_stream};
-use hongbao_client::{Client, EnvelopeId, Status};
+use hongbao_client::{requests, Client, EnvelopeId, Pipeline, Status};
 
 use crate::args::Args;
 use crate::driver::{drive, DriveSettings, Timing};
@@ -92,7 +92,7 @@ pub async fn run_worker(plan: WorkerPlan) -> Result<WorkerOutcome, String> {
         recorder.violations.extend(work.violations.iter().cloned());
         let sample: Vec<&Ledger> =
             work.retired.iter().chain(work.active_ledgers()).take(args.verify_sample.max(1)).collect();
-        let verified = verify(addrs[shard], &sample, &mut recorder.violations)?;
+        let verified = verify(addrs[shard], &read_token(args)?, &sample, &mut recorder.violations)?;
         recorder.envelopes_verified += verified;
     }
     Ok(WorkerOutcome { recorder, shards })
@@ -102,9 +102,37 @@ pub async fn run_worker(plan: WorkerPlan) -> Result<WorkerOutcome, String> {
 type Setup = (Vec<SocketAddr>, Vec<(usize, TcpStream)>, Vec<Rc<RefCell<ShardWork>>>);
 
 /// Learns the shard ports (HELLO) and opens every connection.
+/// The token of `--auth-token-file` (empty without one).
+pub fn read_token(args: &Args) -> Result<Vec<u8>, String> {
+    let Some(path) = &args.auth_token_file else { return Ok(Vec::new()) };
+    let bytes = std::fs::read(path).map_err(|e| format!("--auth-token-file {}: {e}", path.display()))?;
+    let token = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+    Ok(token.strip_suffix(b"\r").unwrap_or(token).to_vec())
+}
+
+/// Presents the token on a new connection (nothing to do without one).
+async fn authenticate(stream: TcpStream, token: &[u8], addr: SocketAddr) -> Result<TcpStream, String> {
+    if token.is_empty() {
+        return Ok(stream);
+    }
+    let mut pipeline = Pipeline::new(stream, 1);
+    let hello = requests::hello(token).map_err(|e| e.to_string())?;
+    pipeline.push(&hello).map_err(|e| e.to_string())?;
+    let status = match pipeline.next().await {
+        Ok(Some(answer)) => answer.status,
+        Ok(None) => return Err(format!("{addr}: no answer to HELLO")),
+        Err(e) => return Err(format!("{addr}: HELLO: {e}")),
+    };
+    if status != Status::Ok {
+        return Err(format!("{addr}: HELLO answered {status} (check --auth-token-file)"));
+    }
+    Ok(pipeline.into_inner())
+}
+
 async fn set_up(plan: &WorkerPlan) -> Result<Setup, String> {
     let args = &plan.args;
-    let discovery = connect_sharded(args.server, b"", 1)
+    let token = read_token(args)?;
+    let discovery = connect_sharded(args.server, &token, 1)
         .await
         .map_err(|e| format!("cannot reach {}: {e}", args.server))?;
     let ports = discovery.shard_ports().to_vec();
@@ -114,7 +142,7 @@ async fn set_up(plan: &WorkerPlan) -> Result<Setup, String> {
     for (shard, addr) in addrs.iter().enumerate() {
         for _ in 0..args.connections {
             let stream = connect_stream(*addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
-            streams.push((shard, stream));
+            streams.push((shard, authenticate(stream, &token, *addr).await?));
         }
     }
     let settings = WorkSettings {
@@ -135,8 +163,16 @@ async fn set_up(plan: &WorkerPlan) -> Result<Setup, String> {
 
 /// QUERYs every envelope in `sample` (all claims) and compares it with what
 /// the worker was told. Runs after the load, so blocking is fine here.
-fn verify(addr: SocketAddr, sample: &[&Ledger], violations: &mut Vec<String>) -> Result<u64, String> {
+fn verify(
+    addr: SocketAddr,
+    token: &[u8],
+    sample: &[&Ledger],
+    violations: &mut Vec<String>,
+) -> Result<u64, String> {
     let mut client = Client::connect(addr).map_err(|e| format!("verify: {e}"))?;
+    if !token.is_empty() {
+        client.authenticate(token).map_err(|e| format!("verify: {e}"))?;
+    }
     let mut verified = 0;
     for ledger in sample {
         let reply = client.query_all(EnvelopeId(ledger.envelope)).map_err(|e| format!("verify: {e}"))?;

@@ -29,7 +29,7 @@ fn server_bin() -> PathBuf {
 }
 
 /// A server with `shards` shards on free ports.
-fn start_server(shards: u16) -> (Server, u16) {
+fn start_server(shards: u16, extra: &[&str]) -> (Server, u16) {
     for _ in 0..20 {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         if port > u16::MAX - shards - 1
@@ -43,6 +43,7 @@ fn start_server(shards: u16) -> (Server, u16) {
             .args(["--listen", &format!("127.0.0.1:{port}"), "--shards", &shards.to_string()])
             .arg("--data-dir")
             .arg(&data_dir)
+            .args(extra)
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
@@ -80,7 +81,7 @@ fn loadgen(port: u16, extra: &[&str]) -> (std::process::ExitStatus, serde_json::
 
 #[test]
 fn storm_for_a_second_passes_its_money_checks() {
-    let (_server, port) = start_server(2);
+    let (_server, port) = start_server(2, &[]);
     let (status, report, text) = loadgen(port, &["--scenario", "storm"]);
     assert!(status.success(), "{text}");
     assert_eq!(report["violations"].as_u64(), Some(0), "{text}");
@@ -98,7 +99,7 @@ fn storm_for_a_second_passes_its_money_checks() {
 
 #[test]
 fn open_loop_and_hot_scenario_run_clean() {
-    let (_server, port) = start_server(1);
+    let (_server, port) = start_server(1, &[]);
     let (status, report, text) =
         loadgen(port, &["--scenario", "hot", "--rate", "20000", "--hot-users", "5000"]);
     assert!(status.success(), "{text}");
@@ -106,4 +107,17 @@ fn open_loop_and_hot_scenario_run_clean() {
     assert_eq!(report["settings"]["load_model"].as_str(), Some("open"));
     let rate = report["ops_per_sec"].as_f64().unwrap();
     assert!(rate > 0.0 && rate < 40_000.0, "open loop at 20,000/s answered {rate}/s");
+}
+
+#[test]
+fn the_load_generator_presents_the_token() {
+    let token = std::env::temp_dir().join(format!("hongbao-loadgen-token-{}", std::process::id()));
+    std::fs::write(&token, "loadgen-secret\n").unwrap();
+    let (_server, port) = start_server(2, &["--auth-token-file", token.to_str().unwrap()]);
+    let (status, report, text) = loadgen(port, &["--auth-token-file", token.to_str().unwrap()]);
+    assert!(status.success(), "{text}");
+    assert_eq!(report["violations"].as_u64(), Some(0));
+    assert_eq!(report["ops"]["open"]["statuses"]["not_authenticated"].as_u64(), None, "{text}");
+    assert!(report["ops"]["open"]["statuses"]["ok"].as_u64().unwrap() > 0);
+    std::fs::remove_file(token).unwrap();
 }

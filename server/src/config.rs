@@ -16,6 +16,10 @@ pub const CONNECTIONS_MAX_DEFAULT: usize = 10_000;
 /// Default bytes of receive buffer per connection; holds many pipelined frames
 /// and always at least one largest frame.
 pub const READ_BUFFER_BYTES_DEFAULT: usize = 256 * 1024;
+/// Default seconds to authenticate.
+pub const AUTH_TIMEOUT_SECS_DEFAULT: u64 = 10;
+/// Default seconds to finish a frame once started.
+pub const FRAME_TIMEOUT_SECS_DEFAULT: u64 = 10;
 /// Default log records between snapshots (about 320 MB of log).
 pub const SNAPSHOT_EVERY_DEFAULT: u64 = 5_000_000;
 /// Messages that may wait in each shard-to-shard channel.
@@ -117,6 +121,27 @@ pub struct Args {
     #[arg(long, default_value_t = 0, value_name = "MICROS")]
     pub spin_us: u64,
 
+    /// File holding the token clients must present in HELLO (one line). Without
+    /// it the server trusts every connection and, in protected mode, listens
+    /// only on loopback.
+    #[arg(long, value_name = "FILE")]
+    pub auth_token_file: Option<PathBuf>,
+
+    /// Allow listening beyond loopback without --auth-token-file (turns
+    /// protected mode off). Anyone who reaches the port can then move money.
+    #[arg(long)]
+    pub allow_remote_without_auth: bool,
+
+    /// Seconds a connection has to authenticate (when a token is set) before
+    /// it is closed.
+    #[arg(long, default_value_t = AUTH_TIMEOUT_SECS_DEFAULT, value_name = "SECS")]
+    pub auth_timeout: u64,
+
+    /// Seconds a client has to finish a frame it started sending; a slower
+    /// client (slowloris) is closed. Idle connections between frames are kept.
+    #[arg(long, default_value_t = FRAME_TIMEOUT_SECS_DEFAULT, value_name = "SECS")]
+    pub frame_timeout: u64,
+
     /// Seed for the random split (each shard mixes in its id). Default: from
     /// the clock.
     #[arg(long, value_name = "N")]
@@ -155,6 +180,12 @@ pub struct ServerConfig {
     pub read_buffer_bytes: usize,
     /// Spin before parking.
     pub spin: std::time::Duration,
+    /// The credential HELLO must present.
+    pub auth: crate::auth::Auth,
+    /// Time to authenticate.
+    pub auth_timeout: std::time::Duration,
+    /// Time to finish a frame.
+    pub frame_timeout: std::time::Duration,
 }
 
 /// A configuration that cannot run.
@@ -169,6 +200,15 @@ pub enum ConfigError {
     /// A shard port would be above 65535 or collide with the main port.
     #[error("shard-aware ports {first}..{last} do not fit (main port {main})")]
     Ports { first: u32, last: u32, main: u16 },
+    /// The token file cannot be used.
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
+    /// Protected mode: no token and a non-loopback address.
+    #[error(
+        "protected mode: refusing to listen on {listen} without --auth-token-file; set a token, listen on \
+         127.0.0.1, or pass --allow-remote-without-auth"
+    )]
+    Protected { listen: SocketAddr },
     /// A limit of zero or out of its domain.
     #[error("{flag} {value}: {why}")]
     Limit { flag: &'static str, value: u64, why: &'static str },
@@ -211,6 +251,15 @@ impl Args {
         check_limit("--max-claims", self.max_claims, 1, 1 << 40)?;
         check_limit("--max-connections", self.max_connections as u64, 1, 1 << 20)?;
         check_limit("--spin-us", self.spin_us, 0, 1_000_000)?;
+        check_limit("--auth-timeout", self.auth_timeout, 1, 3_600)?;
+        check_limit("--frame-timeout", self.frame_timeout, 1, 3_600)?;
+        let auth = match &self.auth_token_file {
+            Some(path) => crate::auth::Auth::from_file(path)?,
+            None => crate::auth::Auth::none(),
+        };
+        if !auth.required() && !self.listen.ip().is_loopback() && !self.allow_remote_without_auth {
+            return Err(ConfigError::Protected { listen: self.listen });
+        }
         let seed = self.seed.unwrap_or_else(|| {
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -239,6 +288,9 @@ impl Args {
             max_connections: self.max_connections,
             read_buffer_bytes: READ_BUFFER_BYTES_DEFAULT,
             spin: std::time::Duration::from_micros(self.spin_us),
+            auth,
+            auth_timeout: std::time::Duration::from_secs(self.auth_timeout),
+            frame_timeout: std::time::Duration::from_secs(self.frame_timeout),
         })
     }
 }

@@ -27,6 +27,7 @@
 //! output buffer and writes it only at the end of the batch: that is where the
 //! write-ahead log's group commit will wait for durability.
 
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod cores;

@@ -78,6 +78,13 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
         .map(|s| s.core.map_or_else(|| "unpinned".to_string(), |c| c.to_string()))
         .collect();
     let ports = config.shard_ports();
+    if config.auth.required() {
+        eprintln!("hongbao-server: clients must authenticate: HELLO with the token of --auth-token-file");
+    } else if config.listen.ip().is_loopback() {
+        eprintln!("hongbao-server: protected mode: no --auth-token-file, so listening on loopback only");
+    } else {
+        eprintln!("hongbao-server: warning: no --auth-token-file and not on loopback: anyone who reaches the port can move money");
+    }
     eprintln!(
         "hongbao-server: ready: {} shards on cores [{}], main port {}, shard ports {}-{}, data dir {}",
         config.shards.len(),

@@ -58,6 +58,12 @@ pub struct Shard {
     pub stopping: Arc<AtomicBool>,
     /// The log's group commit; `None` with `--durability none`.
     pub commit: Option<Rc<GroupCommit>>,
+    /// The credential HELLO must present.
+    pub auth: crate::auth::Auth,
+    /// Time a connection has to authenticate.
+    pub auth_timeout: Duration,
+    /// Time a client has to finish a frame it started.
+    pub frame_timeout: Duration,
 }
 
 impl Shard {
@@ -140,6 +146,9 @@ pub async fn run_shard(
         clock: SystemClock,
         stopping,
         commit,
+        auth: config.auth.clone(),
+        auth_timeout: config.auth_timeout,
+        frame_timeout: config.frame_timeout,
     });
 
     let Ok((senders, receivers)) = mesh.join().await else {

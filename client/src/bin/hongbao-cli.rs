@@ -39,6 +39,10 @@ struct Cli {
     /// Seconds to wait to connect and for each answer.
     #[arg(long, global = true, value_name = "SECS", default_value_t = 5)]
     timeout: u64,
+    /// File holding the server's token (one line), presented with HELLO on
+    /// every connection before the request.
+    #[arg(long, global = true, value_name = "FILE")]
+    auth_token_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -135,9 +139,28 @@ fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     }
 }
 
+/// The token of `--auth-token-file`, without its trailing newline.
+fn read_token(cli: &Cli) -> Result<Option<Vec<u8>>, ClientError> {
+    let Some(path) = &cli.auth_token_file else { return Ok(None) };
+    let bytes = std::fs::read(path)?;
+    let token = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+    Ok(Some(token.strip_suffix(b"\r").unwrap_or(token).to_vec()))
+}
+
 fn execute(cli: &Cli) -> Result<Outcome, ClientError> {
     let timeout = Duration::from_secs(cli.timeout.max(1));
     let mut client = Client::connect_timeout(cli.server.as_str(), timeout)?;
+    let token = read_token(cli)?;
+    if let Some(token) = &token {
+        let status = client.authenticate(token)?;
+        if status != Status::Ok {
+            return Ok(Outcome {
+                status,
+                json: json!({ "status": status.name() }),
+                human: refused("hello", status),
+            });
+        }
+    }
     Ok(match cli.command {
         Command::Ping => ping(client.ping()?, &cli.server),
         Command::Create { sender, total, count, fixed, expires_in } => {
@@ -150,7 +173,7 @@ fn execute(cli: &Cli) -> Result<Outcome, ClientError> {
         }
         Command::Open { envelope, user } => opened(&client.open(EnvelopeId(envelope), user)?, envelope, user),
         Command::Query { envelope } => queried(&client.query_all(EnvelopeId(envelope))?, envelope),
-        Command::Stats => stats(&mut client, timeout)?,
+        Command::Stats => stats(&mut client, timeout, token.as_deref())?,
     })
 }
 
@@ -303,7 +326,7 @@ fn queried(reply: &Reply<Option<EnvelopeReport>>, envelope: u64) -> Outcome {
 
 /// HELLO on the main port for the shard map, then STATS on each shard-aware
 /// port of the same host: STATS answers for the shard that receives it only.
-fn stats(client: &mut Client, timeout: Duration) -> Result<Outcome, ClientError> {
+fn stats(client: &mut Client, timeout: Duration, token: Option<&[u8]>) -> Result<Outcome, ClientError> {
     let hello = client.hello()?;
     let Some(info) = hello.body else {
         let json = json!({ "status": hello.status.name(), "shards": [] });
@@ -313,6 +336,9 @@ fn stats(client: &mut Client, timeout: Duration) -> Result<Outcome, ClientError>
     let mut shards = Vec::with_capacity(info.shard_ports.len());
     for port in &info.shard_ports {
         let mut shard = Client::connect_timeout(SocketAddr::new(host, *port), timeout)?;
+        if let Some(token) = token {
+            shard.authenticate(token)?;
+        }
         let reply = shard.stats()?;
         match reply.body {
             Some(s) => shards.push(s),

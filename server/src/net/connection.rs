@@ -48,8 +48,25 @@ pub async fn serve_connection(shard: Rc<Shard>, mesh: Rc<MeshSenders>, mut strea
     let mut forwarder = Forwarder::new(shard.shard_count);
     let mut filled = 0;
     let mut next = Next::Read;
+    let mut authenticated = !shard.auth.required();
+    let auth_deadline = std::time::Instant::now() + shard.auth_timeout;
     loop {
         if next == Next::Read {
+            // Slow clients are cut off, not waited on: one that has not
+            // authenticated in time, or that started a frame and stalls.
+            let timeout = if !authenticated {
+                match auth_deadline.checked_duration_since(std::time::Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => break,
+                }
+            } else if filled > 0 {
+                Some(shard.frame_timeout)
+            } else {
+                None
+            };
+            if stream.set_read_timeout(timeout).is_err() {
+                break;
+            }
             let n = match stream.read(&mut buf[filled..]).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
@@ -59,7 +76,8 @@ pub async fn serve_connection(shard: Rc<Shard>, mesh: Rc<MeshSenders>, mut strea
         }
         let since = shard.last_change();
         let consumed;
-        (consumed, next) = answer_buffer(&shard, &buf[..filled], &mut forwarder, &mut out);
+        (consumed, next) =
+            answer_buffer(&shard, &buf[..filled], &mut forwarder, &mut out, &mut authenticated);
         // Group commit: the answers go out only once the changes they
         // acknowledge are durable. Forwarded answers come back durable.
         if !shard.durable_since(since).await {
@@ -92,7 +110,13 @@ pub async fn serve_connection(shard: Rc<Shard>, mesh: Rc<MeshSenders>, mut strea
 
 /// Answers or queues the whole frames at the front of `bytes`, until they run
 /// out or the output is full. Returns the bytes consumed and what to do next.
-fn answer_buffer(shard: &Shard, bytes: &[u8], forwarder: &mut Forwarder, out: &mut Vec<u8>) -> (usize, Next) {
+fn answer_buffer(
+    shard: &Shard,
+    bytes: &[u8],
+    forwarder: &mut Forwarder,
+    out: &mut Vec<u8>,
+    authenticated: &mut bool,
+) -> (usize, Next) {
     let now_ms = shard.now_ms();
     let mut engine = shard.engine.borrow_mut();
     let mut at = 0;
@@ -116,6 +140,9 @@ fn answer_buffer(shard: &Shard, bytes: &[u8], forwarder: &mut Forwarder, out: &m
         };
         let len = frame.wire_len();
         match Request::decode(&frame) {
+            Ok(request) if !admitted(shard, &request, authenticated) => {
+                refuse_unauthenticated(&frame, &request, out)
+            }
             Ok(request) => match owner_of(&request, shard.id, shard.shard_count) {
                 Some(owner) => forwarder.push(owner, &bytes[at..at + len]),
                 None => answer_request(shard, &mut engine, now_ms, &frame, &request, out),
@@ -129,4 +156,38 @@ fn answer_buffer(shard: &Shard, bytes: &[u8], forwarder: &mut Forwarder, out: &m
         }
         at += len;
     }
+}
+
+/// Whether `request` may be answered on this connection. HELLO with the
+/// right token authenticates it; before that only HELLO and PING pass.
+fn admitted(shard: &Shard, request: &Request<'_>, authenticated: &mut bool) -> bool {
+    if !shard.auth.required() {
+        return true;
+    }
+    match request {
+        Request::Hello { token, .. } => {
+            let accepted = shard.auth.accepts(token);
+            *authenticated |= accepted;
+            accepted
+        }
+        Request::Ping => true,
+        _ => *authenticated,
+    }
+}
+
+/// Answers a request the connection may not make: `not_authenticated`, with
+/// GRAB's and OPEN's fixed (zero) body.
+fn refuse_unauthenticated(frame: &hongbao_protocol::Frame<'_>, request: &Request<'_>, out: &mut Vec<u8>) {
+    let body: &[u8] = match request {
+        Request::Grab(_) => &[0; 24],
+        Request::Open(_) => &[0; 16],
+        _ => &[],
+    };
+    hongbao_protocol::codec::write_response(
+        out,
+        frame.header.opcode,
+        frame.request_id(),
+        hongbao_protocol::Status::NotAuthenticated,
+        &[body],
+    );
 }
