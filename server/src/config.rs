@@ -13,6 +13,8 @@ use crate::engine::{self, EngineConfig};
 pub const LISTEN_DEFAULT: &str = "127.0.0.1:7400";
 /// Default most connections one shard serves at once.
 pub const CONNECTIONS_MAX_DEFAULT: usize = 10_000;
+/// Default most connections from one source address per shard.
+pub const CONNECTIONS_PER_IP_MAX_DEFAULT: usize = 1_000;
 /// Default bytes of receive buffer per connection; holds many pipelined frames
 /// and always at least one largest frame.
 pub const READ_BUFFER_BYTES_DEFAULT: usize = 256 * 1024;
@@ -111,9 +113,15 @@ pub struct Args {
     #[arg(long, default_value_t = engine::CLAIMS_MAX_DEFAULT, value_name = "N")]
     pub max_claims: u64,
 
-    /// Most connections one shard serves at once; more are closed at accept.
+    /// Most connections one shard serves at once; more are told busy and
+    /// closed at accept.
     #[arg(long, default_value_t = CONNECTIONS_MAX_DEFAULT, value_name = "N")]
     pub max_connections: usize,
+
+    /// Most connections one source address may hold on one shard; more are
+    /// told busy and closed at accept.
+    #[arg(long, default_value_t = CONNECTIONS_PER_IP_MAX_DEFAULT, value_name = "N")]
+    pub max_connections_per_ip: usize,
 
     /// Microseconds a shard spins looking for work before it parks in the
     /// kernel. Spinning saves the wake-up cost when requests arrive one at a
@@ -176,6 +184,8 @@ pub struct ServerConfig {
     pub engine: EngineConfig,
     /// Connections per shard.
     pub max_connections: usize,
+    /// Connections per source address per shard.
+    pub max_connections_per_ip: usize,
     /// Receive buffer per connection.
     pub read_buffer_bytes: usize,
     /// Spin before parking.
@@ -251,6 +261,7 @@ impl Args {
         check_limit("--max-claims", self.max_claims, 1, 1 << 40)?;
         check_limit("--max-connections", self.max_connections as u64, 1, 1 << 20)?;
         check_limit("--spin-us", self.spin_us, 0, 1_000_000)?;
+        check_limit("--max-connections-per-ip", self.max_connections_per_ip as u64, 1, 1 << 20)?;
         check_limit("--auth-timeout", self.auth_timeout, 1, 3_600)?;
         check_limit("--frame-timeout", self.frame_timeout, 1, 3_600)?;
         let auth = match &self.auth_token_file {
@@ -286,6 +297,7 @@ impl Args {
             snapshot_every: self.snapshot_every,
             engine,
             max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
             read_buffer_bytes: READ_BUFFER_BYTES_DEFAULT,
             spin: std::time::Duration::from_micros(self.spin_us),
             auth,

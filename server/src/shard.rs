@@ -64,6 +64,10 @@ pub struct Shard {
     pub auth_timeout: Duration,
     /// Time a client has to finish a frame it started.
     pub frame_timeout: Duration,
+    /// Most connections from one source address, on this shard.
+    pub max_connections_per_ip: usize,
+    /// Open connections by source address.
+    pub per_source: RefCell<ahash::AHashMap<std::net::IpAddr, usize>>,
 }
 
 impl Shard {
@@ -75,6 +79,11 @@ impl Shard {
     /// Whether the server is shutting down.
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::Relaxed)
+    }
+
+    /// Open connections from `ip` on this shard.
+    pub fn connections_from(&self, ip: std::net::IpAddr) -> usize {
+        self.per_source.borrow().get(&ip).copied().unwrap_or(0)
     }
 
     /// Whether changes must be refused: the log failed to write.
@@ -149,6 +158,8 @@ pub async fn run_shard(
         auth: config.auth.clone(),
         auth_timeout: config.auth_timeout,
         frame_timeout: config.frame_timeout,
+        max_connections_per_ip: config.max_connections_per_ip,
+        per_source: RefCell::new(ahash::AHashMap::new()),
     });
 
     let Ok((senders, receivers)) = mesh.join().await else {

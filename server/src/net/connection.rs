@@ -49,6 +49,9 @@ pub async fn serve_connection(shard: Rc<Shard>, mesh: Rc<MeshSenders>, mut strea
     let mut filled = 0;
     let mut next = Next::Read;
     let mut authenticated = !shard.auth.required();
+    // A client that sends requests but does not read its answers is cut off
+    // once a write has waited this long, instead of holding its buffers.
+    let _ = stream.set_write_timeout(Some(shard.frame_timeout));
     let auth_deadline = std::time::Instant::now() + shard.auth_timeout;
     loop {
         if next == Next::Read {
