@@ -150,6 +150,10 @@ pub struct Args {
     #[arg(long, default_value_t = FRAME_TIMEOUT_SECS_DEFAULT, value_name = "SECS")]
     pub frame_timeout: u64,
 
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9400).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics: Option<SocketAddr>,
+
     /// Seed for the random split (each shard mixes in its id). Default: from
     /// the clock.
     #[arg(long, value_name = "N")]
@@ -196,6 +200,8 @@ pub struct ServerConfig {
     pub auth_timeout: std::time::Duration,
     /// Time to finish a frame.
     pub frame_timeout: std::time::Duration,
+    /// Metrics endpoint.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// A configuration that cannot run.
@@ -303,6 +309,7 @@ impl Args {
             auth,
             auth_timeout: std::time::Duration::from_secs(self.auth_timeout),
             frame_timeout: std::time::Duration::from_secs(self.frame_timeout),
+            metrics: self.metrics,
         })
     }
 }

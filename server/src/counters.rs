@@ -20,6 +20,10 @@ pub struct ShardCounters {
     pub bytes_in: Cell<u64>,
     /// Bytes written to clients.
     pub bytes_out: Cell<u64>,
+    /// Answers by opcode and status, for the metrics endpoint.
+    pub answers: crate::metrics::LocalRequests,
+    /// Time from a read to its answers written.
+    pub batch: crate::metrics::LocalHistogram,
 }
 
 /// Adds `n` to a counter.

@@ -35,7 +35,7 @@ pub fn answer_frame(
         }
         Err(error) => {
             crate::counters::add(&shard.counters.requests, 1);
-            write_response(out, frame.header.opcode, frame.request_id(), error.status(), &[]);
+            respond(shard, out, frame.header.opcode, frame.request_id(), error.status(), &[]);
             error.skippable_len().is_some()
         }
     }
@@ -62,40 +62,41 @@ pub fn answer_request(
             Request::Open(_) => &[0; 16],
             _ => &[],
         };
-        write_response(out, opcode, id, Status::Unavailable, &[body]);
+        respond(shard, out, opcode, id, Status::Unavailable, &[body]);
         return;
     }
     match *request {
         Request::Grab(body) => {
             let (status, answer) = engine.grab(now_ms, body.envelope.get(), body.user.get());
-            write_response(out, opcode, id, status, &[answer.as_bytes()]);
+            respond(shard, out, opcode, id, status, &[answer.as_bytes()]);
         }
         Request::Open(body) => {
             let (status, answer) = engine.open(now_ms, body.envelope.get(), body.user.get());
-            write_response(out, opcode, id, status, &[answer.as_bytes()]);
+            respond(shard, out, opcode, id, status, &[answer.as_bytes()]);
         }
         Request::Create(body) => match engine.create(now_ms, &body) {
-            Ok(answer) => write_response(out, opcode, id, Status::Ok, &[answer.as_bytes()]),
-            Err(status) => write_response(out, opcode, id, status, &[]),
+            Ok(answer) => respond(shard, out, opcode, id, Status::Ok, &[answer.as_bytes()]),
+            Err(status) => respond(shard, out, opcode, id, status, &[]),
         },
         Request::Query(body) => {
             let limit = body.page_limit.get();
             match engine.query(now_ms, body.envelope.get(), body.page_start.get(), limit) {
                 Ok((fixed, page)) => {
+                    shard.counters.answers.record(opcode, Status::Ok);
                     let response = ResponseBuilder::begin(out, opcode, id, Status::Ok);
                     out.extend_from_slice(fixed.as_bytes());
                     out.extend_from_slice(page.as_bytes());
                     response.finish(out);
                 }
-                Err(status) => write_response(out, opcode, id, status, &[]),
+                Err(status) => respond(shard, out, opcode, id, status, &[]),
             }
         }
-        Request::Ping => write_response(out, opcode, id, Status::Ok, &[]),
+        Request::Ping => respond(shard, out, opcode, id, Status::Ok, &[]),
         Request::Hello { hello, token: _ } => {
             // Authentication (the token) is not configured in this version; any
             // token is accepted.
             if !(hello.version_min..=hello.version_max).contains(&VERSION) {
-                write_response(out, opcode, id, Status::UnsupportedVersion, &[]);
+                respond(shard, out, opcode, id, Status::UnsupportedVersion, &[]);
             } else {
                 let answer = HelloResponse {
                     version: VERSION,
@@ -106,12 +107,12 @@ pub fn answer_request(
                     max_body_len: U32::new(MAX_BODY_LEN),
                     max_query_page: U32::new(MAX_QUERY_PAGE),
                 };
-                write_response(out, opcode, id, Status::Ok, &[answer.as_bytes(), shard.ports.as_bytes()]);
+                respond(shard, out, opcode, id, Status::Ok, &[answer.as_bytes(), shard.ports.as_bytes()]);
             }
         }
         Request::Stats => {
             let answer = stats(shard, engine);
-            write_response(out, opcode, id, Status::Ok, &[answer.as_bytes()]);
+            respond(shard, out, opcode, id, Status::Ok, &[answer.as_bytes()]);
         }
     }
 }
@@ -151,4 +152,10 @@ fn stats(shard: &Shard, engine: &Engine) -> StatsResponse {
     };
     debug_assert_eq!(answer.as_bytes().len(), StatsResponse::SIZE);
     answer
+}
+
+/// Appends a response and counts it for the metrics.
+fn respond(shard: &Shard, out: &mut Vec<u8>, opcode: u8, id: u64, status: Status, parts: &[&[u8]]) {
+    shard.counters.answers.record(opcode, status);
+    write_response(out, opcode, id, status, parts);
 }

@@ -35,6 +35,7 @@ pub mod counters;
 pub mod engine;
 pub mod forward;
 pub mod handler;
+pub mod metrics;
 pub mod net;
 pub mod server;
 pub mod shard;

@@ -44,6 +44,12 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
             .map_err(|e| ServerError::Shard(format!("cannot handle signal {signal}: {e}")))?;
     }
     let config = Arc::new(config);
+    let metrics = Arc::new(crate::metrics::Metrics::new(config.shards.len()));
+    if let Some(addr) = config.metrics {
+        crate::metrics::serve(addr, metrics.clone(), stopping.clone())
+            .map_err(|source| ServerError::Listen { addr, source })?;
+        eprintln!("hongbao-server: metrics at http://{addr}/metrics");
+    }
     let mesh = MeshBuilder::full(config.shards.len(), MESH_CHANNEL_SIZE);
     let (ready_tx, ready_rx) = mpsc::channel();
     let mut handles = Vec::new();
@@ -54,13 +60,14 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
         };
         let (config, mesh, stopping, ready) =
             (config.clone(), mesh.clone(), stopping.clone(), ready_tx.clone());
+        let metrics = metrics.clone();
         let id = plan.id;
         let mut builder = LocalExecutorBuilder::new(placement).name(&format!("shard-{id}"));
         if !config.spin.is_zero() {
             builder = builder.spin_before_park(config.spin);
         }
         let handle = builder
-            .spawn(move || run_shard(config, plan, mesh, stopping, ready))
+            .spawn(move || run_shard(config, plan, mesh, stopping, ready, metrics))
             .map_err(|source| ServerError::Executor { shard: id, source })?;
         handles.push(handle);
     }

@@ -118,6 +118,7 @@ pub async fn run_shard(
     mesh: MeshBuilder<ForwardBatch, glommio::channels::channel_mesh::Full>,
     stopping: Arc<AtomicBool>,
     ready: mpsc::Sender<Result<u16, String>>,
+    metrics: Arc<crate::metrics::Metrics>,
 ) {
     let shard_count = config.shards.len() as u16;
     let mut engine_config = config.engine.clone();
@@ -192,6 +193,7 @@ pub async fn run_shard(
             engine.tick(now_ms, TICK_BUDGET);
             (engine.journal_pending(), engine.journal_last_seq())
         };
+        publish_metrics(&shard, &metrics.shards[usize::from(plan.id)]);
         // Expiries and evictions are logged too, though nobody waits for them.
         if let (Some(commit), true) = (&shard.commit, pending > 0) {
             commit.poke();
@@ -212,6 +214,29 @@ pub async fn run_shard(
         commit.close();
         writer.await;
     }
+}
+
+/// Copies the shard's figures to where the metrics endpoint reads them.
+fn publish_metrics(shard: &Shard, slot: &crate::metrics::ShardMetrics) {
+    let c = &shard.counters;
+    let engine = shard.engine.borrow();
+    let syncs = shard.commit.as_ref().map_or(0, |commit| commit.syncs.get());
+    let values = [
+        c.connections.get(),
+        c.connections_refused.get(),
+        c.bytes_in.get(),
+        c.bytes_out.get(),
+        c.forwarded_out.get(),
+        c.forwarded_in.get(),
+        engine.envelope_count(),
+        engine.config().envelopes_max,
+        engine.claims_held(),
+        engine.config().claims_max,
+        syncs,
+    ];
+    let empty = crate::metrics::LocalHistogram::default();
+    let log_sync = shard.commit.as_ref().map_or(&empty, |commit| &commit.sync_latency);
+    slot.publish(&c.answers, values, log_sync, &c.batch);
 }
 
 /// The shard's last snapshot, and whether one is being taken.

@@ -77,6 +77,7 @@ pub async fn serve_connection(shard: Rc<Shard>, mesh: Rc<MeshSenders>, mut strea
             filled += n;
             add(&shard.counters.bytes_in, n as u64);
         }
+        let batch_started = std::time::Instant::now();
         let since = shard.last_change();
         let consumed;
         (consumed, next) =
@@ -100,6 +101,7 @@ pub async fn serve_connection(shard: Rc<Shard>, mesh: Rc<MeshSenders>, mut strea
             }
             add(&shard.counters.bytes_out, out.len() as u64);
             out.clear();
+            shard.counters.batch.record(batch_started.elapsed());
         }
         if next == Next::Close || shard.is_stopping() {
             break;

@@ -32,6 +32,8 @@ pub struct GroupCommit {
     waiters: RefCell<Vec<(u64, oneshot::Sender<bool>)>>,
     /// Syncs done, for STATS and benchmarks.
     pub syncs: Cell<u64>,
+    /// Time of each write and sync.
+    pub sync_latency: crate::metrics::LocalHistogram,
 }
 
 impl GroupCommit {
@@ -43,6 +45,7 @@ impl GroupCommit {
             wake: Semaphore::new(0),
             waiters: RefCell::new(Vec::new()),
             syncs: Cell::new(0),
+            sync_latency: crate::metrics::LocalHistogram::default(),
         }
     }
 
@@ -110,8 +113,10 @@ pub async fn run_writer(
         engine.borrow_mut().take_journal(&mut pending);
         if !pending.is_empty() && !commit.failed.get() {
             let last = pending.last().map_or(0, |r| r.seq.get());
+            let started = std::time::Instant::now();
             match writer.append(&pending).await {
                 Ok(()) => {
+                    commit.sync_latency.record(started.elapsed());
                     commit.durable_seq.set(last);
                     commit.syncs.set(commit.syncs.get() + 1);
                 }
