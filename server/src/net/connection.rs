@@ -53,6 +53,7 @@ pub async fn serve_connection(shard: Rc<Shard>, mesh: Rc<MeshSenders>, mut strea
     // once a write has waited this long, instead of holding its buffers.
     let _ = stream.set_write_timeout(Some(shard.frame_timeout));
     let auth_deadline = std::time::Instant::now() + shard.auth_timeout;
+    let mut read_timeout = None;
     loop {
         if next == Next::Read {
             // Slow clients are cut off, not waited on: one that has not
@@ -67,8 +68,13 @@ pub async fn serve_connection(shard: Rc<Shard>, mesh: Rc<MeshSenders>, mut strea
             } else {
                 None
             };
-            if stream.set_read_timeout(timeout).is_err() {
-                break;
+            // Arming a read timeout costs a timer per pending read: change it
+            // only when the wanted value changes.
+            if timeout != read_timeout {
+                if stream.set_read_timeout(timeout).is_err() {
+                    break;
+                }
+                read_timeout = timeout;
             }
             let n = match stream.read(&mut buf[filled..]).await {
                 Ok(0) | Err(_) => break,
