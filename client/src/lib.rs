@@ -42,6 +42,8 @@ pub mod answer;
 pub mod blocking;
 pub mod error;
 mod frame_buf;
+#[doc(hidden)]
+pub mod fuzz;
 #[cfg(feature = "glommio")]
 pub mod glommio_net;
 pub mod pipeline;

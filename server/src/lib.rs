@@ -34,6 +34,8 @@ pub mod cores;
 pub mod counters;
 pub mod engine;
 pub mod forward;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod handler;
 pub mod metrics;
 pub mod net;
