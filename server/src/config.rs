@@ -15,9 +15,11 @@ pub const LISTEN_DEFAULT: &str = "127.0.0.1:7400";
 pub const CONNECTIONS_MAX_DEFAULT: usize = 10_000;
 /// Default most connections from one source address per shard.
 pub const CONNECTIONS_PER_IP_MAX_DEFAULT: usize = 1_000;
-/// Default bytes of receive buffer per connection; holds many pipelined frames
-/// and always at least one largest frame.
+/// Default most bytes a connection's receive buffer grows to: many pipelined
+/// frames, and always at least two of the largest.
 pub const READ_BUFFER_BYTES_DEFAULT: usize = 256 * 1024;
+/// Smallest allowed receive buffer limit: two largest frames.
+pub const READ_BUFFER_BYTES_MIN: usize = 2 * hongbao_protocol::limits::MAX_FRAME_LEN;
 /// Default seconds to authenticate.
 pub const AUTH_TIMEOUT_SECS_DEFAULT: u64 = 10;
 /// Default seconds to finish a frame once started.
@@ -117,6 +119,12 @@ pub struct Args {
     /// closed at accept.
     #[arg(long, default_value_t = CONNECTIONS_MAX_DEFAULT, value_name = "N")]
     pub max_connections: usize,
+
+    /// Most bytes a connection may have buffered unanswered (its receive
+    /// buffer starts small and grows to this under pipelining); at least two
+    /// of the largest frames. Bounds the requests in flight per connection.
+    #[arg(long, default_value_t = READ_BUFFER_BYTES_DEFAULT, value_name = "BYTES")]
+    pub max_buffered_bytes: usize,
 
     /// Most connections one source address may hold on one shard; more are
     /// told busy and closed at accept.
@@ -268,6 +276,12 @@ impl Args {
         check_limit("--max-connections", self.max_connections as u64, 1, 1 << 20)?;
         check_limit("--spin-us", self.spin_us, 0, 1_000_000)?;
         check_limit("--max-connections-per-ip", self.max_connections_per_ip as u64, 1, 1 << 20)?;
+        check_limit(
+            "--max-buffered-bytes",
+            self.max_buffered_bytes as u64,
+            READ_BUFFER_BYTES_MIN as u64,
+            64 << 20,
+        )?;
         check_limit("--auth-timeout", self.auth_timeout, 1, 3_600)?;
         check_limit("--frame-timeout", self.frame_timeout, 1, 3_600)?;
         let auth = match &self.auth_token_file {
@@ -304,7 +318,7 @@ impl Args {
             engine,
             max_connections: self.max_connections,
             max_connections_per_ip: self.max_connections_per_ip,
-            read_buffer_bytes: READ_BUFFER_BYTES_DEFAULT,
+            read_buffer_bytes: self.max_buffered_bytes,
             spin: std::time::Duration::from_micros(self.spin_us),
             auth,
             auth_timeout: std::time::Duration::from_secs(self.auth_timeout),

@@ -25,6 +25,9 @@ use crate::forward::{owner_of, Forwarder};
 use crate::handler::{answer_frame, answer_frame_error, answer_request};
 use crate::shard::{MeshSenders, Shard};
 
+/// Receive buffer of a new connection.
+const READ_BUFFER_START: usize = 16 * 1024;
+
 /// Answers are written once they pass this many bytes, even in the middle of a
 /// read, so a pipeline of QUERYs cannot grow the output buffer without bound.
 const OUT_FLUSH_BYTES: usize = 1 << 20;
@@ -43,7 +46,11 @@ enum Next {
 /// Serves one connection until the peer closes, an error, or shutdown.
 pub async fn serve_connection(shard: Rc<Shard>, mesh: Rc<MeshSenders>, mut stream: TcpStream) {
     add(&shard.counters.connections, 1);
-    let mut buf = vec![0u8; shard.read_buffer_bytes.max(2 * MAX_FRAME_LEN)];
+    // The buffer starts small (thousands of idle connections cost little)
+    // and doubles while reads fill it, up to the limit, which holds at least
+    // two of the largest frames.
+    let buffer_max = shard.read_buffer_bytes.max(2 * MAX_FRAME_LEN);
+    let mut buf = vec![0u8; READ_BUFFER_START.min(buffer_max)];
     let mut out = Vec::with_capacity(64 * 1024);
     let mut forwarder = Forwarder::new(shard.shard_count);
     let mut filled = 0;
@@ -76,11 +83,19 @@ pub async fn serve_connection(shard: Rc<Shard>, mesh: Rc<MeshSenders>, mut strea
                 }
                 read_timeout = timeout;
             }
+            if filled == buf.len() {
+                // A frame bigger than the buffer so far: make room for it.
+                buf.resize((buf.len() * 2).min(buffer_max), 0);
+            }
             let n = match stream.read(&mut buf[filled..]).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
             filled += n;
+            if filled == buf.len() && buf.len() < buffer_max {
+                // The client pipelines more than fits: let it.
+                buf.resize((buf.len() * 2).min(buffer_max), 0);
+            }
             add(&shard.counters.bytes_in, n as u64);
         }
         let batch_started = std::time::Instant::now();
