@@ -126,6 +126,12 @@ pub struct Args {
     #[arg(long, default_value_t = READ_BUFFER_BYTES_DEFAULT, value_name = "BYTES")]
     pub max_buffered_bytes: usize,
 
+    /// Largest frame body accepted, in bytes (at most the protocol's 65,536;
+    /// HELLO reports it). A request with a larger body is answered
+    /// frame_too_large as soon as its header arrives, and its connection closed.
+    #[arg(long, default_value_t = hongbao_protocol::limits::MAX_BODY_LEN, value_name = "BYTES")]
+    pub max_body_bytes: u32,
+
     /// Most connections one source address may hold on one shard; more are
     /// told busy and closed at accept.
     #[arg(long, default_value_t = CONNECTIONS_PER_IP_MAX_DEFAULT, value_name = "N")]
@@ -198,6 +204,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Connections per source address per shard.
     pub max_connections_per_ip: usize,
+    /// Largest frame body accepted.
+    pub max_body_bytes: u32,
     /// Receive buffer per connection.
     pub read_buffer_bytes: usize,
     /// Spin before parking.
@@ -276,6 +284,14 @@ impl Args {
         check_limit("--max-connections", self.max_connections as u64, 1, 1 << 20)?;
         check_limit("--spin-us", self.spin_us, 0, 1_000_000)?;
         check_limit("--max-connections-per-ip", self.max_connections_per_ip as u64, 1, 1 << 20)?;
+        // Room for the largest fixed body and a HELLO with the longest token.
+        let body_min = 16 + u64::from(hongbao_protocol::limits::MAX_TOKEN_LEN);
+        check_limit(
+            "--max-body-bytes",
+            u64::from(self.max_body_bytes),
+            body_min,
+            u64::from(hongbao_protocol::limits::MAX_BODY_LEN),
+        )?;
         check_limit(
             "--max-buffered-bytes",
             self.max_buffered_bytes as u64,
@@ -318,6 +334,7 @@ impl Args {
             engine,
             max_connections: self.max_connections,
             max_connections_per_ip: self.max_connections_per_ip,
+            max_body_bytes: self.max_body_bytes,
             read_buffer_bytes: self.max_buffered_bytes,
             spin: std::time::Duration::from_micros(self.spin_us),
             auth,

@@ -10,7 +10,7 @@
 use hongbao_protocol::body::{FixedBody, HelloResponse, StatsResponse};
 use hongbao_protocol::codec::{write_response, ResponseBuilder};
 use hongbao_protocol::header::{HEADER_LEN, VERSION};
-use hongbao_protocol::limits::{MAX_BODY_LEN, MAX_QUERY_PAGE};
+use hongbao_protocol::limits::MAX_QUERY_PAGE;
 use hongbao_protocol::{Frame, FrameError, Request, Status};
 use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::IntoBytes;
@@ -104,7 +104,7 @@ pub fn answer_request(
                     shard_count: U16::new(shard.shard_count),
                     shard_id: U16::new(shard.id),
                     reserved1: U16::new(0),
-                    max_body_len: U32::new(MAX_BODY_LEN),
+                    max_body_len: U32::new(shard.max_body_bytes),
                     max_query_page: U32::new(MAX_QUERY_PAGE),
                 };
                 respond(shard, out, opcode, id, Status::Ok, &[answer.as_bytes(), shard.ports.as_bytes()]);

@@ -64,6 +64,8 @@ pub struct Shard {
     pub auth_timeout: Duration,
     /// Time a client has to finish a frame it started.
     pub frame_timeout: Duration,
+    /// Largest frame body accepted (HELLO tells clients).
+    pub max_body_bytes: u32,
     /// Most connections from one source address, on this shard.
     pub max_connections_per_ip: usize,
     /// Open connections by source address.
@@ -160,6 +162,7 @@ pub async fn run_shard(
         auth_timeout: config.auth_timeout,
         frame_timeout: config.frame_timeout,
         max_connections_per_ip: config.max_connections_per_ip,
+        max_body_bytes: config.max_body_bytes,
         per_source: RefCell::new(ahash::AHashMap::new()),
     });
 

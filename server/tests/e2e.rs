@@ -266,3 +266,21 @@ fn sigterm_stops_the_server_cleanly() {
     assert!(status.success(), "exit status {status:?}");
     assert!(matches!(client.ping(), Err(ClientError::Closed { .. } | ClientError::Io { .. })));
 }
+
+#[test]
+fn the_configured_body_limit_is_enforced_and_announced() {
+    use std::io::{Read, Write};
+    let server = TestServer::start(1, &["--max-body-bytes", "600"]);
+    let mut client = Client::connect(server.main).unwrap();
+    assert_eq!(client.hello().unwrap().body.unwrap().max_body_len, 600);
+    let mut bad = std::net::TcpStream::connect(server.main).unwrap();
+    let mut bytes = Vec::new();
+    hongbao_protocol::Request::Ping.encode(8, &mut bytes);
+    bytes[8..12].copy_from_slice(&601u32.to_le_bytes());
+    bad.write_all(&bytes).unwrap();
+    let mut answer = Vec::new();
+    bad.read_to_end(&mut answer).unwrap();
+    let frame = hongbao_protocol::decode_frame(&answer).unwrap().unwrap();
+    assert_eq!((frame.request_id(), frame.header.status()), (8, Status::FrameTooLarge));
+    assert_eq!(client.ping().unwrap(), Status::Ok, "other connections go on");
+}

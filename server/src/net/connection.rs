@@ -150,6 +150,19 @@ fn answer_buffer(
         if out.len() >= OUT_FLUSH_BYTES {
             return (at, Next::Write);
         }
+        // The server's own body limit (at most the protocol's), judged as soon
+        // as the header is in, before the body is waited for.
+        if let Some(len) = bytes.get(at + 8..at + 12) {
+            let body_len = u32::from_le_bytes(len.try_into().expect("4 bytes"));
+            if body_len > shard.max_body_bytes && bytes[at..at + 2] == hongbao_protocol::MAGIC {
+                let error =
+                    hongbao_protocol::FrameError::BodyTooLarge { len: body_len, max: shard.max_body_bytes };
+                if bytes.len() - at >= hongbao_protocol::HEADER_LEN {
+                    answer_frame_error(&bytes[at..], &error, out);
+                    return (at, Next::Close);
+                }
+            }
+        }
         let frame = match decode_frame(&bytes[at..]) {
             Ok(Some(frame)) => frame,
             Ok(None) => return (at, Next::Read),
