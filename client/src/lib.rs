@@ -51,6 +51,7 @@ pub mod requests;
 pub mod sharded;
 #[cfg(test)]
 mod test_support;
+pub mod token;
 
 pub use answer::{
     Answer, AnswerBody, Claim, ClaimPage, Created, EnvelopeSummary, Grabbed, HelloInfo, Opened, ShardStats,

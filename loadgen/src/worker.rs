@@ -105,9 +105,8 @@ type Setup = (Vec<SocketAddr>, Vec<(usize, TcpStream)>, Vec<Rc<RefCell<ShardWork
 /// The token of `--auth-token-file` (empty without one).
 pub fn read_token(args: &Args) -> Result<Vec<u8>, String> {
     let Some(path) = &args.auth_token_file else { return Ok(Vec::new()) };
-    let bytes = std::fs::read(path).map_err(|e| format!("--auth-token-file {}: {e}", path.display()))?;
-    let token = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
-    Ok(token.strip_suffix(b"\r").unwrap_or(token).to_vec())
+    hongbao_client::token::read_token_file(path)
+        .map_err(|e| format!("--auth-token-file {}: {e}", path.display()))
 }
 
 /// Presents the token on a new connection (nothing to do without one).

@@ -142,9 +142,7 @@ fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
 /// The token of `--auth-token-file`, without its trailing newline.
 fn read_token(cli: &Cli) -> Result<Option<Vec<u8>>, ClientError> {
     let Some(path) = &cli.auth_token_file else { return Ok(None) };
-    let bytes = std::fs::read(path)?;
-    let token = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
-    Ok(Some(token.strip_suffix(b"\r").unwrap_or(token).to_vec()))
+    Ok(Some(hongbao_client::token::read_token_file(path)?))
 }
 
 fn execute(cli: &Cli) -> Result<Outcome, ClientError> {

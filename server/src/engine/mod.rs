@@ -223,13 +223,10 @@ impl Engine {
         let Some(key) = self.lookup(envelope_id) else {
             return (Status::NotFound, answer);
         };
-        let Some(env) = self.envelopes.get_mut(key) else {
+        let Some(env) = current(&mut self.envelopes, &mut self.journal, &mut self.counters, key, now_ms)
+        else {
             return (Status::NotFound, answer);
         };
-        if env.expire_if_due(now_ms) {
-            note_expired(&mut self.journal, &mut self.counters, env);
-        }
-        env.release_lapsed(now_ms);
         let status = match env.holding(user) {
             Some(Holding::Paid { index }) => {
                 answer.amount_cents = env.claims[index as usize].amount_cents;
@@ -269,13 +266,10 @@ impl Engine {
         let Some(key) = self.lookup(envelope_id) else {
             return (Status::NotFound, answer);
         };
-        let Some(env) = self.envelopes.get_mut(key) else {
+        let Some(env) = current(&mut self.envelopes, &mut self.journal, &mut self.counters, key, now_ms)
+        else {
             return (Status::NotFound, answer);
         };
-        if env.expire_if_due(now_ms) {
-            note_expired(&mut self.journal, &mut self.counters, env);
-        }
-        env.release_lapsed(now_ms);
         match env.holding(user) {
             Some(Holding::Paid { index }) => {
                 let claim = &env.claims[index as usize];
@@ -315,11 +309,8 @@ impl Engine {
         page_limit: u32,
     ) -> Result<(QueryResponse, &[ClaimEntry]), Status> {
         let key = self.lookup(envelope_id).ok_or(Status::NotFound)?;
-        let env = self.envelopes.get_mut(key).ok_or(Status::NotFound)?;
-        if env.expire_if_due(now_ms) {
-            note_expired(&mut self.journal, &mut self.counters, env);
-        }
-        env.release_lapsed(now_ms);
+        let env = current(&mut self.envelopes, &mut self.journal, &mut self.counters, key, now_ms)
+            .ok_or(Status::NotFound)?;
         let limit = page_limit.min(hongbao_protocol::limits::MAX_QUERY_PAGE) as usize;
         let start = (page_start as usize).min(env.claims.len());
         let page = &env.claims[start..(start + limit).min(env.claims.len())];
@@ -557,6 +548,24 @@ impl Engine {
         }
         assert_eq!(claims, self.claims_held);
     }
+}
+
+/// The envelope with `key` as of `now_ms`: expired (its refund journaled) if
+/// its time has come, and its lapsed reservations returned. Every request
+/// starts here, so time-driven changes never wait for the timer tick.
+fn current<'a>(
+    envelopes: &'a mut Slab,
+    journal: &mut Journal,
+    counters: &mut EngineCounters,
+    key: u64,
+    now_ms: u64,
+) -> Option<&'a mut Envelope> {
+    let env = envelopes.get_mut(key)?;
+    if env.expire_if_due(now_ms) {
+        note_expired(journal, counters, env);
+    }
+    env.release_lapsed(now_ms);
+    Some(env)
 }
 
 /// Counts an expiry and writes its record.
