@@ -1,0 +1,480 @@
+//! The ring: set-up with the best completion mode the kernel offers, the
+//! operations a socket server needs (multishot accept and receive, send,
+//! cancel), and one `io_uring_enter` per [`Ring::poll`] that submits
+//! everything queued and reaps every completion.
+//!
+//! Every operation carries a caller's `token` (56 bits; a connection slot and
+//! generation, say) in its `user_data`, with the operation's kind in the top
+//! byte, so a completion is dispatched without a lookup.
+
+use std::io;
+use std::mem::ManuallyDrop;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+
+use crate::buffers::BufferPool;
+use crate::doorbell::Doorbell;
+
+/// Largest token an operation can carry.
+pub const TOKEN_MAX: u64 = (1 << 56) - 1;
+/// Completions copied out of the kernel's queue per pass.
+const REAP_BATCH: usize = 256;
+/// How long dropping a ring waits for the kernel to finish its operations
+/// before it leaks their buffers instead (memory safety over tidiness).
+const DROP_WAIT: Duration = Duration::from_secs(2);
+
+const KIND_RECV: u64 = 1;
+const KIND_SEND: u64 = 2;
+const KIND_ACCEPT: u64 = 3;
+const KIND_CANCEL: u64 = 4;
+const KIND_SHIFT: u32 = 56;
+/// `IORING_ENTER_GETEVENTS`: run completion work and reap, not only submit.
+const ENTER_GETEVENTS: u32 = 1;
+
+/// Sizes of a ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RingConfig {
+    /// Submission queue entries; the completion queue gets four times as many.
+    pub entries: u32,
+    /// Receive buffers in the shared pool (a power of two).
+    pub buffers: u16,
+    /// Bytes per receive buffer.
+    pub buffer_bytes: usize,
+}
+
+impl Default for RingConfig {
+    fn default() -> RingConfig {
+        // 512 x 32 KiB = 16 MiB of receive buffers, enough for hundreds of
+        // connections' pipelined batches arriving in one loop.
+        RingConfig { entries: 2048, buffers: 512, buffer_bytes: 32 * 1024 }
+    }
+}
+
+/// How the kernel runs completion work for the ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskRun {
+    /// `IORING_SETUP_DEFER_TASKRUN`: only inside this thread's
+    /// `io_uring_enter` (Linux 6.1+). No interrupt ever.
+    Deferred,
+    /// `IORING_SETUP_COOP_TASKRUN`: at this thread's next system call, without
+    /// an interrupt (Linux 5.19+).
+    Cooperative,
+    /// Neither: the kernel interrupts the thread to run it.
+    Interrupt,
+}
+
+/// One finished operation, handed to [`Ring::poll`]'s callback.
+#[derive(Debug)]
+pub enum Completion<'a> {
+    /// Bytes arrived. `data` is valid only during the callback (its buffer goes
+    /// back to the pool after). `armed == false`: the receive ended and must be
+    /// re-armed to read on.
+    Received {
+        /// The receive's token.
+        token: u64,
+        /// What arrived.
+        data: &'a [u8],
+        /// Whether the receive is still armed.
+        armed: bool,
+    },
+    /// A receive ended without data: `error == None` is the peer's end of
+    /// stream; `ENOBUFS` means the pool ran dry (re-arm it); `ECANCELED`, a
+    /// [`Ring::cancel_receive`].
+    ReceiveEnded {
+        /// The receive's token.
+        token: u64,
+        /// Why, or `None` for end of stream.
+        error: Option<io::Error>,
+    },
+    /// A send finished: the buffer comes back with the bytes written (a short
+    /// count means the rest must be sent again) or the error.
+    Sent {
+        /// The send's token.
+        token: u64,
+        /// The buffer given to [`Ring::send`].
+        buffer: Vec<u8>,
+        /// Where in the buffer the send started.
+        from: usize,
+        /// Bytes written from `from`, or the error.
+        result: io::Result<usize>,
+    },
+    /// A connection was accepted. `armed == false`: the accept ended and must
+    /// be re-armed.
+    Accepted {
+        /// The accept's token.
+        token: u64,
+        /// The new connection.
+        fd: OwnedFd,
+        /// Whether the accept is still armed.
+        armed: bool,
+    },
+    /// An accept ended with an error (`EMFILE`, `ECANCELED`, ...).
+    AcceptEnded {
+        /// The accept's token.
+        token: u64,
+        /// Why.
+        error: io::Error,
+    },
+}
+
+/// A send the kernel holds: its buffer stays here, unmoved, until it is done.
+#[derive(Debug)]
+struct SendSlot {
+    token: u64,
+    buffer: Vec<u8>,
+    from: usize,
+}
+
+/// An io_uring for sockets, owned by one thread.
+pub struct Ring {
+    // Field order matters for nothing: `Drop` tears down explicitly.
+    uring: ManuallyDrop<IoUring>,
+    pool: ManuallyDrop<BufferPool>,
+    sends: Vec<Option<SendSlot>>,
+    free_sends: Vec<u32>,
+    /// Operations whose last completion has not arrived yet.
+    in_flight: usize,
+    task_run: TaskRun,
+    reaped: Vec<(u64, i32, u32)>,
+}
+
+impl Ring {
+    /// A ring with the best completion mode this kernel has.
+    pub fn new(config: RingConfig) -> io::Result<Ring> {
+        let (uring, task_run) = build(config.entries)?;
+        let pool = BufferPool::new(&uring, 0, config.buffers, config.buffer_bytes)?;
+        Ok(Ring {
+            uring: ManuallyDrop::new(uring),
+            pool: ManuallyDrop::new(pool),
+            sends: Vec::new(),
+            free_sends: Vec::new(),
+            in_flight: 0,
+            task_run,
+            reaped: Vec::with_capacity(REAP_BATCH),
+        })
+    }
+
+    /// How the kernel runs this ring's completion work.
+    pub fn task_run(&self) -> TaskRun {
+        self.task_run
+    }
+
+    /// Operations not finished yet.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Bytes per receive buffer: the most one [`Completion::Received`] holds.
+    pub fn buffer_size(&self) -> usize {
+        self.pool.buffer_size()
+    }
+
+    /// Arms a multishot accept on listening socket `listener`. The socket must
+    /// stay open until the accept ends.
+    pub fn accept(&mut self, listener: RawFd, token: u64) {
+        let entry = opcode::AcceptMulti::new(types::Fd(listener))
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(user_data(KIND_ACCEPT, token));
+        self.push(entry);
+    }
+
+    /// Arms a multishot receive on connected socket `fd`. The socket must stay
+    /// open until the receive ends (cancel it before closing).
+    pub fn receive(&mut self, fd: RawFd, token: u64) {
+        let entry = opcode::RecvMulti::new(types::Fd(fd), self.pool.group())
+            .build()
+            .user_data(user_data(KIND_RECV, token));
+        self.push(entry);
+    }
+
+    /// Ends the receive armed with `token`; it completes with `ECANCELED`.
+    pub fn cancel_receive(&mut self, token: u64) {
+        self.cancel(user_data(KIND_RECV, token));
+    }
+
+    /// Ends the accept armed with `token`.
+    pub fn cancel_accept(&mut self, token: u64) {
+        self.cancel(user_data(KIND_ACCEPT, token));
+    }
+
+    /// Sends `buffer[from..]` on `fd`. The ring owns the buffer until the
+    /// [`Completion::Sent`] hands it back.
+    pub fn send(&mut self, fd: RawFd, token: u64, buffer: Vec<u8>, from: usize) {
+        assert!(from < buffer.len(), "a send of nothing ({from} of {} bytes)", buffer.len());
+        let slot = match self.free_sends.pop() {
+            Some(slot) => slot,
+            None => {
+                self.sends.push(None);
+                (self.sends.len() - 1) as u32
+            }
+        };
+        let len = (buffer.len() - from).min(u32::MAX as usize) as u32;
+        let address = buffer[from..].as_ptr();
+        // The heap block of `buffer` does not move when the Vec value moves
+        // into the slot, so `address` stays valid while the slot holds it.
+        self.sends[slot as usize] = Some(SendSlot { token, buffer, from });
+        let entry = opcode::Send::new(types::Fd(fd), address, len)
+            .flags(libc::MSG_NOSIGNAL | libc::MSG_WAITALL)
+            .build()
+            .user_data(user_data(KIND_SEND, u64::from(slot)));
+        self.push(entry);
+    }
+
+    /// Submits everything queued and hands every completion that is ready to
+    /// `handle`, without waiting. Returns how many it handled.
+    pub fn poll(&mut self, mut handle: impl FnMut(Completion<'_>)) -> io::Result<usize> {
+        self.enter(0)?;
+        let mut handled = 0;
+        loop {
+            self.reaped.clear();
+            {
+                let mut queue = self.uring.completion();
+                queue.sync();
+                for entry in &mut queue {
+                    self.reaped.push((entry.user_data(), entry.result(), entry.flags()));
+                    if self.reaped.len() == REAP_BATCH {
+                        break;
+                    }
+                }
+            }
+            if self.reaped.is_empty() {
+                break;
+            }
+            let mut gave_back = false;
+            for i in 0..self.reaped.len() {
+                let (data, result, flags) = self.reaped[i];
+                gave_back |= self.dispatch(data, result, flags, &mut handle);
+                handled += 1;
+            }
+            if gave_back {
+                self.pool.commit();
+            }
+        }
+        Ok(handled)
+    }
+
+    /// Creates the eventfd that wakes a parked loop, and the glommio task that
+    /// reads it and rings `doorbell`. Call once, on the ring's thread, inside
+    /// its glommio executor.
+    pub fn spawn_wakeup(&mut self, doorbell: Rc<Doorbell>) -> io::Result<glommio::task::JoinHandle<()>> {
+        // Blocking on purpose: io_uring reads a blocking eventfd by waiting
+        // for it, a non-blocking one by failing with EAGAIN.
+        // SAFETY: plain system call; the result is checked.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        self.uring.submitter().register_eventfd(fd)?;
+        // Busy until the loop parks.
+        self.uring.completion().disable_eventfd();
+        // SAFETY: `fd` is a new eventfd this function owns; the file takes it.
+        let file = unsafe { glommio::io::BufferedFile::from_raw_fd(fd) };
+        let task = glommio::spawn_local(async move {
+            while file.read_at(0, 8).await.is_ok() {
+                doorbell.ring();
+            }
+        });
+        Ok(task.detach())
+    }
+
+    /// Before parking: lets the eventfd fire and runs the kernel's deferred
+    /// work once more. `false`: completions are already waiting, do not park.
+    pub fn prepare_park(&mut self) -> io::Result<bool> {
+        self.uring.completion().enable_eventfd();
+        self.enter(0)?;
+        let mut queue = self.uring.completion();
+        queue.sync();
+        if queue.is_empty() {
+            Ok(true)
+        } else {
+            queue.disable_eventfd();
+            Ok(false)
+        }
+    }
+
+    /// After parking: the eventfd goes quiet again.
+    pub fn unpark(&mut self) {
+        self.uring.completion().disable_eventfd();
+    }
+
+    fn dispatch(
+        &mut self,
+        data: u64,
+        result: i32,
+        flags: u32,
+        handle: &mut impl FnMut(Completion<'_>),
+    ) -> bool {
+        let token = data & TOKEN_MAX;
+        let more = cqueue::more(flags);
+        if !more {
+            self.in_flight -= 1;
+        }
+        match data >> KIND_SHIFT {
+            KIND_RECV if result > 0 => {
+                let id = cqueue::buffer_select(flags).expect("a receive with data names its buffer");
+                handle(Completion::Received {
+                    token,
+                    data: self.pool.data(id, result as usize),
+                    armed: more,
+                });
+                self.pool.give_back(id);
+                return true;
+            }
+            KIND_RECV => {
+                let error = (result < 0).then(|| io::Error::from_raw_os_error(-result));
+                // A final completion may still carry a buffer (it was filled
+                // with nothing); it goes back.
+                let gave_back = if let Some(id) = cqueue::buffer_select(flags) {
+                    self.pool.give_back(id);
+                    true
+                } else {
+                    false
+                };
+                handle(Completion::ReceiveEnded { token, error });
+                return gave_back;
+            }
+            KIND_SEND => {
+                let slot = token as usize;
+                let SendSlot { token, buffer, from } =
+                    self.sends[slot].take().expect("a send completes once");
+                self.free_sends.push(slot as u32);
+                let result =
+                    if result < 0 { Err(io::Error::from_raw_os_error(-result)) } else { Ok(result as usize) };
+                handle(Completion::Sent { token, buffer, from, result });
+            }
+            KIND_ACCEPT if result >= 0 => {
+                // SAFETY: the kernel made this descriptor for us; nobody else owns it.
+                let fd = unsafe { OwnedFd::from_raw_fd(result) };
+                handle(Completion::Accepted { token, fd, armed: more });
+            }
+            KIND_ACCEPT => {
+                handle(Completion::AcceptEnded { token, error: io::Error::from_raw_os_error(-result) })
+            }
+            _ => {} // KIND_CANCEL: the target reports for itself.
+        }
+        false
+    }
+
+    fn cancel(&mut self, target: u64) {
+        let entry = opcode::AsyncCancel::new(target).build().user_data(user_data(KIND_CANCEL, 0));
+        self.push(entry);
+    }
+
+    /// Queues one entry, submitting first if the queue is full.
+    fn push(&mut self, entry: squeue::Entry) {
+        loop {
+            // SAFETY: every entry built above points only at memory the ring
+            // keeps alive until its completion: send buffers in `sends`, the
+            // receive pool in `pool`; accepts and cancels point at nothing.
+            let pushed = unsafe { self.uring.submission().push(&entry) };
+            if pushed.is_ok() {
+                self.in_flight += 1;
+                return;
+            }
+            // Full: hand the queue to the kernel and try again.
+            if let Err(error) = self.enter(0) {
+                // Nothing can be queued on a ring that cannot enter; a socket
+                // loop cannot go on without its ring.
+                panic!("io_uring_enter failed while the submission queue is full: {error}");
+            }
+        }
+    }
+
+    /// One `io_uring_enter`: submits what is queued and runs the kernel's
+    /// completion work, waiting for `wait` completions.
+    fn enter(&mut self, wait: u32) -> io::Result<()> {
+        let queued = self.uring.submission().len() as u32;
+        // SAFETY: a plain io_uring_enter on our own ring, with no argument.
+        let result =
+            unsafe { self.uring.submitter().enter::<libc::sigset_t>(queued, wait, ENTER_GETEVENTS, None) };
+        match result {
+            Ok(_) => Ok(()),
+            // Interrupted, or the completion queue is full: reaping makes room.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        // The kernel may still write into receive buffers or read send buffers:
+        // cancel everything and wait until it is done before freeing them.
+        let cancel_all = opcode::AsyncCancel2::new(types::CancelBuilder::any())
+            .build()
+            .user_data(user_data(KIND_CANCEL, 0));
+        // SAFETY: a cancel points at no memory.
+        if unsafe { self.uring.submission().push(&cancel_all) }.is_ok() {
+            self.in_flight += 1;
+        }
+        let deadline = Instant::now() + DROP_WAIT;
+        while self.in_flight > 0 && Instant::now() < deadline {
+            if self.poll(|_| {}).is_err() {
+                break;
+            }
+            if self.in_flight > 0 {
+                std::thread::sleep(Duration::from_micros(100));
+            }
+        }
+        if self.in_flight > 0 {
+            // Still busy: leak the buffers rather than free memory the kernel
+            // may touch. Closing the ring ends the operations eventually.
+            std::mem::forget(std::mem::take(&mut self.sends));
+            // SAFETY: dropped exactly once, here; the pool is leaked.
+            unsafe { ManuallyDrop::drop(&mut self.uring) };
+            return;
+        }
+        // SAFETY: each dropped exactly once; the ring (which references the
+        // pool) goes first.
+        unsafe {
+            ManuallyDrop::drop(&mut self.uring);
+            ManuallyDrop::drop(&mut self.pool);
+        }
+    }
+}
+
+/// Builds the ring with deferred task running, else cooperative, else plain.
+fn build(entries: u32) -> io::Result<(IoUring, TaskRun)> {
+    let cq = entries.saturating_mul(4);
+    let deferred = IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .setup_cqsize(cq)
+        .setup_submit_all()
+        .build(entries);
+    if let Ok(uring) = deferred {
+        return Ok((uring, TaskRun::Deferred));
+    }
+    let cooperative =
+        IoUring::builder().setup_coop_taskrun().setup_taskrun_flag().setup_cqsize(cq).build(entries);
+    if let Ok(uring) = cooperative {
+        return Ok((uring, TaskRun::Cooperative));
+    }
+    Ok((IoUring::builder().setup_cqsize(cq).build(entries)?, TaskRun::Interrupt))
+}
+
+fn user_data(kind: u64, token: u64) -> u64 {
+    assert!(token <= TOKEN_MAX, "token {token} is wider than 56 bits");
+    (kind << KIND_SHIFT) | token
+}
+
+impl std::fmt::Debug for Ring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ring")
+            .field("fd", &self.uring.as_raw_fd())
+            .field("task_run", &self.task_run)
+            .field("in_flight", &self.in_flight)
+            .field("pool", &*self.pool)
+            .finish()
+    }
+}
+
+impl AsRawFd for Ring {
+    fn as_raw_fd(&self) -> RawFd {
+        self.uring.as_raw_fd()
+    }
+}
