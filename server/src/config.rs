@@ -26,6 +26,8 @@ pub const AUTH_TIMEOUT_SECS_DEFAULT: u64 = 10;
 pub const FRAME_TIMEOUT_SECS_DEFAULT: u64 = 10;
 /// Default log records between snapshots (about 320 MB of log).
 pub const SNAPSHOT_EVERY_DEFAULT: u64 = 5_000_000;
+/// Default microseconds a socket loop polls after its last work.
+pub const SPIN_US_DEFAULT: u64 = 50;
 /// Messages that may wait in each shard-to-shard channel.
 pub const MESH_CHANNEL_SIZE: usize = 1024;
 
@@ -137,10 +139,11 @@ pub struct Args {
     #[arg(long, default_value_t = CONNECTIONS_PER_IP_MAX_DEFAULT, value_name = "N")]
     pub max_connections_per_ip: usize,
 
-    /// Microseconds a shard spins looking for work before it parks in the
-    /// kernel. Spinning saves the wake-up cost when requests arrive one at a
-    /// time, at the price of a busy core; 0 parks at once.
-    #[arg(long, default_value_t = 0, value_name = "MICROS")]
+    /// Microseconds a shard's socket loop keeps polling after its last work
+    /// before it parks. Polling saves the wake-up (an interrupt, a VM exit on
+    /// virtual machines) when requests arrive one at a time, at the price of a
+    /// busy core while load lasts; 0 parks at once.
+    #[arg(long, default_value_t = SPIN_US_DEFAULT, value_name = "MICROS")]
     pub spin_us: u64,
 
     /// File holding the token clients must present in HELLO (one line). Without
@@ -210,6 +213,8 @@ pub struct ServerConfig {
     pub read_buffer_bytes: usize,
     /// Spin before parking.
     pub spin: std::time::Duration,
+    /// Sizes of each shard's socket ring.
+    pub ring: hongbao_uring::RingConfig,
     /// The credential HELLO must present.
     pub auth: crate::auth::Auth,
     /// Time to authenticate.
@@ -337,6 +342,7 @@ impl Args {
             max_body_bytes: self.max_body_bytes,
             read_buffer_bytes: self.max_buffered_bytes,
             spin: std::time::Duration::from_micros(self.spin_us),
+            ring: hongbao_uring::RingConfig::default(),
             auth,
             auth_timeout: std::time::Duration::from_secs(self.auth_timeout),
             frame_timeout: std::time::Duration::from_secs(self.frame_timeout),

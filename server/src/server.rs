@@ -64,6 +64,8 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
         let id = plan.id;
         let mut builder = LocalExecutorBuilder::new(placement).name(&format!("shard-{id}"));
         if !config.spin.is_zero() {
+            // When the socket loop steps aside for glommio's own rings (the
+            // log, the mesh, timers), glommio polls them without sleeping.
             builder = builder.spin_before_park(config.spin);
         }
         let handle = builder

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use glommio::channels::channel_mesh::{MeshBuilder, Receivers, Senders};
-use glommio::net::TcpListener;
 use glommio::timer::sleep;
 use hongbao_protocol::decode_frame;
 use zerocopy::little_endian::U16;
@@ -21,7 +20,8 @@ use crate::counters::{add, ShardCounters};
 use crate::engine::Engine;
 use crate::forward::ForwardBatch;
 use crate::handler::answer_frame;
-use crate::net::listener::accept_loop;
+use crate::net::driver;
+use crate::net::listener::Listener;
 use crate::wal::group::{run_writer, GroupCommit};
 use crate::wal::recover::recover;
 use crate::wal::segment::{list_segments, shard_dir, SegmentWriter};
@@ -50,8 +50,10 @@ pub struct Shard {
     pub started: Instant,
     /// Most connections at once.
     pub max_connections: usize,
-    /// Receive buffer per connection.
+    /// Most bytes a connection may hold unanswered.
     pub read_buffer_bytes: usize,
+    /// How long the socket loop spins without work before it parks.
+    pub spin: Duration,
     /// The clock requests are stamped with.
     pub clock: SystemClock,
     /// Set by a signal; every loop of the shard ends soon after.
@@ -155,6 +157,7 @@ pub async fn run_shard(
         started: Instant::now(),
         max_connections: config.max_connections,
         read_buffer_bytes: config.read_buffer_bytes,
+        spin: config.spin,
         clock: SystemClock,
         stopping,
         commit,
@@ -175,16 +178,15 @@ pub async fn run_shard(
 
     let listen_shard = std::net::SocketAddr::new(config.listen.ip(), plan.port);
     let listeners =
-        TcpListener::bind(config.listen).and_then(|main| Ok((main, TcpListener::bind(listen_shard)?)));
-    let (main, own) = match listeners {
-        Ok(pair) => pair,
+        Listener::bind(config.listen).and_then(|main| Ok(vec![main, Listener::bind(listen_shard)?]));
+    let listeners = match listeners {
+        Ok(listeners) => listeners,
         Err(error) => {
             let _ = ready.send(Err(format!("shard {}: cannot listen: {error}", plan.id)));
             return;
         }
     };
-    glommio::spawn_local(accept_loop(shard.clone(), senders.clone(), main)).detach();
-    glommio::spawn_local(accept_loop(shard.clone(), senders.clone(), own)).detach();
+    let sockets = glommio::spawn_local(driver::run(shard.clone(), senders.clone(), listeners, config.ring));
     let _ = ready.send(Ok(plan.id));
 
     let snapshots = Rc::new(SnapshotState { covers: Cell::new(last_snapshot), running: Cell::new(false) });
@@ -212,6 +214,7 @@ pub async fn run_shard(
             glommio::spawn_local(take_snapshot(shard.clone(), dir, snapshots.clone())).detach();
         }
     }
+    sockets.await;
     senders.close();
     if let (Some(commit), Some(writer)) = (&shard.commit, writer) {
         commit.close();

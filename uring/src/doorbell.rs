@@ -29,11 +29,6 @@ impl Doorbell {
         }
     }
 
-    /// Whether a ring is pending.
-    pub fn is_rung(&self) -> bool {
-        self.rung.get()
-    }
-
     /// Waits for a ring (at once if one is pending) and clears it.
     pub async fn wait(&self) {
         // The semaphore is never closed, so acquire only ever succeeds.

@@ -1,82 +1,65 @@
-//! Accepting connections on one port, within the shard's connection limits:
+//! The shard's listening sockets and the connection limits judged at accept:
 //! in total, and per source address (so one client cannot take every slot).
 //! A connection over a limit is told `busy` and closed; every other goes on.
 
-use std::net::IpAddr;
-use std::rc::Rc;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::OwnedFd;
+use std::time::Instant;
 
-use futures_lite::AsyncWriteExt;
-use glommio::net::TcpListener;
-use glommio::net::TcpStream;
 use hongbao_protocol::codec::write_response;
 use hongbao_protocol::Status;
 
-use crate::counters::add;
-use crate::net::connection::serve_connection;
-use crate::shard::{MeshSenders, Shard};
+use crate::shard::Shard;
 
-/// Accepts until the shard stops; each connection gets its own task.
-pub async fn accept_loop(shard: Rc<Shard>, mesh: Rc<MeshSenders>, listener: TcpListener) {
-    while !shard.is_stopping() {
-        let stream = match listener.accept().await {
-            Ok(stream) => stream,
-            Err(error) => {
-                // EMFILE and the like: the listener is fine, the host is not.
-                eprintln!("hongbao-server: shard {}: accept failed: {error}", shard.id);
-                glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let source = stream.peer_addr().map(|a| a.ip()).ok();
-        let over_total = shard.counters.connections.get() as usize >= shard.max_connections;
-        let over_source = source.is_some_and(|ip| shard.connections_from(ip) >= shard.max_connections_per_ip);
-        if over_total || over_source {
-            add(&shard.counters.connections_refused, 1);
-            glommio::spawn_local(refuse(stream)).detach();
-            continue;
-        }
-        let _ = stream.set_nodelay(true);
-        let shard = shard.clone();
-        let mesh = mesh.clone();
-        glommio::spawn_local(async move {
-            let guard = source.map(|ip| SourceGuard::new(&shard, ip));
-            serve_connection(shard.clone(), mesh, stream).await;
-            drop(guard);
-        })
-        .detach();
+/// A listening socket whose accepts come through the shard's ring.
+#[derive(Debug)]
+pub struct Listener {
+    /// The socket.
+    pub fd: OwnedFd,
+    /// Its multishot accept is armed.
+    pub armed: bool,
+    /// After a failed accept (out of file descriptors, say), when to try again.
+    pub retry_at: Option<Instant>,
+}
+
+impl Listener {
+    /// Binds `addr` with `SO_REUSEPORT` (every shard binds the main port).
+    pub fn bind(addr: SocketAddr) -> std::io::Result<Listener> {
+        Ok(Listener { fd: hongbao_uring::socket::listen(addr)?, armed: false, retry_at: None })
     }
 }
 
-/// Tells a connection over a limit `busy` (request id 0), then closes it.
-async fn refuse(mut stream: TcpStream) {
-    let mut answer = Vec::with_capacity(24);
+/// Why a new connection is turned away, if it is.
+pub fn over_limit(shard: &Shard, source: Option<IpAddr>) -> bool {
+    let over_total = shard.counters.connections.get() as usize >= shard.max_connections;
+    let over_source = source.is_some_and(|ip| shard.connections_from(ip) >= shard.max_connections_per_ip);
+    over_total || over_source
+}
+
+/// Tells a connection over a limit `busy` (request id 0) and closes it. The
+/// 24 bytes fit any new socket's send buffer, so a non-blocking send does not
+/// wait; if it fails the peer just sees the close.
+pub fn refuse(fd: OwnedFd) {
+    let mut answer = Vec::with_capacity(hongbao_protocol::HEADER_LEN);
     write_response(&mut answer, 0, 0, Status::Busy, &[]);
-    let _ = stream.set_write_timeout(Some(std::time::Duration::from_secs(1)));
-    let _ = stream.write_all(&answer).await;
-    let _ = stream.close().await;
-}
-
-/// Counts a connection against its source address while it lives.
-struct SourceGuard {
-    shard: Rc<Shard>,
-    ip: IpAddr,
-}
-
-impl SourceGuard {
-    fn new(shard: &Rc<Shard>, ip: IpAddr) -> SourceGuard {
-        *shard.per_source.borrow_mut().entry(ip).or_insert(0) += 1;
-        SourceGuard { shard: shard.clone(), ip }
+    let mut stream = std::net::TcpStream::from(fd);
+    if stream.set_nonblocking(true).is_ok() {
+        let _ = std::io::Write::write_all(&mut stream, &answer);
     }
 }
 
-impl Drop for SourceGuard {
-    fn drop(&mut self) {
-        let mut per_source = self.shard.per_source.borrow_mut();
-        if let Some(count) = per_source.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                per_source.remove(&self.ip);
-            }
+/// Counts a connection against its source address.
+pub fn count_source(shard: &Shard, ip: IpAddr) {
+    *shard.per_source.borrow_mut().entry(ip).or_insert(0) += 1;
+}
+
+/// Stops counting a closed connection against its source address.
+pub fn release_source(shard: &Shard, ip: IpAddr) {
+    let mut per_source = shard.per_source.borrow_mut();
+    if let Some(count) = per_source.get_mut(&ip) {
+        *count -= 1;
+        if *count == 0 {
+            per_source.remove(&ip);
         }
     }
 }

@@ -34,6 +34,9 @@ pub struct GroupCommit {
     pub syncs: Cell<u64>,
     /// Time of each write and sync.
     pub sync_latency: crate::metrics::LocalHistogram,
+    /// Rung whenever records become durable or the log fails: the shard's
+    /// socket loop holds answers until then.
+    doorbell: RefCell<Option<Rc<hongbao_uring::Doorbell>>>,
 }
 
 impl GroupCommit {
@@ -46,7 +49,18 @@ impl GroupCommit {
             waiters: RefCell::new(Vec::new()),
             syncs: Cell::new(0),
             sync_latency: crate::metrics::LocalHistogram::default(),
+            doorbell: RefCell::new(None),
         }
+    }
+
+    /// The last record on disk.
+    pub fn durable(&self) -> u64 {
+        self.durable_seq.get()
+    }
+
+    /// Rings `doorbell` after every write (or failure) from now on.
+    pub fn notify(&self, doorbell: Rc<hongbao_uring::Doorbell>) {
+        *self.doorbell.borrow_mut() = Some(doorbell);
     }
 
     /// Whether a write or sync has failed; the shard then refuses changes.
@@ -81,6 +95,9 @@ impl GroupCommit {
     /// Answers every waiter whose record is durable, or all of them if the
     /// log failed.
     fn settle(&self) {
+        if let Some(doorbell) = &*self.doorbell.borrow() {
+            doorbell.ring();
+        }
         let durable = self.durable_seq.get();
         let failed = self.failed.get();
         let mut waiters = self.waiters.borrow_mut();

@@ -1,0 +1,243 @@
+//! One client connection's state inside the shard's socket loop: what it has
+//! received but not answered, the answers waiting to go out and the log
+//! record they wait for, its receive and its send in the ring, and its
+//! deadlines.
+//!
+//! A connection answers a batch only once every answer it produced before is
+//! durable (so a group commit never waits for answers it does not cover), and
+//! only while its output is below [`OUT_FLUSH_BYTES`] and no forwarded batch of
+//! its own is out; meanwhile what arrives is kept in `input`, up to the
+//! buffered-bytes limit, past which its receive is cancelled (TCP
+//! back-pressure) until it drains.
+
+use std::net::IpAddr;
+use std::os::fd::OwnedFd;
+use std::time::Instant;
+
+use crate::forward::Forwarder;
+use crate::net::frames::{Next, OUT_FLUSH_BYTES};
+
+/// Where a connection is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Life {
+    /// Reading and answering.
+    Open,
+    /// Answer what is buffered, send everything, then close: the peer ended
+    /// its side, sent a frame that closes the connection, or the shard stops.
+    Draining,
+    /// Close without sending more: a timeout, an error, or answers that can
+    /// never become durable.
+    Closing,
+}
+
+/// One connection.
+#[derive(Debug)]
+pub struct Conn {
+    /// The socket.
+    pub fd: OwnedFd,
+    /// Its ring token: slot and generation.
+    pub token: u64,
+    /// The peer's address, counted against the per-source limit.
+    pub source: Option<IpAddr>,
+    /// Received bytes not answered yet: a partial frame, or frames that
+    /// arrived while the connection could not answer.
+    pub input: Vec<u8>,
+    /// Answers not sent yet.
+    pub out: Vec<u8>,
+    /// The last log record the answers in `out` acknowledge (0: none).
+    pub out_need: u64,
+    /// When the first answer now in `out` was made.
+    pub out_since: Option<Instant>,
+    /// The second output buffer; `None` while the ring is sending it.
+    pub spare: Option<Vec<u8>>,
+    /// When the send in flight started, and when its first answer was made.
+    pub send_started: Option<(Instant, Instant)>,
+    /// What is left of a send the kernel cut short, to go again.
+    pub resend: Option<(Vec<u8>, usize)>,
+    /// Frames for other shards; `None` while a forwarded batch is out.
+    pub forwarder: Option<Forwarder>,
+    /// Whether HELLO presented the token (or none is needed).
+    pub authenticated: bool,
+    /// When an unauthenticated connection is cut off.
+    pub auth_deadline: Instant,
+    /// Since when `input` has held a partial frame the client has not finished.
+    pub partial_since: Option<Instant>,
+    /// A receive is armed in the ring (its last completion is still to come).
+    pub receiving: bool,
+    /// A cancel of that receive has been asked for.
+    pub cancelling: bool,
+    /// It is on the loop's list of connections waiting for the log.
+    pub waiting: bool,
+    /// The peer will send nothing more.
+    pub peer_done: bool,
+    /// Open, draining or closing.
+    pub life: Life,
+    /// The socket has been shut down (a closing connection's ring operations
+    /// end at once).
+    pub shut: bool,
+}
+
+impl Conn {
+    /// A new, open connection.
+    pub fn new(
+        fd: OwnedFd,
+        token: u64,
+        source: Option<IpAddr>,
+        forwarder: Forwarder,
+        authenticated: bool,
+        auth_deadline: Instant,
+    ) -> Conn {
+        Conn {
+            fd,
+            token,
+            source,
+            input: Vec::new(),
+            out: Vec::new(),
+            out_need: 0,
+            out_since: None,
+            spare: Some(Vec::new()),
+            send_started: None,
+            resend: None,
+            forwarder: Some(forwarder),
+            authenticated,
+            auth_deadline,
+            partial_since: None,
+            receiving: false,
+            cancelling: false,
+            waiting: false,
+            peer_done: false,
+            life: Life::Open,
+            shut: false,
+        }
+    }
+
+    /// Whether it may answer frames now, given the last durable record.
+    pub fn can_answer(&self, durable: u64) -> bool {
+        self.life != Life::Closing
+            && self.forwarder.is_some()
+            && self.out.len() < OUT_FLUSH_BYTES
+            && self.out_need <= durable
+    }
+
+    /// Whether `out` may be sent now.
+    pub fn can_send(&self, durable: u64) -> bool {
+        self.life != Life::Closing && self.spare.is_some() && !self.out.is_empty() && self.out_need <= durable
+    }
+
+    /// Whether its receive should be armed: open, the peer still sending, and
+    /// room for more.
+    pub fn wants_receive(&self, buffered_max: usize) -> bool {
+        self.life == Life::Open && !self.peer_done && self.input.len() < buffered_max
+    }
+
+    /// Whether nothing of it is left in the ring or elsewhere, and it is done.
+    pub fn finished(&self) -> bool {
+        if self.receiving || self.spare.is_none() {
+            return false;
+        }
+        match self.life {
+            Life::Open => false,
+            Life::Closing => true,
+            Life::Draining => self.forwarder.is_some() && self.out.is_empty() && self.input.is_empty(),
+        }
+    }
+
+    /// Notes the outcome of answering a batch: the log record its answers
+    /// need (`journaled`, when the batch made changes), what the frames said
+    /// to do next, and the time.
+    pub fn answered(&mut self, journaled: Option<u64>, next: Next, now: Instant) {
+        if let Some(seq) = journaled {
+            self.out_need = self.out_need.max(seq);
+        }
+        if !self.out.is_empty() && self.out_since.is_none() {
+            self.out_since = Some(now);
+        }
+        if next == Next::Close {
+            self.input.clear();
+            self.life = Life::Draining;
+        }
+        if self.peer_done && next == Next::Read {
+            // A partial frame from a peer that sends nothing more never ends.
+            self.input.clear();
+        }
+        // A partial frame left over starts (or keeps) the frame clock.
+        if self.input.is_empty() || next != Next::Read {
+            self.partial_since = None;
+        } else if self.partial_since.is_none() {
+            self.partial_since = Some(now);
+        }
+    }
+
+    /// Moves `out` into a send buffer for the ring; the caller sends it.
+    pub fn take_out(&mut self, now: Instant) -> Vec<u8> {
+        let mut buffer = self.spare.take().expect("can_send checked the spare buffer");
+        std::mem::swap(&mut buffer, &mut self.out);
+        self.send_started = Some((now, self.out_since.take().unwrap_or(now)));
+        buffer
+    }
+
+    /// A send finished: the buffer is the spare again. Returns when the
+    /// answers it carried were first made.
+    pub fn sent(&mut self, mut buffer: Vec<u8>) -> Option<Instant> {
+        buffer.clear();
+        self.spare = Some(buffer);
+        self.send_started.take().map(|(_, made)| made)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn() -> Conn {
+        let fd = OwnedFd::from(std::fs::File::open("/dev/null").unwrap());
+        Conn::new(fd, 1, None, Forwarder::new(1), true, Instant::now())
+    }
+
+    #[test]
+    fn answers_wait_for_the_log_and_then_go_out() {
+        let mut c = conn();
+        assert!(c.can_answer(0));
+        c.out.extend_from_slice(&[1; 24]);
+        c.answered(Some(5), Next::Read, Instant::now());
+        assert!(!c.can_send(4), "answers acknowledging record 5 wait for it");
+        assert!(!c.can_answer(4), "no new batch while the last one waits for the log");
+        assert!(c.can_send(5));
+        let buffer = c.take_out(Instant::now());
+        assert_eq!(buffer.len(), 24);
+        assert!(c.out.is_empty() && c.spare.is_none());
+        assert!(!c.can_send(5), "one send at a time");
+        assert!(c.sent(buffer).is_some());
+        assert!(c.spare.as_ref().is_some_and(Vec::is_empty));
+    }
+
+    #[test]
+    fn a_partial_frame_starts_the_frame_clock_and_a_close_drains() {
+        let mut c = conn();
+        let t = Instant::now();
+        c.input.extend_from_slice(&[0; 10]);
+        c.answered(None, Next::Read, t);
+        assert_eq!(c.partial_since, Some(t));
+        c.input.clear();
+        c.answered(None, Next::Read, t);
+        assert_eq!(c.partial_since, None);
+        c.input.extend_from_slice(&[0; 10]);
+        c.answered(None, Next::Close, t);
+        assert_eq!(c.life, Life::Draining);
+        assert!(c.input.is_empty(), "nothing after a closing frame is answered");
+        assert!(c.finished(), "drained: nothing buffered, nothing out, nothing in the ring");
+        c.receiving = true;
+        assert!(!c.finished(), "its receive must end first");
+    }
+
+    #[test]
+    fn back_pressure_stops_receiving_at_the_limit() {
+        let mut c = conn();
+        assert!(c.wants_receive(100));
+        c.input.resize(100, 0);
+        assert!(!c.wants_receive(100));
+        c.input.clear();
+        c.peer_done = true;
+        assert!(!c.wants_receive(100));
+    }
+}

@@ -1,0 +1,533 @@
+//! The shard's socket loop: one task that serves every connection of the
+//! shard through one [`Ring`].
+//!
+//! ```text
+//!   ring.poll ──► accepted ─────────► limits ─► new Conn, receive armed
+//!             ├─► received bytes ───► answer whole frames at once (from the
+//!             │                       ring's buffer when nothing is pending)
+//!             ├─► a send finished ──► the next batch may go
+//!             └─► a receive ended ──► end of stream, re-arm, or close
+//!   then, for every connection touched:
+//!     answers durable? ─► send   buffered frames and allowed? ─► answer
+//!     frames for other shards ─► a forwarding task (answers come back here)
+//!     too much buffered ─► cancel the receive (back-pressure) ... re-arm later
+//! ```
+//!
+//! The loop spins while there is work (and for `--spin-us` after), so under
+//! load no request waits for a wake-up; then it parks on the shard's doorbell,
+//! which the ring's eventfd, the log's group commit and returning forwarded
+//! batches ring. Every 100 ms it sweeps the connections for the deadlines:
+//! authentication, a frame left unfinished, a send the client does not read.
+
+use std::cell::RefCell;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use hongbao_uring::{socket, Completion, Doorbell, Ring, RingConfig};
+
+use crate::counters::add;
+use crate::forward::Forwarder;
+use crate::net::conn::{Conn, Life};
+use crate::net::frames::answer_buffer;
+use crate::net::listener::{count_source, over_limit, refuse, release_source, Listener};
+use crate::shard::{MeshSenders, Shard};
+
+/// How often deadlines are checked.
+const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
+/// The longest a parked loop sleeps without a ring of its doorbell.
+const PARK_MAX: Duration = Duration::from_millis(100);
+/// While the loop is busy, how often it steps aside so glommio polls its own
+/// rings (log writes and syncs, the mesh, timers). A task that keeps waking
+/// itself is run again before glommio looks at its rings.
+const BREATHE_EVERY: Duration = Duration::from_micros(100);
+/// The timer of a step aside: just long enough not to be due at once.
+const BREATH: Duration = Duration::from_micros(2);
+/// How long a failed accept waits before it is armed again.
+const ACCEPT_RETRY: Duration = Duration::from_millis(10);
+/// How long shutting down waits for connections to drain.
+const DRAIN_MAX: Duration = Duration::from_secs(2);
+/// Bit that marks a listener's token (connection tokens stay below it).
+const LISTENER_TOKEN: u64 = 1 << 55;
+/// Generations are 23 bits, so a connection token stays below the listener bit.
+const GENERATION_MASK: u32 = (1 << 23) - 1;
+
+/// A forwarded batch back from its owners.
+#[derive(Debug)]
+struct Forwarded {
+    token: u64,
+    forwarder: Forwarder,
+    answers: Vec<u8>,
+    /// Frames forwarded, or `u64::MAX` if an owner could not be reached.
+    count: u64,
+}
+
+/// Everything the loop owns but the ring (so the ring's callback can borrow it).
+#[derive(Debug)]
+struct State {
+    shard: Rc<Shard>,
+    mesh: Rc<MeshSenders>,
+    doorbell: Rc<Doorbell>,
+    listeners: Vec<Listener>,
+    conns: Vec<Option<Conn>>,
+    free: Vec<u32>,
+    generation: u32,
+    /// Connections to look at after this poll (slot indices; may repeat).
+    touched: Vec<u32>,
+    /// Connections whose answers wait for the log, looked at again once it
+    /// moves.
+    waiting: Vec<u32>,
+    /// The durable record (and whether the log had failed) when `waiting` was
+    /// last looked at.
+    seen: (u64, bool),
+    accepted: Vec<OwnedFd>,
+    forwarded: Rc<RefCell<Vec<Forwarded>>>,
+    spare_answers: Vec<Vec<u8>>,
+    /// Most bytes a connection may hold unanswered.
+    buffered_max: usize,
+    /// The engine journaled changes this turn: the log writer must look.
+    journaled: bool,
+}
+
+/// Serves the shard's connections on `listeners` until the shard stops.
+pub async fn run(shard: Rc<Shard>, mesh: Rc<MeshSenders>, listeners: Vec<Listener>, config: RingConfig) {
+    let mut ring = match Ring::new(config) {
+        Ok(ring) => ring,
+        Err(error) => {
+            eprintln!("hongbao-server: shard {}: cannot set up the socket ring: {error}", shard.id);
+            shard.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+            return;
+        }
+    };
+    let doorbell = Rc::new(Doorbell::default());
+    if let Err(error) = ring.spawn_wakeup(doorbell.clone()) {
+        eprintln!("hongbao-server: shard {}: cannot set up the ring's wake-up: {error}", shard.id);
+        shard.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+        return;
+    }
+    if let Some(commit) = &shard.commit {
+        commit.notify(doorbell.clone());
+    }
+    let buffered_max = shard.read_buffer_bytes;
+    let spin = shard.spin;
+    let mut state = State {
+        shard,
+        mesh,
+        doorbell: doorbell.clone(),
+        listeners,
+        conns: Vec::new(),
+        free: Vec::new(),
+        generation: 0,
+        touched: Vec::new(),
+        waiting: Vec::new(),
+        seen: (0, false),
+        accepted: Vec::new(),
+        forwarded: Rc::new(RefCell::new(Vec::new())),
+        spare_answers: Vec::new(),
+        buffered_max,
+        journaled: false,
+    };
+    let mut busy_at = Instant::now();
+    let mut next_breath = Instant::now() + BREATHE_EVERY;
+    let mut next_sweep = Instant::now() + SWEEP_INTERVAL;
+    let mut draining_since: Option<Instant> = None;
+    loop {
+        let worked = match state.turn(&mut ring) {
+            Ok(worked) => worked,
+            Err(error) => {
+                eprintln!("hongbao-server: shard {}: the socket ring failed: {error}", state.shard.id);
+                break;
+            }
+        };
+        let now = Instant::now();
+        if worked {
+            busy_at = now;
+        }
+        if now >= next_sweep {
+            state.sweep(now);
+            next_sweep = now + SWEEP_INTERVAL;
+        }
+        if state.shard.is_stopping() {
+            let since = *draining_since.get_or_insert_with(|| {
+                state.begin_shutdown(&mut ring);
+                now
+            });
+            if state.conns.iter().all(Option::is_none) || now.duration_since(since) >= DRAIN_MAX {
+                break;
+            }
+        }
+        if now.duration_since(busy_at) >= spin && ring.prepare_park().unwrap_or(false) {
+            let timeout = glommio::timer::sleep(PARK_MAX.min(next_sweep.saturating_duration_since(now)));
+            futures_lite::future::or(doorbell.wait(), timeout).await;
+            ring.unpark();
+        } else if !worked || now >= next_breath {
+            // A timer that is not due yet takes the loop off the run queue,
+            // so glommio polls its rings (spinning, see `--spin-us`) and
+            // comes back when the timer fires.
+            glommio::timer::sleep(BREATH).await;
+            next_breath = Instant::now() + BREATHE_EVERY;
+        } else {
+            futures_lite::future::yield_now().await;
+        }
+    }
+}
+
+impl State {
+    /// One loop: reap the ring, then bring every connection it touched up to
+    /// date. Returns whether anything happened.
+    fn turn(&mut self, ring: &mut Ring) -> std::io::Result<bool> {
+        let reaped = ring.poll(|completion| self.on_completion(completion))?;
+        let mut worked = reaped > 0;
+        for fd in std::mem::take(&mut self.accepted) {
+            self.admit(ring, fd);
+        }
+        let log = (self.durable(), self.shard.refuses_changes());
+        if log != self.seen {
+            self.seen = log;
+            worked |= !self.waiting.is_empty();
+            for slot in self.waiting.drain(..) {
+                if let Some(conn) = self.conns[slot as usize].as_mut() {
+                    conn.waiting = false;
+                    self.touched.push(slot);
+                }
+            }
+        }
+        let returned = std::mem::take(&mut *self.forwarded.borrow_mut());
+        worked |= !returned.is_empty();
+        for batch in returned {
+            self.on_forwarded(batch);
+        }
+        let mut touched = std::mem::take(&mut self.touched);
+        for slot in touched.drain(..) {
+            self.service(ring, slot as usize);
+        }
+        self.touched = touched;
+        self.arm_listeners(ring);
+        if std::mem::take(&mut self.journaled) {
+            if let Some(commit) = &self.shard.commit {
+                commit.poke();
+            }
+        }
+        Ok(worked)
+    }
+
+    /// The last durable log record (everything, without a log).
+    fn durable(&self) -> u64 {
+        self.shard.commit.as_ref().map_or(u64::MAX, |c| c.durable())
+    }
+
+    fn slot_of(&self, token: u64) -> Option<usize> {
+        let slot = (token & 0xffff_ffff) as usize;
+        match self.conns.get(slot) {
+            Some(Some(conn)) if conn.token == token => Some(slot),
+            _ => None,
+        }
+    }
+
+    fn on_completion(&mut self, completion: Completion<'_>) {
+        match completion {
+            Completion::Received { token, data, armed } => {
+                let Some(slot) = self.slot_of(token) else { return };
+                add(&self.shard.counters.bytes_in, data.len() as u64);
+                let durable = self.durable();
+                let conn = self.conns[slot].as_mut().expect("slot_of found it");
+                if !armed {
+                    conn.receiving = false;
+                    conn.cancelling = false;
+                }
+                if conn.life == Life::Open {
+                    if conn.input.is_empty() && conn.can_answer(durable) {
+                        // The common case: answer straight from the ring's buffer.
+                        self.journaled |= answer(&self.shard, conn, Some(data));
+                    } else {
+                        conn.input.extend_from_slice(data);
+                    }
+                }
+                self.touched.push(slot as u32);
+            }
+            Completion::ReceiveEnded { token, error } => {
+                let Some(slot) = self.slot_of(token) else { return };
+                let conn = self.conns[slot].as_mut().expect("slot_of found it");
+                conn.receiving = false;
+                conn.cancelling = false;
+                match error.and_then(|e| e.raw_os_error()) {
+                    // End of stream: answer what came, then close.
+                    None => {
+                        conn.peer_done = true;
+                        if conn.life == Life::Open {
+                            conn.life = Life::Draining;
+                        }
+                    }
+                    // The pool ran dry or we cancelled: re-armed (or not) below.
+                    Some(libc::ENOBUFS | libc::ECANCELED) => {}
+                    Some(_) => conn.life = Life::Closing,
+                }
+                self.touched.push(slot as u32);
+            }
+            Completion::Sent { token, buffer, from, result } => {
+                let Some(slot) = self.slot_of(token) else { return };
+                let conn = self.conns[slot].as_mut().expect("slot_of found it");
+                match result {
+                    Ok(n) if from + n < buffer.len() && n > 0 => {
+                        // A short send: the rest goes again.
+                        add(&self.shard.counters.bytes_out, n as u64);
+                        conn.resend = Some((buffer, from + n));
+                    }
+                    Ok(n) => {
+                        add(&self.shard.counters.bytes_out, n as u64);
+                        let short = from + n < buffer.len();
+                        if let Some(made) = conn.sent(buffer) {
+                            self.shard.counters.batch.record(made.elapsed());
+                        }
+                        if short {
+                            conn.life = Life::Closing;
+                        }
+                    }
+                    Err(_) => {
+                        conn.sent(buffer);
+                        conn.life = Life::Closing;
+                    }
+                }
+                self.touched.push(slot as u32);
+            }
+            Completion::Accepted { token, fd, armed } => {
+                if !armed {
+                    self.listener(token).armed = false;
+                }
+                self.accepted.push(fd);
+            }
+            Completion::AcceptEnded { token, error } => {
+                let stopping = self.shard.is_stopping();
+                let listener = self.listener(token);
+                listener.armed = false;
+                if error.raw_os_error() != Some(libc::ECANCELED) {
+                    // EMFILE and the like: the listener is fine, the host is not.
+                    eprintln!("hongbao-server: accept failed: {error}");
+                    listener.retry_at = Some(Instant::now() + ACCEPT_RETRY);
+                } else if !stopping {
+                    listener.retry_at = Some(Instant::now());
+                }
+            }
+        }
+    }
+
+    fn listener(&mut self, token: u64) -> &mut Listener {
+        &mut self.listeners[(token & !LISTENER_TOKEN) as usize]
+    }
+
+    fn arm_listeners(&mut self, ring: &mut Ring) {
+        if self.shard.is_stopping() {
+            return;
+        }
+        let now = Instant::now();
+        for (i, listener) in self.listeners.iter_mut().enumerate() {
+            if !listener.armed && !listener.retry_at.is_some_and(|at| at > now) {
+                ring.accept(listener.fd.as_raw_fd(), LISTENER_TOKEN | i as u64);
+                listener.armed = true;
+                listener.retry_at = None;
+            }
+        }
+    }
+
+    /// A new connection: within the limits it gets a slot and a receive.
+    fn admit(&mut self, ring: &mut Ring, fd: OwnedFd) {
+        let source = socket::peer_addr(fd.as_raw_fd()).ok().map(|a| a.ip());
+        if self.shard.is_stopping() || over_limit(&self.shard, source) {
+            add(&self.shard.counters.connections_refused, 1);
+            refuse(fd);
+            return;
+        }
+        let _ = socket::set_nodelay(fd.as_raw_fd());
+        let slot = match self.free.pop() {
+            Some(slot) => slot as usize,
+            None => {
+                self.conns.push(None);
+                self.conns.len() - 1
+            }
+        };
+        self.generation = (self.generation + 1) & GENERATION_MASK;
+        let token = (u64::from(self.generation) << 32) | slot as u64;
+        let shard = &self.shard;
+        let mut conn = Conn::new(
+            fd,
+            token,
+            source,
+            Forwarder::new(shard.shard_count),
+            !shard.auth.required(),
+            Instant::now() + shard.auth_timeout,
+        );
+        ring.receive(conn.fd.as_raw_fd(), token);
+        conn.receiving = true;
+        add(&shard.counters.connections, 1);
+        if let Some(ip) = source {
+            count_source(shard, ip);
+        }
+        self.conns[slot] = Some(conn);
+    }
+
+    fn on_forwarded(&mut self, batch: Forwarded) {
+        let Forwarded { token, forwarder, mut answers, count } = batch;
+        let Some(slot) = self.slot_of(token) else { return };
+        let conn = self.conns[slot].as_mut().expect("slot_of found it");
+        conn.forwarder = Some(forwarder);
+        if count == u64::MAX {
+            // An owner is gone (the server stops): its frames were not done,
+            // so closing acknowledges nothing wrongly.
+            conn.input.clear();
+            if conn.life == Life::Open {
+                conn.life = Life::Draining;
+            }
+        } else {
+            add(&self.shard.counters.forwarded_out, count);
+            // Forwarded answers come back durable: they need no record here.
+            conn.out.extend_from_slice(&answers);
+            if conn.out_since.is_none() && !conn.out.is_empty() {
+                conn.out_since = Some(Instant::now());
+            }
+        }
+        answers.clear();
+        self.spare_answers.push(answers);
+        self.touched.push(slot as u32);
+    }
+
+    /// Brings one connection up to date: sends what may go, answers what is
+    /// buffered, forwards, arms or cancels its receive, closes it when done.
+    fn service(&mut self, ring: &mut Ring, slot: usize) {
+        let durable = self.durable();
+        let failed = self.shard.refuses_changes();
+        let Some(conn) = self.conns[slot].as_mut() else { return };
+        if failed && conn.out_need > durable {
+            // These answers acknowledge changes the log will never hold.
+            conn.life = Life::Closing;
+        }
+        send(ring, conn, durable);
+        if !conn.input.is_empty() && conn.can_answer(durable) {
+            self.journaled |= answer(&self.shard, conn, None);
+        }
+        if conn.forwarder.as_ref().is_some_and(|f| !f.is_empty()) {
+            let forwarder = conn.forwarder.take().expect("checked above");
+            let answers = self.spare_answers.pop().unwrap_or_default();
+            spawn_forward(conn.token, forwarder, answers, &self.mesh, &self.forwarded, &self.doorbell);
+        }
+        send(ring, conn, durable);
+        let wanted = conn.wants_receive(self.buffered_max);
+        if wanted && !conn.receiving {
+            ring.receive(conn.fd.as_raw_fd(), conn.token);
+            conn.receiving = true;
+        } else if !wanted && conn.receiving && !conn.cancelling {
+            ring.cancel_receive(conn.token);
+            conn.cancelling = true;
+        }
+        if conn.life == Life::Closing && !conn.shut {
+            // Ends a send the client does not read and the receive at once.
+            socket::shutdown(conn.fd.as_raw_fd());
+            conn.shut = true;
+        }
+        if conn.finished() {
+            self.close(slot);
+        } else if conn.out_need > durable && !conn.waiting {
+            conn.waiting = true;
+            self.waiting.push(slot as u32);
+        }
+    }
+
+    fn close(&mut self, slot: usize) {
+        let conn = self.conns[slot].take().expect("closing a live connection");
+        self.free.push(slot as u32);
+        let counters = &self.shard.counters;
+        counters.connections.set(counters.connections.get() - 1);
+        if let Some(ip) = conn.source {
+            release_source(&self.shard, ip);
+        }
+        drop(conn); // closes the socket
+    }
+
+    /// Cuts off connections past a deadline: not authenticated in time, a
+    /// frame started and not finished, or a send the client does not read.
+    fn sweep(&mut self, now: Instant) {
+        let frame_timeout = self.shard.frame_timeout;
+        for (slot, conn) in self.conns.iter_mut().enumerate() {
+            let Some(conn) = conn else { continue };
+            let late_auth = !conn.authenticated && now >= conn.auth_deadline;
+            let late_frame = conn.partial_since.is_some_and(|t| now.duration_since(t) >= frame_timeout);
+            let late_send = conn.send_started.is_some_and(|(t, _)| now.duration_since(t) >= frame_timeout);
+            if conn.life != Life::Closing && (late_auth || late_frame || late_send) {
+                conn.life = Life::Closing;
+                self.touched.push(slot as u32);
+            }
+        }
+    }
+
+    /// The shard stops: no more accepts; every connection sends what it has
+    /// answered and closes.
+    fn begin_shutdown(&mut self, ring: &mut Ring) {
+        for (i, listener) in self.listeners.iter().enumerate() {
+            if listener.armed {
+                ring.cancel_accept(LISTENER_TOKEN | i as u64);
+            }
+        }
+        for (slot, conn) in self.conns.iter_mut().enumerate() {
+            let Some(conn) = conn else { continue };
+            conn.input.clear();
+            if conn.life == Life::Open {
+                conn.life = Life::Draining;
+            }
+            self.touched.push(slot as u32);
+        }
+    }
+}
+
+/// Answers the whole frames of `data` (or, with `None`, of the connection's
+/// buffered input). Returns whether the engine journaled changes.
+fn answer(shard: &Shard, conn: &mut Conn, data: Option<&[u8]>) -> bool {
+    let since = shard.last_change();
+    let forwarder = conn.forwarder.as_mut().expect("can_answer: no batch is out");
+    let consumed;
+    let next;
+    match data {
+        Some(data) => {
+            (consumed, next) = answer_buffer(shard, data, forwarder, &mut conn.out, &mut conn.authenticated);
+            conn.input.extend_from_slice(&data[consumed..]);
+        }
+        None => {
+            (consumed, next) =
+                answer_buffer(shard, &conn.input, forwarder, &mut conn.out, &mut conn.authenticated);
+            conn.input.drain(..consumed);
+        }
+    }
+    let last = shard.last_change();
+    let journaled = (last != since).then_some(last);
+    conn.answered(journaled, next, Instant::now());
+    journaled.is_some()
+}
+
+/// Starts the send of `conn`'s answers if they may go.
+fn send(ring: &mut Ring, conn: &mut Conn, durable: u64) {
+    if let Some((buffer, from)) = conn.resend.take() {
+        ring.send(conn.fd.as_raw_fd(), conn.token, buffer, from);
+        return;
+    }
+    if conn.can_send(durable) {
+        let buffer = conn.take_out(Instant::now());
+        ring.send(conn.fd.as_raw_fd(), conn.token, buffer, 0);
+    }
+}
+
+/// Sends a connection's frames for other shards on a task of their own; the
+/// answers come back to the loop through `done`.
+fn spawn_forward(
+    token: u64,
+    mut forwarder: Forwarder,
+    mut answers: Vec<u8>,
+    mesh: &Rc<MeshSenders>,
+    done: &Rc<RefCell<Vec<Forwarded>>>,
+    doorbell: &Rc<Doorbell>,
+) {
+    let (mesh, done, doorbell) = (mesh.clone(), done.clone(), doorbell.clone());
+    glommio::spawn_local(async move {
+        let count = forwarder.flush(&mesh, &mut answers).await;
+        done.borrow_mut().push(Forwarded { token, forwarder, answers, count });
+        doorbell.ring();
+    })
+    .detach();
+}

@@ -1,0 +1,127 @@
+//! Answering the whole frames at the front of a byte buffer: the sans-IO part
+//! of a connection, shared by every way bytes arrive.
+//!
+//! Frames for this shard's envelopes are answered at once into the output
+//! buffer; frames for another shard's are queued, raw, on the connection's
+//! [`Forwarder`]. A frame that cannot be decoded is answered (malformed frame,
+//! frame too large, unsupported version) and the connection must close after
+//! the answers are written; an unknown opcode is answered and skipped. Nothing
+//! here allocates per request.
+
+use hongbao_protocol::{decode_frame, Request};
+
+use crate::forward::{owner_of, Forwarder};
+use crate::handler::{answer_frame, answer_frame_error, answer_request};
+use crate::shard::Shard;
+
+/// Answers are written once they pass this many bytes, even in the middle of a
+/// read, so a pipeline of QUERYs cannot grow the output buffer without bound.
+pub const OUT_FLUSH_BYTES: usize = 1 << 20;
+
+/// What handling the buffered bytes left to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Every whole frame is answered: read more.
+    Read,
+    /// The output is full: write it, then go on with the frames still buffered.
+    Write,
+    /// Write the answers, then close.
+    Close,
+}
+
+/// Answers or queues the whole frames at the front of `bytes`, until they run
+/// out or the output is full. Returns the bytes consumed and what to do next.
+pub fn answer_buffer(
+    shard: &Shard,
+    bytes: &[u8],
+    forwarder: &mut Forwarder,
+    out: &mut Vec<u8>,
+    authenticated: &mut bool,
+) -> (usize, Next) {
+    let now_ms = shard.now_ms();
+    let mut engine = shard.engine.borrow_mut();
+    let mut at = 0;
+    loop {
+        if out.len() >= OUT_FLUSH_BYTES {
+            return (at, Next::Write);
+        }
+        // The server's own body limit (at most the protocol's), judged as soon
+        // as the header is in, before the body is waited for.
+        if let Some(len) = bytes.get(at + 8..at + 12) {
+            let body_len = u32::from_le_bytes(len.try_into().expect("4 bytes"));
+            if body_len > shard.max_body_bytes && bytes[at..at + 2] == hongbao_protocol::MAGIC {
+                let error =
+                    hongbao_protocol::FrameError::BodyTooLarge { len: body_len, max: shard.max_body_bytes };
+                if bytes.len() - at >= hongbao_protocol::HEADER_LEN {
+                    answer_frame_error(&bytes[at..], &error, out);
+                    return (at, Next::Close);
+                }
+            }
+        }
+        let frame = match decode_frame(&bytes[at..]) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return (at, Next::Read),
+            Err(error) => {
+                answer_frame_error(&bytes[at..], &error, out);
+                match error.skippable_len() {
+                    Some(len) => {
+                        at += len;
+                        continue;
+                    }
+                    None => return (at, Next::Close),
+                }
+            }
+        };
+        let len = frame.wire_len();
+        match Request::decode(&frame) {
+            Ok(request) if !admitted(shard, &request, authenticated) => {
+                refuse_unauthenticated(&frame, &request, out)
+            }
+            Ok(request) => match owner_of(&request, shard.id, shard.shard_count) {
+                Some(owner) => forwarder.push(owner, &bytes[at..at + len]),
+                None => answer_request(shard, &mut engine, now_ms, &frame, &request, out),
+            },
+            Err(_) => {
+                // Answered (malformed, or unknown opcode and skipped) by the handler.
+                if !answer_frame(shard, &mut engine, now_ms, &frame, out) {
+                    return (at + len, Next::Close);
+                }
+            }
+        }
+        at += len;
+    }
+}
+
+/// Whether `request` may be answered on this connection. HELLO with the
+/// right token authenticates it; before that only HELLO and PING pass.
+fn admitted(shard: &Shard, request: &Request<'_>, authenticated: &mut bool) -> bool {
+    if !shard.auth.required() {
+        return true;
+    }
+    match request {
+        Request::Hello { token, .. } => {
+            let accepted = shard.auth.accepts(token);
+            *authenticated |= accepted;
+            accepted
+        }
+        Request::Ping => true,
+        _ => *authenticated,
+    }
+}
+
+/// Answers a request the connection may not make: `not_authenticated`, with
+/// GRAB's and OPEN's fixed (zero) body.
+fn refuse_unauthenticated(frame: &hongbao_protocol::Frame<'_>, request: &Request<'_>, out: &mut Vec<u8>) {
+    let body: &[u8] = match request {
+        Request::Grab(_) => &[0; 24],
+        Request::Open(_) => &[0; 16],
+        _ => &[],
+    };
+    hongbao_protocol::codec::write_response(
+        out,
+        frame.header.opcode,
+        frame.request_id(),
+        hongbao_protocol::Status::NotAuthenticated,
+        &[body],
+    );
+}
