@@ -121,8 +121,8 @@ pub async fn serve_connection(shard: Rc<Shard>, mesh: Rc<MeshSenders>, mut strea
                 break;
             }
             add(&shard.counters.bytes_out, out.len() as u64);
+            shard.counters.latency.record_answers(&out, batch_started.elapsed());
             out.clear();
-            shard.counters.batch.record(batch_started.elapsed());
         }
         if next == Next::Close || shard.is_stopping() {
             break;

@@ -33,7 +33,7 @@ pub struct GroupCommit {
     /// Syncs done, for STATS and benchmarks.
     pub syncs: Cell<u64>,
     /// Time of each write and sync.
-    pub sync_latency: crate::metrics::LocalHistogram,
+    pub sync_latency: crate::counters::LocalHistogram,
 }
 
 impl GroupCommit {
@@ -45,7 +45,7 @@ impl GroupCommit {
             wake: Semaphore::new(0),
             waiters: RefCell::new(Vec::new()),
             syncs: Cell::new(0),
-            sync_latency: crate::metrics::LocalHistogram::default(),
+            sync_latency: crate::counters::LocalHistogram::default(),
         }
     }
 
