@@ -11,18 +11,19 @@
 //! because the refusal was frame-level reads as the all-zero body.
 //!
 //! Everything here is `Copy` and borrows the variable parts (HELLO's ports, a
-//! QUERY page's claims) from the receive buffer: the pipeline hands out answers
+//! QUERY page's claims, STATS's tables) from the receive buffer: the pipeline hands out answers
 //! without allocating.
 
 use hongbao_protocol::body::{
     ClaimEntry, CreateResponse, EnvelopeKind, EnvelopeState, FixedBody, GrabResponse, OpenResponse,
-    QueryResponse, StatsResponse,
+    QueryResponse,
 };
 use hongbao_protocol::response::{Claims, Response, ShardPorts};
 use hongbao_protocol::{EnvelopeId, FrameError, Opcode, Status, VERSION};
 use zerocopy::FromZeros;
 
 use crate::error::ClientError;
+use crate::stats::StatsAnswer;
 
 /// What HELLO says about the server, less the port list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,43 +126,6 @@ pub struct ClaimPage<'a> {
     claims: Claims<'a>,
 }
 
-/// One shard's counters, as STATS reports them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct ShardStats {
-    /// The shard that answered.
-    pub shard_id: u16,
-    /// Shards the server runs.
-    pub shard_count: u16,
-    /// Milliseconds since the shard started.
-    pub uptime_ms: u64,
-    /// Connections open on this shard now.
-    pub connections: u64,
-    /// Envelopes held.
-    pub envelopes: u64,
-    /// Most envelopes this shard may hold.
-    pub envelopes_max: u64,
-    /// Share slots held.
-    pub claims: u64,
-    /// Most share slots this shard may hold.
-    pub claims_max: u64,
-    /// Requests answered by this shard's engine.
-    pub requests: u64,
-    /// Requests sent on to their owning shard.
-    pub forwarded_out: u64,
-    /// Requests other shards sent here.
-    pub forwarded_in: u64,
-    /// Envelopes created.
-    pub creates: u64,
-    /// Shares paid.
-    pub opens: u64,
-    /// Envelopes expired with a refund recorded.
-    pub expired: u64,
-    /// Bytes read from clients.
-    pub bytes_in: u64,
-    /// Bytes written to clients.
-    pub bytes_out: u64,
-}
-
 /// The typed body of an answer, by opcode. `None` where the status is not OK
 /// and the opcode carries no body then.
 #[derive(Clone, Copy, Debug)]
@@ -178,8 +142,8 @@ pub enum AnswerBody<'a> {
     Open(Opened),
     /// QUERY: totals and one page of claims.
     Query(Option<(EnvelopeSummary, ClaimPage<'a>)>),
-    /// STATS.
-    Stats(Option<ShardStats>),
+    /// STATS: the fixed part and its tables (see [`StatsAnswer::shard_stats`]).
+    Stats(Option<StatsAnswer<'a>>),
 }
 
 /// One answer: its request id, its status and its typed body.
@@ -233,29 +197,6 @@ impl EnvelopeSummary {
     }
 }
 
-impl ShardStats {
-    fn from_wire(s: &StatsResponse) -> ShardStats {
-        ShardStats {
-            shard_id: s.shard_id.get(),
-            shard_count: s.shard_count.get(),
-            uptime_ms: s.uptime_ms.get(),
-            connections: s.connections.get(),
-            envelopes: s.envelopes.get(),
-            envelopes_max: s.envelopes_max.get(),
-            claims: s.claims.get(),
-            claims_max: s.claims_max.get(),
-            requests: s.requests.get(),
-            forwarded_out: s.forwarded_out.get(),
-            forwarded_in: s.forwarded_in.get(),
-            creates: s.creates.get(),
-            opens: s.opens.get(),
-            expired: s.expired.get(),
-            bytes_in: s.bytes_in.get(),
-            bytes_out: s.bytes_out.get(),
-        }
-    }
-}
-
 /// Reads `response` as the answer to a request of opcode `sent`.
 pub fn decode<'a>(sent: Opcode, response: &Response<'a>) -> Result<Answer<'a>, ClientError> {
     if response.opcode != sent as u8 {
@@ -286,7 +227,7 @@ pub fn decode<'a>(sent: Opcode, response: &Response<'a>) -> Result<Answer<'a>, C
             AnswerBody::Create(Some(Created { envelope, expires_at_ms: c.expires_at_ms.get() }))
         }
         Opcode::Query => AnswerBody::Query(Some(query(response)?)),
-        Opcode::Stats => AnswerBody::Stats(Some(ShardStats::from_wire(&response.fixed()?))),
+        Opcode::Stats => AnswerBody::Stats(Some(StatsAnswer::decode(response)?)),
     };
     Ok(Answer { request_id: response.request_id, status, body })
 }

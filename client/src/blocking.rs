@@ -16,10 +16,11 @@ use hongbao_protocol::limits::MAX_QUERY_PAGE;
 use hongbao_protocol::response::Response;
 use hongbao_protocol::{EnvelopeId, Request, Status};
 
-use crate::answer::{self, Answer, AnswerBody, Claim, Created, EnvelopeSummary, Grabbed, Opened, ShardStats};
+use crate::answer::{self, Answer, AnswerBody, Claim, Created, EnvelopeSummary, Grabbed, Opened};
 use crate::error::ClientError;
 use crate::frame_buf::FrameBuf;
 use crate::requests;
+use crate::stats::ShardStats;
 
 /// Connect, read and write timeout of [`Client::connect`].
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -253,7 +254,7 @@ impl Client {
         let AnswerBody::Stats(body) = answer.body else {
             unreachable!("stats answered as {:?}", answer.body)
         };
-        Ok(Reply { status: answer.status, body })
+        Ok(Reply { status: answer.status, body: body.map(|s| s.shard_stats()) })
     }
 
     /// Sends `request`, waits for its answer and checks that it is the answer

@@ -33,6 +33,8 @@ pub fn frames(data: &[u8]) {
             }
             let _ = response.hello().map(|(_, ports)| ports.iter().count());
             let _ = response.query().map(|(_, claims)| claims.iter().count());
+            // A STATS answer that decodes converts to owned figures, whatever it holds.
+            let _ = crate::stats::StatsAnswer::decode(&response).map(|stats| stats.shard_stats());
         }
         at += frame.wire_len();
     }

@@ -35,7 +35,8 @@
 //! Nothing is allocated from a length the server sent until the codec has
 //! checked it against `hongbao_protocol::limits`: the receive buffer is fixed
 //! at two maximum frames, a QUERY page holds at most `MAX_QUERY_PAGE` claims,
-//! and a pipeline holds at most its `max_in_flight` (itself at most
+//! a STATS answer's tables at most their `MAX_STATS_*` entries, and a
+//! pipeline holds at most its `max_in_flight` (itself at most
 //! [`pipeline::MAX_IN_FLIGHT`]) unanswered requests.
 
 pub mod answer;
@@ -49,12 +50,13 @@ pub mod glommio_net;
 pub mod pipeline;
 pub mod requests;
 pub mod sharded;
+pub mod stats;
 #[cfg(test)]
 mod test_support;
 pub mod token;
 
 pub use answer::{
-    Answer, AnswerBody, Claim, ClaimPage, Created, EnvelopeSummary, Grabbed, HelloInfo, Opened, ShardStats,
+    Answer, AnswerBody, Claim, ClaimPage, Created, EnvelopeSummary, Grabbed, HelloInfo, Opened,
 };
 pub use blocking::{Client, EnvelopeReport, QueryPage, Reply, ServerInfo};
 pub use error::ClientError;
@@ -62,3 +64,4 @@ pub use hongbao_protocol::body::{EnvelopeKind, EnvelopeState};
 pub use hongbao_protocol::{EnvelopeId, Status};
 pub use pipeline::Pipeline;
 pub use sharded::ShardedClient;
+pub use stats::{LatencyHistogram, OpLatency, ShardStats, StatsAnswer, StatusCount};

@@ -34,6 +34,10 @@ pub enum FrameError {
     /// A length field inside a body is above its limit.
     #[error("{field} of {value} above the limit {max}")]
     FieldTooLarge { field: &'static str, value: u32, max: u32 },
+    /// An entry of a table inside a body breaks the table's rule (order,
+    /// uniqueness, a value outside its domain); `index` counts from 0.
+    #[error("{table} entry {index}: {rule}")]
+    BadTableEntry { table: &'static str, index: usize, rule: &'static str },
     /// A request arrived where a response was expected, or the other way round.
     #[error("frame direction is wrong (response flag {response})")]
     WrongDirection { response: bool },

@@ -13,8 +13,9 @@
 //!
 //! The hot requests, GRAB and OPEN, and their responses have fixed-size bodies with
 //! no variable part: a server decodes them with one bounds check and a copy of 16
-//! bytes. Only HELLO (the optional token, the shard port list) and QUERY (a page of
-//! claims) carry a variable part, and each is bounded by a limit in [`limits`].
+//! bytes. Only HELLO (the optional token, the shard port list), QUERY (a page of
+//! claims) and the STATS answer (request counts and latency histograms) carry a
+//! variable part, and each is bounded by a limit in [`limits`].
 //!
 //! ## Rules the decoder enforces
 //!

@@ -3,7 +3,7 @@
 use zerocopy::little_endian::U16;
 use zerocopy::FromBytes;
 
-use crate::body::{ClaimEntry, FixedBody, HelloResponse, QueryResponse};
+use crate::body::{ClaimEntry, FixedBody, HelloResponse, QueryResponse, StatsResponse, StatsTables};
 use crate::codec::Frame;
 use crate::error::FrameError;
 use crate::limits::{MAX_QUERY_PAGE, MAX_SHARDS};
@@ -75,6 +75,12 @@ impl<'a> Response<'a> {
             return Err(FrameError::BadBodyLength { opcode: self.opcode, expected, len: self.body.len() });
         }
         Ok((query, Claims { bytes: tail, opcode: self.opcode }))
+    }
+
+    /// A STATS response and its tables, every entry of which is checked here.
+    pub fn stats(&self) -> Result<(StatsResponse, StatsTables<'a>), FrameError> {
+        let (stats, _) = StatsResponse::decode_prefix(self.opcode, self.body)?;
+        Ok((stats, StatsTables::decode(self.opcode, &stats, self.body)?))
     }
 }
 

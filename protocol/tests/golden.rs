@@ -8,7 +8,8 @@
 
 use hongbao_protocol::body::{
     ClaimEntry, CreateRequest, CreateResponse, EnvelopeKind, EnvelopeState, EnvelopeUser, FixedBody,
-    GrabResponse, OpenResponse, QueryRequest, QueryResponse, StatsResponse,
+    GrabResponse, HistogramKind, OpenResponse, QueryRequest, QueryResponse, RequestCount, StatsResponse,
+    StatsTables,
 };
 use hongbao_protocol::codec::{write_response, ResponseBuilder};
 use hongbao_protocol::response::Response;
@@ -298,8 +299,9 @@ fn check_stats_request(bytes: &[u8]) {
 }
 
 fn check_stats_response(bytes: &[u8]) {
-    let (response, body) = fixed_response::<StatsResponse>(bytes);
+    let response = response(bytes);
     assert_eq!((response.opcode, response.request_id, response.status), (Opcode::Stats as u8, 7, Status::Ok));
+    let (body, tables) = response.stats().expect("STATS body decodes");
     assert_eq!((body.shard_id.get(), body.shard_count.get()), (1, 2));
     assert_eq!(body.uptime_ms.get(), 3_600_000);
     assert_eq!(body.connections.get(), 12);
@@ -309,6 +311,69 @@ fn check_stats_response(bytes: &[u8]) {
     assert_eq!((body.forwarded_out.get(), body.forwarded_in.get()), (61_000, 59_500));
     assert_eq!((body.creates.get(), body.opens.get(), body.expired.get()), (1500, 70_000, 20));
     assert_eq!((body.bytes_in.get(), body.bytes_out.get()), (10_000_000, 11_000_000));
+    assert_eq!((body.connections_refused.get(), body.log_syncs.get()), (3, 9_000));
+    assert_eq!(body.memory_bytes.get(), 64 << 20);
+
+    let counts: Vec<RequestCount> = tables.request_counts().collect();
+    let found: Vec<(u8, u16, u64)> =
+        counts.iter().map(|c| (c.opcode, c.status.get(), c.count.get())).collect();
+    let (ok, sold_out) = (Status::Ok as u16, Status::SoldOut as u16);
+    assert_eq!(
+        found,
+        [
+            (0x10, ok, 1_500),
+            (0x11, ok, 100_000),
+            (0x11, sold_out, 40_000),
+            (0x12, ok, 70_000),
+            (0x13, ok, 38_498),
+            (0x20, ok, 2)
+        ]
+    );
+    let answered: u64 = counts.iter().map(|c| c.count.get()).sum();
+    assert_eq!(answered, body.requests.get(), "the counts add up to requests");
+
+    let bounds: Vec<u64> = tables.bucket_bounds_us().collect();
+    assert_eq!(bounds, [1_000, 10_000, 100_000]);
+    let histograms: Vec<_> = tables.histograms().collect();
+    let found: Vec<(HistogramKind, u8, u64, Vec<u64>)> = histograms
+        .iter()
+        .map(|h| (h.kind(), h.header.opcode, h.header.sum_us.get(), h.buckets().collect()))
+        .collect();
+    let request = HistogramKind::Request;
+    assert_eq!(
+        found,
+        [
+            (request, 0x10, 1_200_000, vec![1_300, 190, 10, 0]),
+            (request, 0x11, 84_600_000, vec![120_000, 20_500, 500, 0]),
+            (request, 0x12, 49_350_000, vec![58_000, 12_000, 450, 50]),
+            (request, 0x13, 5_774_700, vec![38_400, 98, 0, 0]),
+            (request, 0x20, 95, vec![1, 0, 0, 0]),
+            (HistogramKind::LogSync, 0, 2_700_000, vec![8_900, 100, 0, 0]),
+        ]
+    );
+    assert_eq!(histograms[5].count(), body.log_syncs.get(), "one log sync timed per sync");
+    // Received = answered - forwarded in + forwarded out, less this STATS (timed after its answer).
+    let timed: u64 = histograms[..5].iter().map(|h| h.count()).sum();
+    assert_eq!(timed, answered - body.forwarded_in.get() + body.forwarded_out.get() - 1);
+
+    let mut again = Vec::new();
+    let builder = ResponseBuilder::begin(&mut again, response.opcode, response.request_id, response.status);
+    again.extend_from_slice(body.as_bytes());
+    for count in &counts {
+        again.extend_from_slice(count.as_bytes());
+    }
+    for bound in &bounds {
+        again.extend_from_slice(&bound.to_le_bytes());
+    }
+    for histogram in &histograms {
+        again.extend_from_slice(histogram.header.as_bytes());
+        for bucket in histogram.buckets() {
+            again.extend_from_slice(&bucket.to_le_bytes());
+        }
+    }
+    builder.finish(&mut again);
+    assert_eq!(again, bytes);
+    assert_eq!(again.len(), HEADER_LEN + StatsResponse::SIZE + StatsTables::wire_len(&body));
 }
 
 fn check_error_response(bytes: &[u8], opcode: u8, request_id: u64, status: Status) {

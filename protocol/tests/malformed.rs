@@ -307,10 +307,15 @@ fn nonzero_reserved_body_bytes_are_refused_in_responses() {
     check_reserved_bytes::<OpenResponse>(&[12, 13, 14, 15], |b| {
         response_body::<OpenResponse>(Opcode::Open, b)
     });
-    check_reserved_bytes::<StatsResponse>(&[4, 5, 6, 7], |b| {
+    check_reserved_bytes::<StatsResponse>(&[4, 5, 6, 7, 150, 151], |b| {
         response_body::<StatsResponse>(Opcode::Stats, b)
     });
-    // HELLO and QUERY have a variable tail; decode them through their accessors.
+    // HELLO, QUERY and STATS have a variable tail; decode them through their accessors.
+    check_reserved_bytes::<StatsResponse>(&[4, 5, 6, 7, 150, 151], |b| {
+        let mut body = b.to_vec();
+        body[144..150].fill(0); // the table lengths: no tables
+        decode_response(&raw_response(Opcode::Stats, Status::Ok, &body)).stats().map(|_| ())
+    });
     check_reserved_bytes::<HelloResponse>(&[1, 6, 7], |b| {
         let mut body = b.to_vec();
         body[2..4].copy_from_slice(&1u16.to_le_bytes()); // shard_count: one port follows

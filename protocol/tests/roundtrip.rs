@@ -1,17 +1,18 @@
-//! Property tests of the codec: what is encoded decodes to the same value,
-//! arbitrary bytes never make the decoder panic or over-read, and a stream of
-//! frames cut at arbitrary places decodes to the frames that were sent.
+//! Property tests of the codec: what is encoded decodes to the same value
+//! (STATS's tables included), arbitrary bytes never make the decoder panic or
+//! over-read, and a stream of frames cut at arbitrary places decodes to the
+//! frames that were sent.
 
 use hongbao_protocol::body::{
-    ClaimEntry, CreateRequest, EnvelopeUser, FixedBody, GrabResponse, HelloRequest, OpenResponse,
-    QueryRequest, QueryResponse, StatsResponse,
+    ClaimEntry, CreateRequest, EnvelopeUser, FixedBody, GrabResponse, HelloRequest, HistogramHeader,
+    HistogramKind, OpenResponse, QueryRequest, QueryResponse, RequestCount, StatsResponse, OPCODE_OTHER,
 };
 use hongbao_protocol::codec::{write_response, ResponseBuilder};
-use hongbao_protocol::limits::{MAX_BODY_LEN, MAX_QUERY_PAGE, MAX_TOKEN_LEN};
+use hongbao_protocol::limits::{MAX_BODY_LEN, MAX_QUERY_PAGE, MAX_STATS_BUCKET_BOUNDS, MAX_TOKEN_LEN};
 use hongbao_protocol::response::Response;
 use hongbao_protocol::{decode_frame, Opcode, Request, Status, HEADER_LEN};
 use proptest::prelude::*;
-use zerocopy::little_endian::{U32, U64};
+use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
 /// An owned request, so a strategy can produce it and a decoded (borrowing)
@@ -104,6 +105,21 @@ fn owned_request() -> impl Strategy<Value = Owned> {
     ]
 }
 
+/// An opcode a STATS table may name: one of the table, or "other".
+fn counted_opcode() -> impl Strategy<Value = u8> {
+    let mut opcodes: Vec<u8> = Opcode::ALL.iter().map(|op| *op as u8).collect();
+    opcodes.push(OPCODE_OTHER);
+    prop::sample::select(opcodes)
+}
+
+/// The (kind, opcode) of a valid histogram.
+fn histogram_key() -> impl Strategy<Value = (u8, u8)> {
+    prop_oneof![
+        counted_opcode().prop_map(|op| (HistogramKind::Request as u8, op)),
+        Just((HistogramKind::LogSync as u8, 0)),
+    ]
+}
+
 /// Byte strings that get past the magic (and often the version) often enough
 /// to exercise everything after it.
 fn frame_like_bytes() -> impl Strategy<Value = Vec<u8>> {
@@ -141,6 +157,13 @@ fn decode_everything(bytes: &[u8]) {
                 }
                 if let Ok((query, claims)) = response.query() {
                     assert_eq!(claims.iter().count(), query.page_len.get() as usize);
+                }
+                if let Ok((stats, tables)) = response.stats() {
+                    assert_eq!(tables.request_counts().count(), usize::from(stats.request_counts_len.get()));
+                    assert_eq!(tables.bucket_bounds_us().count(), usize::from(stats.bucket_bounds_len.get()));
+                    let buckets = usize::from(stats.bucket_bounds_len.get()) + 1;
+                    assert!(tables.histograms().all(|h| h.buckets().count() == buckets));
+                    assert_eq!(tables.histograms().count(), usize::from(stats.histograms_len.get()));
                 }
             }
         }
@@ -187,6 +210,7 @@ proptest! {
         open.reserved = U32::new(0);
         let mut stats = StatsResponse::read_from_prefix(&words).expect("long enough").0;
         stats.reserved = U32::new(0);
+        stats.reserved1 = U16::new(0);
 
         let mut bytes = Vec::new();
         write_response(&mut bytes, Opcode::Grab as u8, request_id, status, &[grab.as_bytes()]);
@@ -242,6 +266,59 @@ proptest! {
         let page: Vec<ClaimEntry> = page.iter().map(|c| c.expect("claim decodes")).collect();
         prop_assert_eq!(page, claims);
         prop_assert!(query.page_len.get() <= MAX_QUERY_PAGE);
+    }
+
+    #[test]
+    fn stats_answers_round_trip(
+        fixed in prop::collection::vec(any::<u8>(), StatsResponse::SIZE),
+        counts in prop::collection::btree_map((counted_opcode(), 0..Status::ALL.len() as u16), 1..=u64::MAX, 0..40),
+        bounds in prop::collection::btree_set(any::<u64>(), 0..=MAX_STATS_BUCKET_BOUNDS as usize),
+        histograms in prop::collection::btree_map(
+            histogram_key(),
+            (any::<u64>(), prop::collection::vec(any::<u64>(), MAX_STATS_BUCKET_BOUNDS as usize + 1)),
+            0..10,
+        ),
+    ) {
+        let mut stats = StatsResponse::read_from_bytes(&fixed).expect("right size");
+        stats.reserved = U32::new(0);
+        stats.reserved1 = U16::new(0);
+        stats.request_counts_len = U16::new(counts.len() as u16);
+        stats.bucket_bounds_len = U16::new(bounds.len() as u16);
+        stats.histograms_len = U16::new(histograms.len() as u16);
+        let mut bytes = Vec::new();
+        let builder = ResponseBuilder::begin(&mut bytes, Opcode::Stats as u8, 7, Status::Ok);
+        bytes.extend_from_slice(stats.as_bytes());
+        for ((opcode, status), count) in &counts {
+            let entry = RequestCount { opcode: *opcode, status: U16::new(*status), count: U64::new(*count), ..Default::default() };
+            bytes.extend_from_slice(entry.as_bytes());
+        }
+        for bound in &bounds {
+            bytes.extend_from_slice(&bound.to_le_bytes());
+        }
+        for ((kind, opcode), (sum_us, buckets)) in &histograms {
+            let header = HistogramHeader { kind: *kind, opcode: *opcode, sum_us: U64::new(*sum_us), ..Default::default() };
+            bytes.extend_from_slice(header.as_bytes());
+            for bucket in &buckets[..=bounds.len()] {
+                bytes.extend_from_slice(&bucket.to_le_bytes());
+            }
+        }
+        builder.finish(&mut bytes);
+
+        let frame = decode_frame(&bytes).expect("decodes").expect("whole");
+        let response = Response::from_frame(&frame).expect("a response");
+        let (decoded, tables) = response.stats().expect("tables decode");
+        prop_assert_eq!(decoded, stats);
+        let found: Vec<((u8, u16), u64)> =
+            tables.request_counts().map(|c| ((c.opcode, c.status.get()), c.count.get())).collect();
+        prop_assert_eq!(found, counts.into_iter().collect::<Vec<_>>());
+        prop_assert_eq!(tables.bucket_bounds_us().collect::<Vec<_>>(), bounds.iter().copied().collect::<Vec<_>>());
+        let found: Vec<((u8, u8), u64, Vec<u64>)> = tables
+            .histograms()
+            .map(|h| ((h.header.kind, h.header.opcode), h.header.sum_us.get(), h.buckets().collect()))
+            .collect();
+        let expected: Vec<((u8, u8), u64, Vec<u64>)> =
+            histograms.into_iter().map(|(key, (sum, buckets))| (key, sum, buckets[..=bounds.len()].to_vec())).collect();
+        prop_assert_eq!(found, expected);
     }
 
     #[test]

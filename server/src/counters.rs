@@ -1,7 +1,22 @@
-//! Per-shard counters for STATS. Cells, not atomics: only the shard's own
-//! thread touches them.
+//! What a shard counts, for STATS and the metrics endpoint. Cells, not
+//! atomics: only the shard's own thread touches them. STATS reads them as
+//! they are; every tick the shard copies them for the endpoint
+//! ([`crate::metrics`]), so both report the same figures.
 
 use std::cell::Cell;
+use std::time::Duration;
+
+use hongbao_protocol::{Opcode, Status, HEADER_LEN};
+
+/// Upper bounds (µs) of the latency histograms' buckets; +Inf follows.
+pub const LATENCY_BUCKETS_US: [u64; 14] =
+    [25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000];
+/// Buckets of a histogram: one per bound and +Inf.
+pub const BUCKETS: usize = LATENCY_BUCKETS_US.len() + 1;
+/// Opcodes counted, and one slot for requests without a known opcode.
+pub const OPS: usize = Opcode::ALL.len() + 1;
+/// Statuses counted.
+pub const STATUSES: usize = Status::ALL.len();
 
 /// What a shard counts besides its engine.
 #[derive(Debug, Default)]
@@ -20,13 +35,184 @@ pub struct ShardCounters {
     pub bytes_in: Cell<u64>,
     /// Bytes written to clients.
     pub bytes_out: Cell<u64>,
-    /// Answers by opcode and status, for the metrics endpoint.
-    pub answers: crate::metrics::LocalRequests,
-    /// Time from a read to its answers written.
-    pub batch: crate::metrics::LocalHistogram,
+    /// Answers by opcode and status.
+    pub answers: LocalRequests,
+    /// Latency of the requests received on this shard's connections, by opcode.
+    pub latency: LocalLatency,
 }
 
 /// Adds `n` to a counter.
 pub fn add(counter: &Cell<u64>, n: u64) {
     counter.set(counter.get().wrapping_add(n));
+}
+
+/// The counter slot of an opcode byte: its place in [`Opcode::ALL`] (checked
+/// by a test), or the last slot for an opcode the table does not name.
+pub const fn op_slot(opcode: u8) -> usize {
+    match opcode {
+        0x01 => 0,
+        0x02 => 1,
+        0x10 => 2,
+        0x11 => 3,
+        0x12 => 4,
+        0x13 => 5,
+        0x20 => 6,
+        _ => OPS - 1,
+    }
+}
+
+/// The opcode of a counter slot; `None` for the slot of unknown opcodes.
+pub fn slot_opcode(slot: usize) -> Option<Opcode> {
+    Opcode::ALL.get(slot).copied()
+}
+
+/// A latency histogram a shard fills on its own thread.
+#[derive(Debug, Default)]
+pub struct LocalHistogram {
+    buckets: [Cell<u64>; BUCKETS],
+    sum_us: Cell<u64>,
+}
+
+impl LocalHistogram {
+    /// Records one duration.
+    pub fn record(&self, elapsed: Duration) {
+        self.record_n(elapsed, 1);
+    }
+
+    /// Records `n` events that each took `elapsed` (the requests of one batch).
+    pub fn record_n(&self, elapsed: Duration, n: u64) {
+        let us = elapsed.as_micros() as u64;
+        let slot = LATENCY_BUCKETS_US.iter().position(|bound| us <= *bound).unwrap_or(BUCKETS - 1);
+        add(&self.buckets[slot], n);
+        add(&self.sum_us, us.wrapping_mul(n));
+    }
+
+    /// The bucket counts (not cumulative), in bound order, +Inf last.
+    pub fn buckets(&self) -> impl Iterator<Item = u64> + '_ {
+        self.buckets.iter().map(Cell::get)
+    }
+
+    /// Sum of the durations recorded, µs.
+    pub fn sum_us(&self) -> u64 {
+        self.sum_us.get()
+    }
+
+    /// Durations recorded.
+    pub fn count(&self) -> u64 {
+        self.buckets().fold(0, u64::wrapping_add)
+    }
+}
+
+/// Per-opcode, per-status answer counts a shard fills on its own thread.
+#[derive(Debug)]
+pub struct LocalRequests {
+    counts: [[Cell<u64>; STATUSES]; OPS],
+}
+
+impl Default for LocalRequests {
+    fn default() -> LocalRequests {
+        LocalRequests { counts: std::array::from_fn(|_| std::array::from_fn(|_| Cell::new(0))) }
+    }
+}
+
+impl LocalRequests {
+    /// Counts one answer.
+    pub fn record(&self, opcode: u8, status: Status) {
+        add(&self.counts[op_slot(opcode)][status as usize], 1);
+    }
+
+    /// The count of every status of an opcode slot.
+    pub fn row(&self, slot: usize) -> impl Iterator<Item = (Status, u64)> + '_ {
+        Status::ALL.iter().zip(&self.counts[slot]).map(|(status, count)| (*status, count.get()))
+    }
+
+    /// The count of every (slot, status), slot by slot in [`op_slot`] order.
+    pub fn rows(&self) -> impl Iterator<Item = (usize, Status, u64)> + '_ {
+        self.counts.iter().enumerate().flat_map(|(slot, row)| {
+            Status::ALL.iter().zip(row).map(move |(status, count)| (slot, *status, count.get()))
+        })
+    }
+}
+
+/// One latency histogram per opcode slot.
+#[derive(Debug, Default)]
+pub struct LocalLatency {
+    ops: [LocalHistogram; OPS],
+}
+
+impl LocalLatency {
+    /// The histogram of an opcode slot.
+    pub fn slot(&self, slot: usize) -> &LocalHistogram {
+        &self.ops[slot]
+    }
+
+    /// Records `elapsed` for every answer in `answers` (whole response frames,
+    /// as a connection writes them), once per opcode present with the number
+    /// of its answers. Reading the opcodes back from the answers counts
+    /// exactly the requests this write answers, forwarded and refused ones
+    /// included, without the connection keeping a tally; the headers were
+    /// just written, so they are in cache.
+    pub fn record_answers(&self, answers: &[u8], elapsed: Duration) {
+        let mut per_slot = [0u64; OPS];
+        let mut at = 0;
+        while let Some(header) = answers.get(at..at + HEADER_LEN) {
+            per_slot[op_slot(header[3])] += 1;
+            let body_len = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
+            at += HEADER_LEN + body_len as usize;
+        }
+        debug_assert_eq!(at, answers.len(), "answers hold whole frames only");
+        for (histogram, n) in self.ops.iter().zip(per_slot) {
+            if n > 0 {
+                histogram.record_n(elapsed, n);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hongbao_protocol::codec::write_response;
+
+    use super::*;
+
+    #[test]
+    fn op_slots_follow_the_opcode_table() {
+        for (i, op) in Opcode::ALL.iter().enumerate() {
+            assert_eq!(op_slot(*op as u8), i);
+            assert_eq!(slot_opcode(i), Some(*op));
+        }
+        assert_eq!(op_slot(0x7f), OPS - 1);
+        assert_eq!(slot_opcode(OPS - 1), None);
+        // STATS lists slots in wire order: the table ascending, then "other" (0x00) first.
+        assert!(Opcode::ALL.windows(2).all(|w| (w[0] as u8) < (w[1] as u8)));
+    }
+
+    #[test]
+    fn a_batch_is_recorded_once_per_opcode_with_its_count() {
+        let mut out = Vec::new();
+        for (opcode, body) in [(0x11, &[0u8; 24][..]), (0x12, &[0; 16]), (0x11, &[0; 24]), (0x7f, &[])] {
+            write_response(&mut out, opcode, 1, Status::Ok, &[body]);
+        }
+        let latency = LocalLatency::default();
+        latency.record_answers(&out, Duration::from_micros(300));
+        latency.record_answers(&[], Duration::from_micros(1));
+        let grab = latency.slot(op_slot(0x11));
+        assert_eq!((grab.count(), grab.sum_us()), (2, 600));
+        // 300 µs is above the 250 µs bound and within the 500 µs one.
+        let bucket = LATENCY_BUCKETS_US.iter().position(|b| *b == 500).unwrap();
+        assert_eq!(grab.buckets().nth(bucket), Some(2));
+        assert_eq!(latency.slot(op_slot(0x12)).count(), 1);
+        assert_eq!(latency.slot(OPS - 1).count(), 1);
+        assert_eq!(latency.slot(op_slot(0x10)).count(), 0);
+    }
+
+    #[test]
+    fn durations_past_the_last_bound_go_to_the_last_bucket() {
+        let h = LocalHistogram::default();
+        h.record(Duration::from_secs(5));
+        h.record_n(Duration::ZERO, 3);
+        let buckets: Vec<u64> = h.buckets().collect();
+        assert_eq!((buckets[0], buckets[BUCKETS - 1], h.count()), (3, 1, 4));
+        assert_eq!(h.sum_us(), 5_000_000);
+    }
 }

@@ -7,12 +7,12 @@
 //! when `out` goes to the socket. That is the seam where the write-ahead log's
 //! group commit will hold answers back until their records are durable.
 
-use hongbao_protocol::body::{FixedBody, HelloResponse, StatsResponse};
+use hongbao_protocol::body::HelloResponse;
 use hongbao_protocol::codec::{write_response, ResponseBuilder};
 use hongbao_protocol::header::{HEADER_LEN, VERSION};
 use hongbao_protocol::limits::MAX_QUERY_PAGE;
 use hongbao_protocol::{Frame, FrameError, Request, Status};
-use zerocopy::little_endian::{U16, U32, U64};
+use zerocopy::little_endian::{U16, U32};
 use zerocopy::IntoBytes;
 
 use crate::engine::Engine;
@@ -111,8 +111,10 @@ pub fn answer_request(
             }
         }
         Request::Stats => {
-            let answer = stats(shard, engine);
-            respond(shard, out, opcode, id, Status::Ok, &[answer.as_bytes()]);
+            // Counted before it is written, as `requests` already counts it,
+            // so the answer's counts add up to its `requests`.
+            shard.counters.answers.record(opcode, Status::Ok);
+            crate::stats::answer(shard, engine, opcode, id, out);
         }
     }
 }
@@ -126,32 +128,6 @@ pub fn answer_frame_error(bytes: &[u8], error: &FrameError, out: &mut Vec<u8>) {
         (0, 0)
     };
     write_response(out, opcode, id, error.status(), &[]);
-}
-
-fn stats(shard: &Shard, engine: &Engine) -> StatsResponse {
-    let c = &shard.counters;
-    let e = engine.counters();
-    let answer = StatsResponse {
-        shard_id: U16::new(shard.id),
-        shard_count: U16::new(shard.shard_count),
-        reserved: U32::new(0),
-        uptime_ms: U64::new(shard.started.elapsed().as_millis() as u64),
-        connections: U64::new(c.connections.get()),
-        envelopes: U64::new(engine.envelope_count()),
-        envelopes_max: U64::new(engine.config().envelopes_max),
-        claims: U64::new(engine.claims_held()),
-        claims_max: U64::new(engine.config().claims_max),
-        requests: U64::new(c.requests.get()),
-        forwarded_out: U64::new(c.forwarded_out.get()),
-        forwarded_in: U64::new(c.forwarded_in.get()),
-        creates: U64::new(e.creates),
-        opens: U64::new(e.opens),
-        expired: U64::new(e.expired),
-        bytes_in: U64::new(c.bytes_in.get()),
-        bytes_out: U64::new(c.bytes_out.get()),
-    };
-    debug_assert_eq!(answer.as_bytes().len(), StatsResponse::SIZE);
-    answer
 }
 
 /// Appends a response and counts it for the metrics.

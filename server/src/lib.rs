@@ -42,4 +42,5 @@ pub mod net;
 pub mod server;
 pub mod shard;
 pub mod startup_checks;
+pub mod stats;
 pub mod wal;

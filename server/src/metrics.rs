@@ -6,7 +6,6 @@
 //! its slot of [`Metrics`] with plain stores, and the endpoint's thread reads
 //! those. A scrape is at most one tick behind.
 
-use std::cell::Cell;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -16,65 +15,9 @@ use std::time::Duration;
 
 use hongbao_protocol::{Opcode, Status};
 
-/// Upper bounds (µs) of the latency histograms' buckets; +Inf follows.
-pub const LATENCY_BUCKETS_US: [u64; 14] =
-    [25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000];
-const BUCKETS: usize = LATENCY_BUCKETS_US.len() + 1;
-/// Opcodes counted, and one slot for requests without a known opcode.
-const OPS: usize = Opcode::ALL.len() + 1;
-const STATUSES: usize = Status::ALL.len();
-
-/// The counter slot of an opcode byte: its place in [`Opcode::ALL`] (checked
-/// by a test), or the last slot for an opcode the table does not name.
-pub const fn op_slot(opcode: u8) -> usize {
-    match opcode {
-        0x01 => 0,
-        0x02 => 1,
-        0x10 => 2,
-        0x11 => 3,
-        0x12 => 4,
-        0x13 => 5,
-        0x20 => 6,
-        _ => OPS - 1,
-    }
-}
-
-/// A latency histogram a shard fills on its own thread.
-#[derive(Debug, Default)]
-pub struct LocalHistogram {
-    buckets: [Cell<u64>; BUCKETS],
-    sum_us: Cell<u64>,
-}
-
-impl LocalHistogram {
-    /// Records one duration.
-    pub fn record(&self, elapsed: Duration) {
-        let us = elapsed.as_micros() as u64;
-        let slot = LATENCY_BUCKETS_US.iter().position(|bound| us <= *bound).unwrap_or(BUCKETS - 1);
-        self.buckets[slot].set(self.buckets[slot].get() + 1);
-        self.sum_us.set(self.sum_us.get() + us);
-    }
-}
-
-/// Per-opcode, per-status answer counts a shard fills on its own thread.
-#[derive(Debug)]
-pub struct LocalRequests {
-    counts: [[Cell<u64>; STATUSES]; OPS],
-}
-
-impl Default for LocalRequests {
-    fn default() -> LocalRequests {
-        LocalRequests { counts: std::array::from_fn(|_| std::array::from_fn(|_| Cell::new(0))) }
-    }
-}
-
-impl LocalRequests {
-    /// Counts one answer.
-    pub fn record(&self, opcode: u8, status: Status) {
-        let cell = &self.counts[op_slot(opcode)][status as usize];
-        cell.set(cell.get() + 1);
-    }
-}
+use crate::counters::{
+    LocalHistogram, LocalLatency, LocalRequests, BUCKETS, LATENCY_BUCKETS_US, OPS, STATUSES,
+};
 
 /// A published histogram.
 #[derive(Debug, Default)]
@@ -85,10 +28,73 @@ pub struct SharedHistogram {
 
 impl SharedHistogram {
     fn publish(&self, local: &LocalHistogram) {
-        for (shared, local) in self.buckets.iter().zip(&local.buckets) {
-            shared.store(local.get(), Ordering::Relaxed);
+        for (shared, local) in self.buckets.iter().zip(local.buckets()) {
+            shared.store(local, Ordering::Relaxed);
         }
-        self.sum_us.store(local.sum_us.get(), Ordering::Relaxed);
+        self.sum_us.store(local.sum_us(), Ordering::Relaxed);
+    }
+
+    /// Appends the `_bucket`, `_sum` and `_count` samples, `labels` first.
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        for (i, bucket) in self.buckets.iter().enumerate() {
+            cumulative += bucket.load(Ordering::Relaxed);
+            let le =
+                LATENCY_BUCKETS_US.get(i).map_or("+Inf".to_string(), |us| format!("{}", *us as f64 / 1e6));
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+        }
+        let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}\n{name}_count{{{labels}}} {cumulative}");
+    }
+
+    fn is_empty(&self) -> bool {
+        self.buckets.iter().all(|b| b.load(Ordering::Relaxed) == 0)
+    }
+}
+
+/// A shard's single-valued figures, the same for STATS and the endpoint.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Gauges {
+    /// Connections open.
+    pub connections: u64,
+    /// Connections refused at accept.
+    pub connections_refused: u64,
+    /// Bytes read from clients.
+    pub bytes_in: u64,
+    /// Bytes written to clients.
+    pub bytes_out: u64,
+    /// Requests forwarded to their owning shard.
+    pub forwarded_out: u64,
+    /// Requests other shards forwarded here.
+    pub forwarded_in: u64,
+    /// Envelopes held.
+    pub envelopes: u64,
+    /// Most envelopes the shard may hold.
+    pub envelopes_max: u64,
+    /// Share slots held.
+    pub claims: u64,
+    /// Most share slots the shard may hold.
+    pub claims_max: u64,
+    /// Log writes made durable.
+    pub log_syncs: u64,
+}
+
+impl Gauges {
+    /// The values in [`GAUGES`] order.
+    fn in_order(&self) -> [u64; GAUGES.len()] {
+        [
+            self.connections,
+            self.connections_refused,
+            self.bytes_in,
+            self.bytes_out,
+            self.forwarded_out,
+            self.forwarded_in,
+            self.envelopes,
+            self.envelopes_max,
+            self.claims,
+            self.claims_max,
+            self.log_syncs,
+        ]
     }
 }
 
@@ -99,7 +105,7 @@ pub struct ShardMetrics {
     /// Gauges and counters by name, in [`GAUGES`] order.
     values: [AtomicU64; GAUGES.len()],
     log_sync: SharedHistogram,
-    batch: SharedHistogram,
+    latency: [SharedHistogram; OPS],
 }
 
 /// Single-valued metrics: name, type, help.
@@ -123,30 +129,30 @@ impl Default for ShardMetrics {
             requests: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
             values: std::array::from_fn(|_| AtomicU64::new(0)),
             log_sync: SharedHistogram::default(),
-            batch: SharedHistogram::default(),
+            latency: std::array::from_fn(|_| SharedHistogram::default()),
         }
     }
 }
 
 impl ShardMetrics {
-    /// Copies a shard's local figures (`values` in [`GAUGES`] order).
+    /// Copies a shard's local figures.
     pub fn publish(
         &self,
         requests: &LocalRequests,
-        values: [u64; GAUGES.len()],
+        gauges: &Gauges,
         log_sync: &LocalHistogram,
-        batch: &LocalHistogram,
+        latency: &LocalLatency,
     ) {
-        for (shared, local) in self.requests.iter().zip(&requests.counts) {
-            for (s, l) in shared.iter().zip(local) {
-                s.store(l.get(), Ordering::Relaxed);
-            }
+        for (slot, status, count) in requests.rows() {
+            self.requests[slot][status as usize].store(count, Ordering::Relaxed);
         }
-        for (shared, value) in self.values.iter().zip(values) {
+        for (shared, value) in self.values.iter().zip(gauges.in_order()) {
             shared.store(value, Ordering::Relaxed);
         }
         self.log_sync.publish(log_sync);
-        self.batch.publish(batch);
+        for (slot, shared) in self.latency.iter().enumerate() {
+            shared.publish(latency.slot(slot));
+        }
     }
 }
 
@@ -165,7 +171,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of everything.
     pub fn render(&self) -> String {
-        let mut out = String::with_capacity(16 * 1024);
+        let mut out = String::with_capacity(32 * 1024);
         let _ = writeln!(
             out,
             "# HELP hongbao_up 1 while the server runs.\n# TYPE hongbao_up gauge\nhongbao_up 1"
@@ -174,7 +180,7 @@ impl Metrics {
         let _ = writeln!(out, "# TYPE hongbao_requests_total counter");
         for (shard, m) in self.shards.iter().enumerate() {
             for (op, row) in m.requests.iter().enumerate() {
-                let name = Opcode::ALL.get(op).map_or("other", |o| o.name());
+                let name = op_name(op);
                 for (status, count) in Status::ALL.iter().zip(row) {
                     let count = count.load(Ordering::Relaxed);
                     if count > 0 {
@@ -193,34 +199,57 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{{shard=\"{shard}\"}} {}", m.values[i].load(Ordering::Relaxed));
             }
         }
-        for (name, help, pick) in [
-            ("hongbao_log_sync_seconds", "Time of one log write and fdatasync.", 0),
-            ("hongbao_batch_seconds", "From a read completing to its answers written, log wait included.", 1),
-        ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-            for (shard, m) in self.shards.iter().enumerate() {
-                let h = if pick == 0 { &m.log_sync } else { &m.batch };
-                let mut cumulative = 0;
-                for (i, bucket) in h.buckets.iter().enumerate() {
-                    cumulative += bucket.load(Ordering::Relaxed);
-                    let le = LATENCY_BUCKETS_US
-                        .get(i)
-                        .map_or("+Inf".to_string(), |us| format!("{}", *us as f64 / 1e6));
-                    let _ = writeln!(out, "{name}_bucket{{shard=\"{shard}\",le=\"{le}\"}} {cumulative}");
+        let name = "hongbao_log_sync_seconds";
+        let _ = writeln!(out, "# HELP {name} Time of one log write and fdatasync.\n# TYPE {name} histogram");
+        for (shard, m) in self.shards.iter().enumerate() {
+            m.log_sync.render(&mut out, name, &format!("shard=\"{shard}\""));
+        }
+        let name = "hongbao_request_duration_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Requests received on the shard's connections, from the read that brought \
+             them in to their answers written (log wait and forwarding hop included).\n# TYPE {name} histogram"
+        );
+        for (shard, m) in self.shards.iter().enumerate() {
+            for (op, h) in m.latency.iter().enumerate() {
+                // The known opcodes always (a series should not appear from
+                // nowhere); "other" only once something was counted there.
+                if op < Opcode::ALL.len() || !h.is_empty() {
+                    h.render(&mut out, name, &format!("shard=\"{shard}\",op=\"{}\"", op_name(op)));
                 }
-                let sum = h.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
-                let _ = writeln!(out, "{name}_sum{{shard=\"{shard}\"}} {sum}");
-                let _ = writeln!(out, "{name}_count{{shard=\"{shard}\"}} {cumulative}");
             }
         }
-        let rss = std::fs::read_to_string("/proc/self/statm")
-            .ok()
-            .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
-            .map_or(0, |pages| pages * 4096);
         let _ = writeln!(out, "# HELP hongbao_memory_bytes Resident memory of the process.");
-        let _ = writeln!(out, "# TYPE hongbao_memory_bytes gauge\nhongbao_memory_bytes {rss}");
+        let _ = writeln!(out, "# TYPE hongbao_memory_bytes gauge\nhongbao_memory_bytes {}", memory_bytes());
         out
     }
+}
+
+/// The label of an opcode slot.
+fn op_name(slot: usize) -> &'static str {
+    crate::counters::slot_opcode(slot).map_or("other", Opcode::name)
+}
+
+/// Resident memory of the process, from `VmRSS` in `/proc/self/status` (in
+/// kB there, so no page size is assumed); 0 where that cannot be read. Read
+/// into a stack buffer: STATS asks for it on a shard's thread.
+pub fn memory_bytes() -> u64 {
+    use std::io::Read;
+    let mut buf = [0u8; 4096];
+    let Ok(mut file) = std::fs::File::open("/proc/self/status") else { return 0 };
+    let mut len = 0;
+    while len < buf.len() {
+        match file.read(&mut buf[len..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => len += n,
+        }
+    }
+    let text = std::str::from_utf8(&buf[..len]).unwrap_or("");
+    text.lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().strip_suffix("kB"))
+        .and_then(|kb| kb.trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
 }
 
 /// Serves `GET /metrics` on `addr` from a thread of its own until `stopping`.
@@ -263,10 +292,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn op_slots_follow_the_opcode_table() {
-        for (i, op) in Opcode::ALL.iter().enumerate() {
-            assert_eq!(op_slot(*op as u8), i);
-        }
-        assert_eq!(op_slot(0x7f), OPS - 1);
+    fn memory_is_read_from_proc() {
+        assert!(memory_bytes() > 0);
+    }
+
+    #[test]
+    fn latency_renders_per_shard_and_opcode() {
+        let metrics = Metrics::new(1);
+        let latency = LocalLatency::default();
+        latency.slot(crate::counters::op_slot(0x11)).record_n(Duration::from_micros(30), 4);
+        let gauges = Gauges { connections: 2, ..Gauges::default() };
+        let log_sync = LocalHistogram::default();
+        metrics.shards[0].publish(&LocalRequests::default(), &gauges, &log_sync, &latency);
+        let text = metrics.render();
+        assert!(text
+            .contains("hongbao_request_duration_seconds_bucket{shard=\"0\",op=\"grab\",le=\"0.000025\"} 0"));
+        assert!(text
+            .contains("hongbao_request_duration_seconds_bucket{shard=\"0\",op=\"grab\",le=\"0.00005\"} 4"));
+        assert!(text.contains("hongbao_request_duration_seconds_count{shard=\"0\",op=\"grab\"} 4"));
+        assert!(text.contains("hongbao_request_duration_seconds_count{shard=\"0\",op=\"stats\"} 0"));
+        assert!(!text.contains("op=\"other\""), "an empty 'other' is left out");
+        assert!(text.contains("hongbao_connections{shard=\"0\"} 2"));
+        assert!(text.contains("hongbao_log_sync_seconds_count{shard=\"0\"} 0"));
     }
 }

@@ -100,6 +100,29 @@ impl Shard {
         self.engine.borrow().journal_last_seq()
     }
 
+    /// The single-valued figures STATS and the metrics endpoint report.
+    pub fn gauges(&self, engine: &Engine) -> crate::metrics::Gauges {
+        let c = &self.counters;
+        crate::metrics::Gauges {
+            connections: c.connections.get(),
+            connections_refused: c.connections_refused.get(),
+            bytes_in: c.bytes_in.get(),
+            bytes_out: c.bytes_out.get(),
+            forwarded_out: c.forwarded_out.get(),
+            forwarded_in: c.forwarded_in.get(),
+            envelopes: engine.envelope_count(),
+            envelopes_max: engine.config().envelopes_max,
+            claims: engine.claims_held(),
+            claims_max: engine.config().claims_max,
+            log_syncs: self.commit.as_ref().map_or(0, |commit| commit.syncs.get()),
+        }
+    }
+
+    /// The latency of the log's syncs; `None` without a log.
+    pub fn log_sync_latency(&self) -> Option<&crate::counters::LocalHistogram> {
+        self.commit.as_ref().map(|commit| &commit.sync_latency)
+    }
+
     /// Waits until every change made after `since` (a [`Shard::last_change`])
     /// is durable; at once if there was none, or without a log. `false`: it
     /// never will be, and nothing may be acknowledged.
@@ -225,24 +248,9 @@ pub async fn run_shard(
 /// Copies the shard's figures to where the metrics endpoint reads them.
 fn publish_metrics(shard: &Shard, slot: &crate::metrics::ShardMetrics) {
     let c = &shard.counters;
-    let engine = shard.engine.borrow();
-    let syncs = shard.commit.as_ref().map_or(0, |commit| commit.syncs.get());
-    let values = [
-        c.connections.get(),
-        c.connections_refused.get(),
-        c.bytes_in.get(),
-        c.bytes_out.get(),
-        c.forwarded_out.get(),
-        c.forwarded_in.get(),
-        engine.envelope_count(),
-        engine.config().envelopes_max,
-        engine.claims_held(),
-        engine.config().claims_max,
-        syncs,
-    ];
-    let empty = crate::metrics::LocalHistogram::default();
-    let log_sync = shard.commit.as_ref().map_or(&empty, |commit| &commit.sync_latency);
-    slot.publish(&c.answers, values, log_sync, &c.batch);
+    let gauges = shard.gauges(&shard.engine.borrow());
+    let empty = crate::counters::LocalHistogram::default();
+    slot.publish(&c.answers, &gauges, shard.log_sync_latency().unwrap_or(&empty), &c.latency);
 }
 
 /// The shard's last snapshot, and whether one is being taken.

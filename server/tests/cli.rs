@@ -55,7 +55,15 @@ fn create_grab_open_query_through_the_cli() {
     let (code, stats) = cli(&server, &["stats"]);
     assert_eq!(code, 0);
     assert_eq!(stats["shards"].as_array().unwrap().len(), 3);
-    assert_eq!(stats["total"]["opens"], 3);
+    let total = &stats["total"];
+    assert_eq!(total["opens"], 3);
+    // Each CLI run is one connection: OPENs came in and were timed.
+    assert_eq!(total["requests_by_op"]["open"]["ok"], 3);
+    assert_eq!(total["requests_by_op"]["grab"]["sold_out"], 1);
+    assert_eq!(total["latency"]["open"]["count"], 3);
+    assert!(total["latency"]["open"]["p99_us"].as_f64().is_some_and(|us| us > 0.0));
+    assert_eq!(total["log_sync"]["count"], total["log_syncs"]);
+    assert!(total["memory_bytes"].as_u64().is_some_and(|m| m > 0));
 }
 
 #[test]

@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
@@ -11,58 +10,10 @@ use std::time::Duration;
 use hongbao_client::Client;
 use hongbao_protocol::body::EnvelopeKind;
 use hongbao_protocol::{EnvelopeId, Status};
+use support::prometheus::{parse, scrape, Sample};
 use support::TestServer;
 
-/// (name, labels, value) of every sample; panics on anything that is not the
-/// text format.
-fn parse(text: &str) -> Vec<(String, HashMap<String, String>, f64)> {
-    let mut typed = HashSet::new();
-    let mut samples = Vec::new();
-    for line in text.lines().filter(|l| !l.is_empty()) {
-        if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let (name, kind) = rest.split_once(' ').expect("TYPE name kind");
-            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
-            typed.insert(name.to_string());
-            continue;
-        }
-        if line.starts_with("# HELP ") {
-            continue;
-        }
-        let (series, value) = line.rsplit_once(' ').expect("a sample is a series and a value");
-        let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value in {line}"));
-        let (name, labels) = match series.split_once('{') {
-            Some((name, rest)) => {
-                let body = rest.strip_suffix('}').expect("labels close");
-                let labels = body
-                    .split(',')
-                    .map(|pair| {
-                        let (k, v) = pair.split_once('=').expect("label=value");
-                        (k.to_string(), v.trim_matches('"').to_string())
-                    })
-                    .collect();
-                (name.to_string(), labels)
-            }
-            None => (series.to_string(), HashMap::new()),
-        };
-        let family = ["_bucket", "_sum", "_count"]
-            .iter()
-            .fold(name.clone(), |n, s| n.strip_suffix(s).unwrap_or(&n).to_string());
-        assert!(typed.contains(&name) || typed.contains(&family), "no TYPE for {name}");
-        samples.push((name, labels, value));
-    }
-    samples
-}
-
-fn scrape(addr: std::net::SocketAddr) -> String {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    response.split_once("\r\n\r\n").unwrap().1.to_string()
-}
-
-fn requests(samples: &[(String, HashMap<String, String>, f64)], op: &str, status: &str) -> f64 {
+fn requests(samples: &[Sample], op: &str, status: &str) -> f64 {
     samples
         .iter()
         .filter(|(n, l, _)| n == "hongbao_requests_total" && l["op"] == op && l["status"] == status)
@@ -111,7 +62,7 @@ fn the_endpoint_counts_what_was_sent() {
     assert!(value("hongbao_connections") >= 1.0);
     assert!(value("hongbao_bytes_received_total") > 0.0);
     assert!(value("hongbao_log_syncs_total") >= 1.0, "changes were logged");
-    assert!(value("hongbao_batch_seconds_count") >= 9.0);
+    assert!(value("hongbao_request_duration_seconds_count") >= 9.0);
     assert!(value("hongbao_memory_bytes") > 0.0);
 
     let mut other = TcpStream::connect(addr).unwrap();

@@ -11,14 +11,12 @@
 //! connection or the protocol failed (the JSON status is then "error").
 
 use std::io::{self, Write};
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
 use hongbao_client::{
-    Client, ClientError, Created, EnvelopeId, EnvelopeKind, EnvelopeReport, Grabbed, Opened, Reply,
-    ShardStats, Status,
+    Client, ClientError, Created, EnvelopeId, EnvelopeKind, EnvelopeReport, Grabbed, Opened, Reply, Status,
 };
 use serde_json::{json, Value};
 
@@ -93,13 +91,18 @@ enum Command {
         #[arg(long, value_name = "ID")]
         envelope: u64,
     },
-    /// Show each shard's counters and their totals.
+    /// Show each shard's counters and their totals, with requests by opcode
+    /// and status and their latency (p50, p99).
     Stats,
 }
 
+// A binary root's modules resolve from src/bin/, so the path names the folder.
+#[path = "hongbao-cli/stats.rs"]
+mod stats;
+
 /// What a command prints: one JSON object, or text for a person.
 #[derive(Debug)]
-struct Outcome {
+pub(crate) struct Outcome {
     status: Status,
     json: Value,
     human: String,
@@ -171,7 +174,7 @@ fn execute(cli: &Cli) -> Result<Outcome, ClientError> {
         }
         Command::Open { envelope, user } => opened(&client.open(EnvelopeId(envelope), user)?, envelope, user),
         Command::Query { envelope } => queried(&client.query_all(EnvelopeId(envelope))?, envelope),
-        Command::Stats => stats(&mut client, timeout, token.as_deref())?,
+        Command::Stats => stats::stats(&mut client, timeout, token.as_deref())?,
     })
 }
 
@@ -322,129 +325,7 @@ fn queried(reply: &Reply<Option<EnvelopeReport>>, envelope: u64) -> Outcome {
     Outcome { status, json, human }
 }
 
-/// HELLO on the main port for the shard map, then STATS on each shard-aware
-/// port of the same host: STATS answers for the shard that receives it only.
-fn stats(client: &mut Client, timeout: Duration, token: Option<&[u8]>) -> Result<Outcome, ClientError> {
-    let hello = client.hello()?;
-    let Some(info) = hello.body else {
-        let json = json!({ "status": hello.status.name(), "shards": [] });
-        return Ok(Outcome { status: hello.status, json, human: refused("hello", hello.status) });
-    };
-    let host = client.peer_addr()?.ip();
-    let mut shards = Vec::with_capacity(info.shard_ports.len());
-    for port in &info.shard_ports {
-        let mut shard = Client::connect_timeout(SocketAddr::new(host, *port), timeout)?;
-        if let Some(token) = token {
-            shard.authenticate(token)?;
-        }
-        let reply = shard.stats()?;
-        match reply.body {
-            Some(s) => shards.push(s),
-            None => {
-                let json = json!({ "status": reply.status.name(), "shards": shards_json(&shards) });
-                let human = format!("{} (port {port})", refused("stats", reply.status));
-                return Ok(Outcome { status: reply.status, json, human });
-            }
-        }
-    }
-    Ok(stats_outcome(&shards))
-}
-
-fn stats_outcome(shards: &[ShardStats]) -> Outcome {
-    let total = total(shards);
-    let json =
-        json!({ "status": Status::Ok.name(), "shards": shards_json(shards), "total": stats_json(&total) });
-    let mut human = format!(
-        "{:>5} {:>10} {:>6} {:>21} {:>21} {:>12} {:>10} {:>10} {:>10} {:>10} {:>8} {:>14} {:>14}",
-        "shard",
-        "uptime_s",
-        "conns",
-        "envelopes/max",
-        "claims/max",
-        "requests",
-        "fwd_out",
-        "fwd_in",
-        "creates",
-        "opens",
-        "expired",
-        "bytes_in",
-        "bytes_out"
-    );
-    for s in shards {
-        human.push('\n');
-        human.push_str(&stats_row(&s.shard_id.to_string(), s));
-    }
-    human.push('\n');
-    human.push_str(&stats_row("total", &total));
-    Outcome { status: Status::Ok, json, human }
-}
-
-fn stats_row(name: &str, s: &ShardStats) -> String {
-    format!(
-        "{name:>5} {:>10} {:>6} {:>21} {:>21} {:>12} {:>10} {:>10} {:>10} {:>10} {:>8} {:>14} {:>14}",
-        s.uptime_ms / 1000,
-        s.connections,
-        format!("{}/{}", s.envelopes, s.envelopes_max),
-        format!("{}/{}", s.claims, s.claims_max),
-        s.requests,
-        s.forwarded_out,
-        s.forwarded_in,
-        s.creates,
-        s.opens,
-        s.expired,
-        s.bytes_in,
-        s.bytes_out,
-    )
-}
-
-/// Counters added up over shards; uptime is the longest.
-fn total(shards: &[ShardStats]) -> ShardStats {
-    let mut t = ShardStats { shard_count: shards.len() as u16, ..ShardStats::default() };
-    for s in shards {
-        t.uptime_ms = t.uptime_ms.max(s.uptime_ms);
-        t.connections += s.connections;
-        t.envelopes += s.envelopes;
-        t.envelopes_max += s.envelopes_max;
-        t.claims += s.claims;
-        t.claims_max += s.claims_max;
-        t.requests += s.requests;
-        t.forwarded_out += s.forwarded_out;
-        t.forwarded_in += s.forwarded_in;
-        t.creates += s.creates;
-        t.opens += s.opens;
-        t.expired += s.expired;
-        t.bytes_in += s.bytes_in;
-        t.bytes_out += s.bytes_out;
-    }
-    t
-}
-
-fn shards_json(shards: &[ShardStats]) -> Vec<Value> {
-    shards.iter().map(stats_json).collect()
-}
-
-fn stats_json(s: &ShardStats) -> Value {
-    json!({
-        "shard_id": s.shard_id,
-        "shard_count": s.shard_count,
-        "uptime_ms": s.uptime_ms,
-        "connections": s.connections,
-        "envelopes": s.envelopes,
-        "envelopes_max": s.envelopes_max,
-        "claims": s.claims,
-        "claims_max": s.claims_max,
-        "requests": s.requests,
-        "forwarded_out": s.forwarded_out,
-        "forwarded_in": s.forwarded_in,
-        "creates": s.creates,
-        "opens": s.opens,
-        "expired": s.expired,
-        "bytes_in": s.bytes_in,
-        "bytes_out": s.bytes_out,
-    })
-}
-
-fn refused(what: &str, status: Status) -> String {
+pub(crate) fn refused(what: &str, status: Status) -> String {
     format!("{what} refused: {status}")
 }
 
@@ -490,7 +371,7 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use std::io::Read;
-    use std::net::TcpListener;
+    use std::net::{SocketAddr, TcpListener};
     use std::thread::JoinHandle;
 
     use clap::CommandFactory;

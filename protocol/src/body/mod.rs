@@ -1,4 +1,5 @@
-//! Bodies of every opcode, one file per group, each a fixed-size zerocopy struct.
+//! Bodies of every opcode, one file per group, each a fixed-size zerocopy struct
+//! (and, for HELLO, QUERY and STATS, the variable part after it).
 //!
 //! A fixed body is read with [`FixedBody::decode`]: its length must be exactly
 //! [`FixedBody::SIZE`] (or, for a body with a variable tail, at least that), and
@@ -14,7 +15,9 @@ pub use create::{CreateRequest, CreateResponse, EnvelopeKind};
 pub use envelope_user::{EnvelopeUser, GrabResponse, OpenResponse};
 pub use hello::{HelloRequest, HelloResponse};
 pub use query::{ClaimEntry, EnvelopeState, QueryRequest, QueryResponse};
-pub use stats::StatsResponse;
+pub use stats::{
+    Histogram, HistogramHeader, HistogramKind, RequestCount, StatsResponse, StatsTables, OPCODE_OTHER,
+};
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 

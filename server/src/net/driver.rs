@@ -276,9 +276,12 @@ impl State {
                     Ok(n) => {
                         add(&self.shard.counters.bytes_out, n as u64);
                         let short = from + n < buffer.len();
-                        if let Some(made) = conn.sent(buffer) {
-                            self.shard.counters.batch.record(made.elapsed());
+                        if let Some((_, made)) = conn.send_started {
+                            // Every request these answers answer, by opcode,
+                            // from its batch's first answer to the send.
+                            self.shard.counters.latency.record_answers(&buffer, made.elapsed());
                         }
+                        conn.sent(buffer);
                         if short {
                             conn.life = Life::Closing;
                         }

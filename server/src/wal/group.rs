@@ -33,7 +33,7 @@ pub struct GroupCommit {
     /// Syncs done, for STATS and benchmarks.
     pub syncs: Cell<u64>,
     /// Time of each write and sync.
-    pub sync_latency: crate::metrics::LocalHistogram,
+    pub sync_latency: crate::counters::LocalHistogram,
     /// Rung whenever records become durable or the log fails: the shard's
     /// socket loop holds answers until then.
     doorbell: RefCell<Option<Rc<hongbao_uring::Doorbell>>>,
@@ -48,7 +48,7 @@ impl GroupCommit {
             wake: Semaphore::new(0),
             waiters: RefCell::new(Vec::new()),
             syncs: Cell::new(0),
-            sync_latency: crate::metrics::LocalHistogram::default(),
+            sync_latency: crate::counters::LocalHistogram::default(),
             doorbell: RefCell::new(None),
         }
     }
