@@ -121,13 +121,26 @@ pub fn answer_request(
 
 /// Answers bytes that can never become a frame: the status of `error`, with
 /// the request id and opcode of the header if one is there to read.
-pub fn answer_frame_error(bytes: &[u8], error: &FrameError, out: &mut Vec<u8>) {
+pub fn answer_frame_error(shard: &Shard, bytes: &[u8], error: &FrameError, out: &mut Vec<u8>) {
     let (opcode, id) = if bytes.len() >= HEADER_LEN && bytes[..2] == hongbao_protocol::MAGIC {
         (bytes[3], u64::from_le_bytes(bytes[16..24].try_into().unwrap_or([0; 8])))
     } else {
         (0, 0)
     };
-    write_response(out, opcode, id, error.status(), &[]);
+    crate::counters::add(&shard.counters.requests, 1);
+    respond(shard, out, opcode, id, error.status(), &[]);
+}
+
+/// Answers a request the connection may not make yet: `not_authenticated`,
+/// with GRAB's and OPEN's fixed (zero) body. Counted like every answer.
+pub fn refuse_unauthenticated(shard: &Shard, frame: &Frame<'_>, request: &Request<'_>, out: &mut Vec<u8>) {
+    let body: &[u8] = match request {
+        Request::Grab(_) => &[0; 24],
+        Request::Open(_) => &[0; 16],
+        _ => &[],
+    };
+    crate::counters::add(&shard.counters.requests, 1);
+    respond(shard, out, frame.header.opcode, frame.request_id(), Status::NotAuthenticated, &[body]);
 }
 
 /// Appends a response and counts it for the metrics.

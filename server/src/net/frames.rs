@@ -11,7 +11,7 @@
 use hongbao_protocol::{decode_frame, Request};
 
 use crate::forward::{owner_of, Forwarder};
-use crate::handler::{answer_frame, answer_frame_error, answer_request};
+use crate::handler::{answer_frame, answer_frame_error, answer_request, refuse_unauthenticated};
 use crate::shard::Shard;
 
 /// Answers are written once they pass this many bytes, even in the middle of a
@@ -53,7 +53,7 @@ pub fn answer_buffer(
                 let error =
                     hongbao_protocol::FrameError::BodyTooLarge { len: body_len, max: shard.max_body_bytes };
                 if bytes.len() - at >= hongbao_protocol::HEADER_LEN {
-                    answer_frame_error(&bytes[at..], &error, out);
+                    answer_frame_error(shard, &bytes[at..], &error, out);
                     return (at, Next::Close);
                 }
             }
@@ -62,7 +62,7 @@ pub fn answer_buffer(
             Ok(Some(frame)) => frame,
             Ok(None) => return (at, Next::Read),
             Err(error) => {
-                answer_frame_error(&bytes[at..], &error, out);
+                answer_frame_error(shard, &bytes[at..], &error, out);
                 match error.skippable_len() {
                     Some(len) => {
                         at += len;
@@ -75,7 +75,7 @@ pub fn answer_buffer(
         let len = frame.wire_len();
         match Request::decode(&frame) {
             Ok(request) if !admitted(shard, &request, authenticated) => {
-                refuse_unauthenticated(&frame, &request, out)
+                refuse_unauthenticated(shard, &frame, &request, out)
             }
             Ok(request) => match owner_of(&request, shard.id, shard.shard_count) {
                 Some(owner) => forwarder.push(owner, &bytes[at..at + len]),
@@ -107,21 +107,4 @@ fn admitted(shard: &Shard, request: &Request<'_>, authenticated: &mut bool) -> b
         Request::Ping => true,
         _ => *authenticated,
     }
-}
-
-/// Answers a request the connection may not make: `not_authenticated`, with
-/// GRAB's and OPEN's fixed (zero) body.
-fn refuse_unauthenticated(frame: &hongbao_protocol::Frame<'_>, request: &Request<'_>, out: &mut Vec<u8>) {
-    let body: &[u8] = match request {
-        Request::Grab(_) => &[0; 24],
-        Request::Open(_) => &[0; 16],
-        _ => &[],
-    };
-    hongbao_protocol::codec::write_response(
-        out,
-        frame.header.opcode,
-        frame.request_id(),
-        hongbao_protocol::Status::NotAuthenticated,
-        &[body],
-    );
 }
