@@ -124,6 +124,12 @@ impl Client {
         })
     }
 
+    /// The stream, for a caller that goes on with its own I/O (after HELLO,
+    /// say). Nothing is buffered between requests, so no answer is lost.
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
+    }
+
     /// The server's address, e.g. to reach its shard-aware ports on the same host.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.stream.peer_addr()

@@ -126,12 +126,6 @@ pub struct Args {
     #[arg(long, default_value_t = 200, value_name = "N")]
     pub verify_sample: usize,
 
-    /// Microseconds a worker spins looking for work before it parks in the
-    /// kernel (0: park at once). Spinning saves wake-ups when answers arrive
-    /// one at a time, at the price of a busy core.
-    #[arg(long, default_value_t = 0, value_name = "MICROS")]
-    pub spin_us: u64,
-
     /// File holding the server's token (one line), presented with HELLO on
     /// every connection.
     #[arg(long, value_name = "FILE")]

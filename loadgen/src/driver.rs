@@ -1,37 +1,38 @@
-//! One connection of load: a writer task that keeps requests in flight and a
-//! reader task that matches answers, measures them and feeds the workload.
+//! A worker's connections, all driven by one loop over one [`Ring`]: every
+//! turn reaps the answers that arrived on any connection, then tops every
+//! connection up with requests and sends each connection's batch.
 //!
-//! Splitting the two lets the open-loop writer send on its schedule while
-//! answers are still arriving, and lets the closed-loop writer refill the pipe
-//! the moment a credit comes back. Credits (a semaphore of `depth` units) bound
-//! the requests in flight. Requests are written in batches: as many as there
-//! are credits (closed loop) or as are due (open loop), in one write.
+//! * **Closed loop:** a connection keeps `depth` requests in flight; latency
+//!   counts from when a request was written.
+//! * **Open loop:** each connection sends one request every `interval`;
+//!   latency counts from when the request was *due*, as wrk2 does, so a server
+//!   that stalls is charged for every request that waited behind the stall
+//!   (coordinated omission), and the load generator's own lag shows too. A
+//!   connection with `depth` requests in flight sends nothing more until
+//!   answers come back, and those requests are late.
 //!
-//! Latency counts from the moment a request was due (open loop) or written
-//! (closed loop) to the moment its answer was read, as wrk2 does, so a server
-//! that stalls is charged for every request that waited behind the stall.
+//! The loop never parks: a load generator's core is there to generate load,
+//! and polling keeps the schedule to within a turn. At the end each
+//! connection half-closes once its last batch is out; the server answers
+//! everything it read and closes, which tells the loop every answer is in.
 
-use std::cell::RefCell;
-use std::rc::Rc;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::TcpStream;
-use glommio::sync::Semaphore;
 use hongbao_client::answer;
-use hongbao_protocol::limits::MAX_FRAME_LEN;
 use hongbao_protocol::response::Response;
 use hongbao_protocol::{decode_frame, Opcode};
+use hongbao_uring::{Completion, Ring, RingConfig};
 
 use crate::results::Recorder;
 use crate::workload::{ShardWork, Tag};
 
 /// Bits of a request id that name its in-flight slot.
 const SLOT_BITS: u32 = 20;
-/// How long the writer waits when the workload has nothing to send.
-const IDLE_WAIT: Duration = Duration::from_micros(50);
+/// How long after the end of the run the server has to answer everything.
+const DRAIN_MAX: Duration = Duration::from_secs(10);
 
 /// When a run starts, starts measuring, and stops.
 #[derive(Clone, Copy, Debug)]
@@ -42,6 +43,19 @@ pub struct Timing {
     pub measure_from: Instant,
     /// No request is sent after this.
     pub stop_at: Instant,
+}
+
+/// How the connections are driven.
+#[derive(Clone, Debug)]
+pub struct DriveSettings {
+    /// Requests in flight at most, per connection.
+    pub depth: usize,
+    /// Open loop: time between one connection's requests. `None`: closed loop.
+    pub interval: Option<Duration>,
+    /// Run timing.
+    pub timing: Timing,
+    /// Expiry of the envelopes created.
+    pub expires_in_secs: u32,
 }
 
 /// Requests in flight on one connection, by slot.
@@ -58,7 +72,7 @@ impl InFlight {
     }
 
     fn insert(&mut self, tag: Tag, start: Instant) -> u64 {
-        let slot = self.free.pop().expect("a credit guarantees a free slot");
+        let slot = self.free.pop().expect("the caller checked for a free slot");
         let id = (self.seq << SLOT_BITS) | u64::from(slot);
         self.seq += 1;
         self.slots[slot as usize] = Some((tag, start, id));
@@ -76,186 +90,244 @@ impl InFlight {
         Some((tag, start))
     }
 
+    fn free(&self) -> usize {
+        self.free.len()
+    }
+
     fn len(&self) -> usize {
         self.slots.len() - self.free.len()
     }
 }
 
-/// How one connection is driven.
-#[derive(Clone, Debug)]
-pub struct DriveSettings {
-    /// Requests in flight at most.
-    pub depth: usize,
-    /// Open loop: time between this connection's requests. `None`: closed loop.
-    pub interval: Option<Duration>,
-    /// Run timing.
-    pub timing: Timing,
-    /// Expiry of the envelopes created.
-    pub expires_in_secs: u32,
+/// One connection to one shard.
+#[derive(Debug)]
+struct Conn {
+    fd: OwnedFd,
+    shard: usize,
+    in_flight: InFlight,
+    /// Answer bytes of a frame not whole yet.
+    input: Vec<u8>,
+    /// Requests not sent yet.
+    out: Vec<u8>,
+    /// The other send buffer; `None` while the ring sends it.
+    spare: Option<Vec<u8>>,
+    /// Open loop: when this connection's next request is due.
+    next_due: Instant,
+    /// Its multishot receive is armed.
+    receiving: bool,
+    /// The write side is shut: the run is over for this connection.
+    half_closed: bool,
+    /// The server closed: every answer that will come has come.
+    done: bool,
 }
 
-/// Drives one connection until the run stops and every answer is in.
+/// What the loop reports per answer, to keep the per-answer path free of
+/// lookups.
+#[derive(Debug)]
+struct Figures<'a> {
+    works: &'a mut [ShardWork],
+    recorder: &'a mut Recorder,
+    timing: Timing,
+}
+
+/// Drives every connection (`(shard, socket)`) until the run stops and every
+/// answer is in. Requests come from `works[shard]`; answers are measured into
+/// `recorder`.
 pub async fn drive(
-    stream: TcpStream,
-    work: Rc<RefCell<ShardWork>>,
-    recorder: Rc<RefCell<Recorder>>,
-    settings: DriveSettings,
+    connections: Vec<(usize, OwnedFd)>,
+    works: &mut [ShardWork],
+    recorder: &mut Recorder,
+    settings: &DriveSettings,
     progress: Arc<AtomicU64>,
 ) -> Result<(), String> {
     assert!(settings.depth >= 1 && settings.depth < (1 << SLOT_BITS));
-    let (reader, writer) = futures_lite::io::split(stream);
-    let in_flight = Rc::new(RefCell::new(InFlight::new(settings.depth)));
-    let credits = Rc::new(Semaphore::new(settings.depth as u64));
-    let read = glommio::spawn_local(read_answers(
-        reader,
-        in_flight.clone(),
-        credits.clone(),
-        work.clone(),
-        recorder,
-        settings.timing,
-        progress,
-    ));
-    let wrote = write_requests(writer, in_flight.clone(), credits, work, &settings).await;
-    let read = read.await;
-    wrote.and(read)
-}
-
-async fn write_requests(
-    mut writer: futures_lite::io::WriteHalf<TcpStream>,
-    in_flight: Rc<RefCell<InFlight>>,
-    credits: Rc<Semaphore>,
-    work: Rc<RefCell<ShardWork>>,
-    settings: &DriveSettings,
-) -> Result<(), String> {
+    let config = RingConfig { entries: ring_entries(connections.len()), ..RingConfig::default() };
+    let mut ring = Ring::new(config).map_err(|e| format!("cannot set up the socket ring: {e}"))?;
     let timing = settings.timing;
-    let mut out = Vec::with_capacity(settings.depth * 64);
-    let mut next_due = timing.start;
+    let mut conns: Vec<Conn> = connections
+        .into_iter()
+        .enumerate()
+        .map(|(i, (shard, fd))| {
+            ring.receive(fd.as_raw_fd(), i as u64);
+            Conn {
+                fd,
+                shard,
+                in_flight: InFlight::new(settings.depth),
+                input: Vec::new(),
+                out: Vec::with_capacity(settings.depth * 64),
+                spare: Some(Vec::with_capacity(settings.depth * 64)),
+                next_due: timing.start,
+                receiving: true,
+                half_closed: false,
+                done: false,
+            }
+        })
+        .collect();
+    let mut figures = Figures { works, recorder, timing };
+    let mut failure: Option<String> = None;
     loop {
-        if Instant::now() >= timing.stop_at {
-            break;
-        }
-        if credits.acquire(1).await.is_err() {
-            break; // The reader closed: the connection is gone.
-        }
-        let mut n = 1;
-        while n < settings.depth && credits.try_acquire(1).unwrap_or(false) {
-            n += 1;
-        }
-        let now = if let Some(interval) = settings.interval {
-            let now = Instant::now();
-            if next_due > now {
-                glommio::timer::sleep(next_due - now).await;
+        let now = Instant::now();
+        let running = now < timing.stop_at;
+        for (i, conn) in conns.iter_mut().enumerate() {
+            if running {
+                fill(conn, &mut figures.works[conn.shard], settings, now);
             }
-            let now = Instant::now();
-            let due = ((now - next_due).as_nanos() / interval.as_nanos().max(1)) as usize + 1;
-            if due < n {
-                credits.signal((n - due) as u64);
-                n = due;
+            if conn.spare.is_some() && !conn.out.is_empty() {
+                let mut batch = conn.spare.take().expect("checked");
+                std::mem::swap(&mut batch, &mut conn.out);
+                ring.send(conn.fd.as_raw_fd(), i as u64, batch, 0);
+            } else if !running && !conn.half_closed && conn.spare.is_some() {
+                // Everything is sent: the server answers what it read, then closes.
+                hongbao_uring::socket::shutdown_write(conn.fd.as_raw_fd());
+                conn.half_closed = true;
             }
-            now
-        } else {
-            Instant::now()
-        };
-        let mut sent = 0;
-        {
-            let mut work = work.borrow_mut();
-            let mut in_flight = in_flight.borrow_mut();
-            while sent < n {
-                let Some(tag) = work.next_tag() else { break };
-                let start = match settings.interval {
-                    Some(interval) => {
-                        let due = next_due;
-                        next_due += interval;
-                        due
+        }
+        let mut answered = 0u64;
+        ring.poll(|completion| match completion {
+            Completion::Received { token, data, armed } => {
+                let conn = &mut conns[token as usize];
+                match read_answers(conn, data, &mut figures) {
+                    Ok(n) => answered += n,
+                    Err(why) => {
+                        failure.get_or_insert(why);
                     }
-                    None => now,
-                };
-                let id = in_flight.insert(tag, start);
-                tag.request(settings.expires_in_secs).encode(id, &mut out);
-                sent += 1;
+                }
+                // Re-armed below, outside the callback.
+                conn.receiving &= armed;
+            }
+            Completion::ReceiveEnded { token, error } => {
+                let conn = &mut conns[token as usize];
+                conn.receiving = false;
+                match error {
+                    None => conn.done = true,
+                    Some(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {}
+                    Some(e) => {
+                        conn.done = true;
+                        failure.get_or_insert(format!("read: {e}"));
+                    }
+                }
+            }
+            Completion::Sent { token, mut buffer, result, .. } => {
+                let conn = &mut conns[token as usize];
+                match result {
+                    Ok(n) if n == buffer.len() => {}
+                    Ok(n) => {
+                        failure.get_or_insert(format!("short write: {n} of {} bytes", buffer.len()));
+                    }
+                    Err(e) => {
+                        failure.get_or_insert(format!("write: {e}"));
+                    }
+                }
+                buffer.clear();
+                conn.spare = Some(buffer);
+            }
+            Completion::Accepted { .. } | Completion::AcceptEnded { .. } => {}
+        })
+        .map_err(|e| format!("the socket ring failed: {e}"))?;
+        if answered > 0 {
+            progress.fetch_add(answered, Ordering::Relaxed);
+        }
+        if let Some(why) = failure {
+            return Err(why);
+        }
+        for (i, conn) in conns.iter_mut().enumerate() {
+            if !conn.done && !conn.receiving {
+                // The pool ran dry or the kernel ended the receive: read on.
+                ring.receive(conn.fd.as_raw_fd(), i as u64);
+                conn.receiving = true;
             }
         }
-        if sent < n {
-            credits.signal((n - sent) as u64);
+        if !running {
+            if conns.iter().all(|c| c.done) {
+                break;
+            }
+            if now.duration_since(timing.stop_at) > DRAIN_MAX {
+                let waiting: usize = conns.iter().map(|c| c.in_flight.len()).sum();
+                return Err(format!("{waiting} requests still unanswered {DRAIN_MAX:?} after the run"));
+            }
         }
-        if sent == 0 {
-            glommio::timer::sleep(IDLE_WAIT).await;
-            continue;
-        }
-        writer.write_all(&out).await.map_err(|e| format!("write: {e}"))?;
-        out.clear();
+        futures_lite::future::yield_now().await;
     }
-    // Half-close: the server answers everything it read, then closes, which
-    // ends the reader once every answer is in.
-    writer.close().await.map_err(|e| format!("close: {e}"))
+    let lost: usize = conns.iter().map(|c| c.in_flight.len()).sum();
+    if lost > 0 {
+        return Err(format!("the server closed with {lost} requests unanswered"));
+    }
+    Ok(())
 }
 
-async fn read_answers(
-    mut reader: futures_lite::io::ReadHalf<TcpStream>,
-    in_flight: Rc<RefCell<InFlight>>,
-    credits: Rc<Semaphore>,
-    work: Rc<RefCell<ShardWork>>,
-    recorder: Rc<RefCell<Recorder>>,
-    timing: Timing,
-    progress: Arc<AtomicU64>,
-) -> Result<(), String> {
-    let mut buf = vec![0u8; 4 * MAX_FRAME_LEN];
-    let mut filled = 0;
-    let result = loop {
-        let n = match reader.read(&mut buf[filled..]).await {
-            Ok(0) => break Ok(()),
-            Ok(n) => n,
-            Err(e) => break Err(format!("read: {e}")),
+/// Queues as many requests as the connection may send now: up to its free
+/// slots (closed loop), or those due by now (open loop).
+fn fill(conn: &mut Conn, work: &mut ShardWork, settings: &DriveSettings, now: Instant) {
+    let mut room = conn.in_flight.free();
+    if let Some(interval) = settings.interval {
+        if conn.next_due > now {
+            return;
+        }
+        let due = (now.duration_since(conn.next_due).as_nanos() / interval.as_nanos().max(1)) as usize + 1;
+        room = room.min(due);
+    }
+    for _ in 0..room {
+        let Some(tag) = work.next_tag() else { break };
+        let start = match settings.interval {
+            Some(interval) => {
+                let due = conn.next_due;
+                conn.next_due += interval;
+                due
+            }
+            None => now,
         };
-        filled += n;
-        let now = Instant::now();
-        let measured = now >= timing.measure_from && now < timing.stop_at;
-        let second = now.saturating_duration_since(timing.measure_from).as_secs() as usize;
+        let id = conn.in_flight.insert(tag, start);
+        tag.request(settings.expires_in_secs).encode(id, &mut conn.out);
+    }
+}
+
+/// Matches, measures and feeds back every whole answer in the connection's
+/// buffered bytes and `data`. Returns how many there were.
+fn read_answers(conn: &mut Conn, data: &[u8], figures: &mut Figures<'_>) -> Result<u64, String> {
+    let now = Instant::now();
+    let timing = figures.timing;
+    let measured = now >= timing.measure_from && now < timing.stop_at;
+    let second = now.saturating_duration_since(timing.measure_from).as_secs() as usize;
+    let work = &mut figures.works[conn.shard];
+    let mut answered = 0;
+    let mut each = |bytes: &[u8], in_flight: &mut InFlight| -> Result<usize, String> {
         let mut at = 0;
-        let mut answered = 0u64;
-        let mut work = work.borrow_mut();
-        let mut recorder = recorder.borrow_mut();
-        let mut in_flight = in_flight.borrow_mut();
-        let failed = loop {
-            let frame = match decode_frame(&buf[at..filled]) {
+        loop {
+            let frame = match decode_frame(&bytes[at..]) {
                 Ok(Some(frame)) => frame,
-                Ok(None) => break None,
-                Err(e) => break Some(format!("bad frame from the server: {e}")),
+                Ok(None) => return Ok(at),
+                Err(e) => return Err(format!("bad frame from the server: {e}")),
             };
             at += frame.wire_len();
-            let response = match Response::from_frame(&frame) {
-                Ok(response) => response,
-                Err(e) => break Some(format!("bad response: {e}")),
-            };
+            let response = Response::from_frame(&frame).map_err(|e| format!("bad response: {e}"))?;
             let Some((tag, start)) = in_flight.remove(response.request_id) else {
-                break Some(format!("answer to request id {} that is not in flight", response.request_id));
+                return Err(format!("answer to request id {} that is not in flight", response.request_id));
             };
-            let answer = match answer::decode(tag.opcode(), &response) {
-                Ok(answer) => answer,
-                Err(e) => break Some(format!("bad {} answer: {e}", tag.opcode())),
-            };
+            let answer = answer::decode(tag.opcode(), &response)
+                .map_err(|e| format!("bad {} answer: {e}", tag.opcode()))?;
             if measured {
                 let latency_us = now.saturating_duration_since(start).as_micros() as u64;
-                recorder.record(tag.opcode(), answer.status, latency_us, second);
+                figures.recorder.record(tag.opcode(), answer.status, latency_us, second);
             }
             work.on_answer(tag, &answer);
             answered += 1;
-        };
-        drop((work, recorder, in_flight));
-        credits.signal(answered);
-        progress.fetch_add(answered, Ordering::Relaxed);
-        if let Some(why) = failed {
-            break Err(why);
         }
-        buf.copy_within(at..filled, 0);
-        filled -= at;
     };
-    let lost = in_flight.borrow().len();
-    credits.close();
-    match result {
-        Ok(()) if lost > 0 => Err(format!("the server closed with {lost} requests unanswered")),
-        other => other,
+    if conn.input.is_empty() {
+        let used = each(data, &mut conn.in_flight)?;
+        conn.input.extend_from_slice(&data[used..]);
+    } else {
+        conn.input.extend_from_slice(data);
+        let used = each(&conn.input, &mut conn.in_flight)?;
+        conn.input.drain(..used);
     }
+    Ok(answered)
+}
+
+/// Submission entries for `connections`: a send and a receive re-arm each
+/// per turn, with room to spare.
+fn ring_entries(connections: usize) -> u32 {
+    (connections * 4).next_power_of_two().clamp(256, 32_768) as u32
 }
 
 /// The opcode names reports use, in display order.

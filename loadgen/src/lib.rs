@@ -6,10 +6,10 @@
 //! Each worker is a glommio executor pinned to one core (`--cores`). It asks
 //! the server for its shard map (HELLO, through the client library's
 //! shard-aware client), opens `--connections` connections to every shard's
-//! own port, and drives each with a writer task and a reader task
-//! ([`driver`]): closed loop at a pipelining depth for peak throughput, or open
-//! loop at a fixed rate where latency counts from when each request was due, so
-//! coordinated omission cannot hide a stall. What to send comes from a
+//! own port, and drives them all from one loop over one io_uring
+//! ([`driver`], with `hongbao-uring`): closed loop at a pipelining depth for
+//! peak throughput, or open loop at a fixed rate where latency counts from
+//! when each request was due, so coordinated omission cannot hide a stall. What to send comes from a
 //! [`workload::ShardWork`] per shard (the storm, a hot envelope, or a single
 //! operation); every OPEN the server acknowledges goes into a [`money::Ledger`]
 //! that flags any broken money rule, and a sample of envelopes is compared

@@ -67,11 +67,8 @@ fn run(args: Args) -> Result<i32, String> {
             start_line: start_line.clone(),
             progress: progress.clone(),
         };
-        let mut builder =
-            LocalExecutorBuilder::new(Placement::Fixed(*core)).name(&format!("loadgen-{index}"));
-        if args.spin_us > 0 {
-            builder = builder.spin_before_park(Duration::from_micros(args.spin_us));
-        }
+        // A worker's loop polls its ring without parking (see `driver`).
+        let builder = LocalExecutorBuilder::new(Placement::Fixed(*core)).name(&format!("loadgen-{index}"));
         let handle = builder
             .spawn(move || run_worker(plan))
             .map_err(|e| format!("cannot start a worker on core {core}: {e}"))?;

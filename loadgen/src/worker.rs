@@ -2,16 +2,14 @@
 //! to every shard, its own workload and its own figures; nothing is shared
 //! with other workers but the start line and the progress counter.
 
-use std::cell::RefCell;
 use std::net::SocketAddr;
-use std::rc::Rc;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use glommio::net::TcpStream;
-use hongbao_client::glommio_net::{connect_sharded, connect_stream};
-use hongbao_client::{requests, Client, EnvelopeId, Pipeline, Status};
+use hongbao_client::glommio_net::connect_sharded;
+use hongbao_client::{Client, EnvelopeId, Status};
 
 use crate::args::Args;
 use crate::driver::{drive, DriveSettings, Timing};
@@ -50,45 +48,22 @@ pub async fn run_worker(plan: WorkerPlan) -> Result<WorkerOutcome, String> {
     // that none of the others waits forever.
     let setup = set_up(&plan).await;
     plan.start_line.wait();
-    let (addrs, streams, works) = setup?;
+    let (addrs, connections, mut works) = setup?;
     let shards = addrs.len() as u16;
-    let recorder = Rc::new(RefCell::new(Recorder::default()));
+    let mut recorder = Recorder::default();
 
     let start = Instant::now();
     let measure_from = start + Duration::from_secs_f64(args.warmup);
     let timing =
         Timing { start, measure_from, stop_at: measure_from + Duration::from_secs_f64(args.duration) };
     let interval = args.rate.map(|rate| {
-        let connections = (plan.workers * streams.len()) as f64;
+        let connections = (plan.workers * connections.len()) as f64;
         Duration::from_secs_f64(connections / rate as f64)
     });
-    let drive_settings =
-        DriveSettings { depth: args.depth, interval, timing, expires_in_secs: args.expires_in };
-    let tasks: Vec<_> = streams
-        .into_iter()
-        .map(|(shard, stream)| {
-            glommio::spawn_local(drive(
-                stream,
-                works[shard].clone(),
-                recorder.clone(),
-                drive_settings.clone(),
-                plan.progress.clone(),
-            ))
-        })
-        .collect();
-    let mut errors = Vec::new();
-    for task in tasks {
-        if let Err(e) = task.await {
-            errors.push(e);
-        }
-    }
-    if let Some(first) = errors.first() {
-        return Err(format!("{} connection(s) failed; first: {first}", errors.len()));
-    }
+    let settings = DriveSettings { depth: args.depth, interval, timing, expires_in_secs: args.expires_in };
+    drive(connections, &mut works, &mut recorder, &settings, plan.progress.clone()).await?;
 
-    let mut recorder = Rc::try_unwrap(recorder).expect("every driver is done").into_inner();
     for (shard, work) in works.iter().enumerate() {
-        let work = work.borrow();
         recorder.violations.extend(work.violations.iter().cloned());
         let sample: Vec<&Ledger> =
             work.retired.iter().chain(work.active_ledgers()).take(args.verify_sample.max(1)).collect();
@@ -98,10 +73,9 @@ pub async fn run_worker(plan: WorkerPlan) -> Result<WorkerOutcome, String> {
     Ok(WorkerOutcome { recorder, shards })
 }
 
-/// Connections, per shard, and each shard's workload.
-type Setup = (Vec<SocketAddr>, Vec<(usize, TcpStream)>, Vec<Rc<RefCell<ShardWork>>>);
+/// Shard addresses, connections (shard, socket) and each shard's workload.
+type Setup = (Vec<SocketAddr>, Vec<(usize, OwnedFd)>, Vec<ShardWork>);
 
-/// Learns the shard ports (HELLO) and opens every connection.
 /// The token of `--auth-token-file` (empty without one).
 pub fn read_token(args: &Args) -> Result<Vec<u8>, String> {
     let Some(path) = &args.auth_token_file else { return Ok(Vec::new()) };
@@ -109,25 +83,25 @@ pub fn read_token(args: &Args) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("--auth-token-file {}: {e}", path.display()))
 }
 
-/// Presents the token on a new connection (nothing to do without one).
-async fn authenticate(stream: TcpStream, token: &[u8], addr: SocketAddr) -> Result<TcpStream, String> {
-    if token.is_empty() {
-        return Ok(stream);
+/// Opens one connection and presents the token (nothing to present without
+/// one). Blocking: this runs once, before the load.
+fn connect(addr: SocketAddr, token: &[u8]) -> Result<OwnedFd, String> {
+    let mut client = Client::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+    if !token.is_empty() {
+        match client.authenticate(token) {
+            Ok(Status::Ok) => {}
+            Ok(status) => return Err(format!("{addr}: HELLO answered {status} (check --auth-token-file)")),
+            Err(e) => return Err(format!("{addr}: HELLO: {e}")),
+        }
     }
-    let mut pipeline = Pipeline::new(stream, 1);
-    let hello = requests::hello(token).map_err(|e| e.to_string())?;
-    pipeline.push(&hello).map_err(|e| e.to_string())?;
-    let status = match pipeline.next().await {
-        Ok(Some(answer)) => answer.status,
-        Ok(None) => return Err(format!("{addr}: no answer to HELLO")),
-        Err(e) => return Err(format!("{addr}: HELLO: {e}")),
-    };
-    if status != Status::Ok {
-        return Err(format!("{addr}: HELLO answered {status} (check --auth-token-file)"));
-    }
-    Ok(pipeline.into_inner())
+    let stream = client.into_stream();
+    // The ring waits for the socket itself; the blocking client's timeouts
+    // would only get in the way.
+    stream.set_read_timeout(None).and_then(|()| stream.set_write_timeout(None)).map_err(|e| e.to_string())?;
+    Ok(OwnedFd::from(stream))
 }
 
+/// Learns the shard ports (HELLO) and opens every connection.
 async fn set_up(plan: &WorkerPlan) -> Result<Setup, String> {
     let args = &plan.args;
     let token = read_token(args)?;
@@ -137,11 +111,10 @@ async fn set_up(plan: &WorkerPlan) -> Result<Setup, String> {
     let ports = discovery.shard_ports().to_vec();
     drop(discovery);
     let addrs: Vec<SocketAddr> = ports.iter().map(|p| SocketAddr::new(args.server.ip(), *p)).collect();
-    let mut streams = Vec::new();
+    let mut connections = Vec::new();
     for (shard, addr) in addrs.iter().enumerate() {
         for _ in 0..args.connections {
-            let stream = connect_stream(*addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
-            streams.push((shard, authenticate(stream, &token, *addr).await?));
+            connections.push((shard, connect(*addr, &token)?));
         }
     }
     let settings = WorkSettings {
@@ -155,9 +128,8 @@ async fn set_up(plan: &WorkerPlan) -> Result<Setup, String> {
         cap_cents: args.share_cap,
         verify_sample: args.verify_sample,
     };
-    let works =
-        (0..addrs.len() as u16).map(|s| Rc::new(RefCell::new(ShardWork::new(&settings, s)))).collect();
-    Ok((addrs, streams, works))
+    let works = (0..addrs.len() as u16).map(|s| ShardWork::new(&settings, s)).collect();
+    Ok((addrs, connections, works))
 }
 
 /// QUERYs every envelope in `sample` (all claims) and compares it with what

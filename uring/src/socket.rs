@@ -56,6 +56,14 @@ pub fn shutdown(fd: RawFd) {
     unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
 }
 
+/// Shuts the write direction of `fd` down: the peer reads the end of the
+/// stream after what was sent, and may still answer.
+pub fn shutdown_write(fd: RawFd) {
+    // SAFETY: plain system call; failure (the peer already closed) shows as
+    // the end of the peer's answers.
+    unsafe { libc::shutdown(fd, libc::SHUT_WR) };
+}
+
 type NameCall = unsafe extern "C" fn(libc::c_int, *mut libc::sockaddr, *mut libc::socklen_t) -> libc::c_int;
 
 fn address_of(fd: RawFd, call: NameCall) -> io::Result<SocketAddr> {
