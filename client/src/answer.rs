@@ -128,7 +128,7 @@ pub struct ClaimPage<'a> {
 
 /// The typed body of an answer, by opcode. `None` where the status is not OK
 /// and the opcode carries no body then.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub enum AnswerBody<'a> {
     /// HELLO: the server and its shard-aware ports in shard order.
     Hello(Option<(HelloInfo, ShardPorts<'a>)>),
@@ -140,14 +140,16 @@ pub enum AnswerBody<'a> {
     Grab(Grabbed),
     /// OPEN, with every status.
     Open(Opened),
-    /// QUERY: totals and one page of claims.
-    Query(Option<(EnvelopeSummary, ClaimPage<'a>)>),
+    /// QUERY: totals and one page of claims. Boxed, as STATS is: the two big
+    /// bodies would otherwise make every answer (GRAB and OPEN, the storm's
+    /// bulk) a 200-byte value that is copied at each move.
+    Query(Option<Box<(EnvelopeSummary, ClaimPage<'a>)>>),
     /// STATS: the fixed part and its tables (see [`StatsAnswer::shard_stats`]).
-    Stats(Option<StatsAnswer<'a>>),
+    Stats(Option<Box<StatsAnswer<'a>>>),
 }
 
 /// One answer: its request id, its status and its typed body.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Answer<'a> {
     /// The id of the request it answers.
     pub request_id: u64,
@@ -226,8 +228,8 @@ pub fn decode<'a>(sent: Opcode, response: &Response<'a>) -> Result<Answer<'a>, C
             let envelope = EnvelopeId(c.envelope.get());
             AnswerBody::Create(Some(Created { envelope, expires_at_ms: c.expires_at_ms.get() }))
         }
-        Opcode::Query => AnswerBody::Query(Some(query(response)?)),
-        Opcode::Stats => AnswerBody::Stats(Some(StatsAnswer::decode(response)?)),
+        Opcode::Query => AnswerBody::Query(Some(Box::new(query(response)?))),
+        Opcode::Stats => AnswerBody::Stats(Some(Box::new(StatsAnswer::decode(response)?))),
     };
     Ok(Answer { request_id: response.request_id, status, body })
 }

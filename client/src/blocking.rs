@@ -216,7 +216,8 @@ impl Client {
             unreachable!("query answered as {:?}", answer.body)
         };
         // `page.len` was checked against MAX_QUERY_PAGE and the body's length.
-        let body = body.map(|(summary, page)| {
+        let body = body.map(|query| {
+            let (summary, page) = *query;
             let mut claims = Vec::with_capacity(page.len as usize);
             claims.extend(page.iter());
             QueryPage { summary, page_start: page.page_start, claims }

@@ -246,7 +246,8 @@ mod tests {
                         assert_eq!((answer.status, o), (Status::Ok, Opened { amount_cents: 123, order: 4 }))
                     }
                     (2, AnswerBody::Create(c)) => assert_eq!(c.unwrap().envelope, envelope),
-                    (3, AnswerBody::Query(Some((summary, page)))) => {
+                    (3, AnswerBody::Query(Some(query))) => {
+                        let (summary, page) = &*query;
                         assert_eq!(summary.paid_count, 3);
                         assert_eq!(page.iter().map(|c| c.order).collect::<Vec<_>>(), vec![1, 2, 3]);
                     }

@@ -22,11 +22,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hongbao_client::answer;
+use hongbao_protocol::decode_frame;
 use hongbao_protocol::response::Response;
-use hongbao_protocol::{decode_frame, Opcode};
 use hongbao_uring::{Completion, Ring, RingConfig};
 
-use crate::results::Recorder;
+use crate::results::{slot_of, Recorder, Tally};
 use crate::workload::{ShardWork, Tag};
 
 /// Bits of a request id that name its in-flight slot.
@@ -58,10 +58,12 @@ pub struct DriveSettings {
     pub expires_in_secs: u32,
 }
 
-/// Requests in flight on one connection, by slot.
+/// Requests in flight on one connection, by slot, with the time each
+/// started (nanoseconds since the run's start: cheaper to subtract than
+/// `Instant`s, once per answer).
 #[derive(Debug)]
 struct InFlight {
-    slots: Vec<Option<(Tag, Instant, u64)>>,
+    slots: Vec<Option<(Tag, u64, u64)>>,
     free: Vec<u32>,
     seq: u64,
 }
@@ -71,7 +73,7 @@ impl InFlight {
         InFlight { slots: vec![None; depth], free: (0..depth as u32).rev().collect(), seq: 1 }
     }
 
-    fn insert(&mut self, tag: Tag, start: Instant) -> u64 {
+    fn insert(&mut self, tag: Tag, start: u64) -> u64 {
         let slot = self.free.pop().expect("the caller checked for a free slot");
         let id = (self.seq << SLOT_BITS) | u64::from(slot);
         self.seq += 1;
@@ -79,7 +81,7 @@ impl InFlight {
         id
     }
 
-    fn remove(&mut self, id: u64) -> Option<(Tag, Instant)> {
+    fn remove(&mut self, id: u64) -> Option<(Tag, u64)> {
         let slot = (id & ((1 << SLOT_BITS) - 1)) as usize;
         match self.slots.get(slot) {
             Some(Some((_, _, held))) if *held == id => {}
@@ -111,8 +113,8 @@ struct Conn {
     out: Vec<u8>,
     /// The other send buffer; `None` while the ring sends it.
     spare: Option<Vec<u8>>,
-    /// Open loop: when this connection's next request is due.
-    next_due: Instant,
+    /// Open loop: when this connection's next request is due (ns since the start).
+    next_due: u64,
     /// Its multishot receive is armed.
     receiving: bool,
     /// The write side is shut: the run is over for this connection.
@@ -121,11 +123,11 @@ struct Conn {
     done: bool,
 }
 
-/// What the loop reports per answer, to keep the per-answer path free of
-/// lookups.
+/// What answers feed: the workloads, and the figures.
 #[derive(Debug)]
 struct Figures<'a> {
     works: &'a mut [ShardWork],
+    tally: Tally,
     recorder: &'a mut Recorder,
     timing: Timing,
 }
@@ -156,21 +158,22 @@ pub async fn drive(
                 input: Vec::new(),
                 out: Vec::with_capacity(settings.depth * 64),
                 spare: Some(Vec::with_capacity(settings.depth * 64)),
-                next_due: timing.start,
+                next_due: 0,
                 receiving: true,
                 half_closed: false,
                 done: false,
             }
         })
         .collect();
-    let mut figures = Figures { works, recorder, timing };
+    let mut figures = Figures { works, tally: Tally::default(), recorder, timing };
     let mut failure: Option<String> = None;
     loop {
         let now = Instant::now();
         let running = now < timing.stop_at;
+        let now_ns = since(timing.start, now);
         for (i, conn) in conns.iter_mut().enumerate() {
             if running {
-                fill(conn, &mut figures.works[conn.shard], settings, now);
+                fill(conn, &mut figures.works[conn.shard], settings, now_ns);
             }
             if conn.spare.is_some() && !conn.out.is_empty() {
                 let mut batch = conn.spare.take().expect("checked");
@@ -248,6 +251,7 @@ pub async fn drive(
         }
         futures_lite::future::yield_now().await;
     }
+    figures.tally.fold_into(figures.recorder);
     let lost: usize = conns.iter().map(|c| c.in_flight.len()).sum();
     if lost > 0 {
         return Err(format!("the server closed with {lost} requests unanswered"));
@@ -257,18 +261,19 @@ pub async fn drive(
 
 /// Queues as many requests as the connection may send now: up to its free
 /// slots (closed loop), or those due by now (open loop).
-fn fill(conn: &mut Conn, work: &mut ShardWork, settings: &DriveSettings, now: Instant) {
+fn fill(conn: &mut Conn, work: &mut ShardWork, settings: &DriveSettings, now: u64) {
     let mut room = conn.in_flight.free();
-    if let Some(interval) = settings.interval {
+    let interval = settings.interval.map(|i| (i.as_nanos() as u64).max(1));
+    if let Some(interval) = interval {
         if conn.next_due > now {
             return;
         }
-        let due = (now.duration_since(conn.next_due).as_nanos() / interval.as_nanos().max(1)) as usize + 1;
+        let due = ((now - conn.next_due) / interval) as usize + 1;
         room = room.min(due);
     }
     for _ in 0..room {
         let Some(tag) = work.next_tag() else { break };
-        let start = match settings.interval {
+        let start = match interval {
             Some(interval) => {
                 let due = conn.next_due;
                 conn.next_due += interval;
@@ -288,7 +293,9 @@ fn read_answers(conn: &mut Conn, data: &[u8], figures: &mut Figures<'_>) -> Resu
     let timing = figures.timing;
     let measured = now >= timing.measure_from && now < timing.stop_at;
     let second = now.saturating_duration_since(timing.measure_from).as_secs() as usize;
+    let now_ns = since(timing.start, now);
     let work = &mut figures.works[conn.shard];
+    let tally = &mut figures.tally;
     let mut answered = 0;
     let mut each = |bytes: &[u8], in_flight: &mut InFlight| -> Result<usize, String> {
         let mut at = 0;
@@ -306,8 +313,7 @@ fn read_answers(conn: &mut Conn, data: &[u8], figures: &mut Figures<'_>) -> Resu
             let answer = answer::decode(tag.opcode(), &response)
                 .map_err(|e| format!("bad {} answer: {e}", tag.opcode()))?;
             if measured {
-                let latency_us = now.saturating_duration_since(start).as_micros() as u64;
-                figures.recorder.record(tag.opcode(), answer.status, latency_us, second);
+                tally.record(slot_of(tag.opcode()), answer.status, now_ns.saturating_sub(start) / 1_000);
             }
             work.on_answer(tag, &answer);
             answered += 1;
@@ -321,7 +327,15 @@ fn read_answers(conn: &mut Conn, data: &[u8], figures: &mut Figures<'_>) -> Resu
         let used = each(&conn.input, &mut conn.in_flight)?;
         conn.input.drain(..used);
     }
+    if measured {
+        figures.recorder.count_second(second, answered);
+    }
     Ok(answered)
+}
+
+/// Nanoseconds from `start` to `now`.
+fn since(start: Instant, now: Instant) -> u64 {
+    now.saturating_duration_since(start).as_nanos() as u64
 }
 
 /// Submission entries for `connections`: a send and a receive re-arm each
@@ -329,6 +343,3 @@ fn read_answers(conn: &mut Conn, data: &[u8], figures: &mut Figures<'_>) -> Resu
 fn ring_entries(connections: usize) -> u32 {
     (connections * 4).next_power_of_two().clamp(256, 32_768) as u32
 }
-
-/// The opcode names reports use, in display order.
-pub const OPCODES: [Opcode; 5] = [Opcode::Grab, Opcode::Open, Opcode::Create, Opcode::Query, Opcode::Ping];

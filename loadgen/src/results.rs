@@ -81,6 +81,71 @@ impl Default for OpResult {
     }
 }
 
+/// The operations a run reports, in display order; a [`Tally`] slot each.
+pub const OPCODES: [Opcode; 5] = [Opcode::Grab, Opcode::Open, Opcode::Create, Opcode::Query, Opcode::Ping];
+
+/// The [`OPCODES`] slot of an opcode the load generator sends.
+pub const fn slot_of(opcode: Opcode) -> usize {
+    match opcode {
+        Opcode::Grab => 0,
+        Opcode::Open => 1,
+        Opcode::Create => 2,
+        Opcode::Query => 3,
+        _ => 4,
+    }
+}
+
+/// A worker's answers as they arrive, in the form cheapest to add to: one
+/// slot per operation (an index, not a map), and latencies gathered in runs of
+/// equal values (a pipelined batch was written at one instant and its answers
+/// are read at one instant, so most of a batch has one latency) that go into
+/// the histogram with one call each. Folded into a [`Recorder`] at the end.
+#[derive(Debug)]
+pub struct Tally {
+    ops: Vec<OpResult>,
+    /// Per slot: the latency of the current run and its length.
+    runs: [(u64, u64); OPCODES.len()],
+}
+
+impl Default for Tally {
+    fn default() -> Tally {
+        Tally { ops: OPCODES.iter().map(|_| OpResult::new()).collect(), runs: [(0, 0); OPCODES.len()] }
+    }
+}
+
+impl Tally {
+    /// Counts one answer of operation `slot` (see [`slot_of`]).
+    pub fn record(&mut self, slot: usize, status: Status, latency_us: u64) {
+        let op = &mut self.ops[slot];
+        op.count += 1;
+        op.statuses.add(status, 1);
+        let run = &mut self.runs[slot];
+        if run.0 == latency_us {
+            run.1 += 1;
+        } else {
+            if run.1 > 0 {
+                op.latency_us.saturating_record_n(run.0.clamp(1, LATENCY_US_MAX), run.1);
+            }
+            *run = (latency_us, 1);
+        }
+    }
+
+    /// Adds everything counted to `recorder`.
+    pub fn fold_into(mut self, recorder: &mut Recorder) {
+        for (slot, op) in self.ops.iter_mut().enumerate() {
+            let (latency_us, n) = self.runs[slot];
+            if n > 0 {
+                op.latency_us.saturating_record_n(latency_us.clamp(1, LATENCY_US_MAX), n);
+            }
+        }
+        for (opcode, op) in OPCODES.iter().zip(&self.ops) {
+            if op.count > 0 {
+                recorder.ops.entry(*opcode).or_default().merge(op);
+            }
+        }
+    }
+}
+
 /// One worker's figures; merged into a [`RunResult`].
 #[derive(Clone, Debug, Default)]
 pub struct Recorder {
@@ -97,14 +162,17 @@ pub struct Recorder {
 impl Recorder {
     /// Records one answer at `second` of the measured period.
     pub fn record(&mut self, opcode: Opcode, status: Status, latency_us: u64, second: usize) {
-        match self.ops.get_mut(&opcode) {
-            Some(op) => op.record(status, latency_us),
-            None => self.ops.entry(opcode).or_default().record(status, latency_us),
-        }
+        self.ops.entry(opcode).or_default().record(status, latency_us);
+        self.count_second(second, 1);
+    }
+
+    /// Counts `n` answers at `second` of the measured period for the
+    /// per-second throughput (their operations go through a [`Tally`]).
+    pub fn count_second(&mut self, second: usize, n: u64) {
         if self.per_second.len() <= second {
             self.per_second.resize(second + 1, 0);
         }
-        self.per_second[second] += 1;
+        self.per_second[second] += n;
     }
 
     /// Adds another worker's figures.

@@ -243,7 +243,7 @@ impl ShardWork {
 
     /// Takes in the answer to a request sent with `tag`.
     pub fn on_answer(&mut self, tag: Tag, answer: &Answer<'_>) {
-        match (tag, answer.body) {
+        match (tag, &answer.body) {
             (Tag::Create { total_cents, count, racers, first_user }, AnswerBody::Create(created)) => {
                 self.creates_in_flight -= 1;
                 let Some(created) = created.filter(|_| answer.status == Status::Ok) else { return };
@@ -295,9 +295,9 @@ impl ShardWork {
                 }
                 self.maybe_retire(slot);
             }
-            (Tag::Query { slot, envelope }, AnswerBody::Query(Some((summary, _page)))) => {
+            (Tag::Query { slot, envelope }, AnswerBody::Query(Some(query))) => {
                 let Some(env) = active(&mut self.envelopes, slot, envelope) else { return };
-                let s = summary;
+                let s = &query.0;
                 if s.paid_cents + s.refunded_cents + s.remaining_cents != s.total_cents
                     || s.total_cents != env.ledger.total_cents
                     || s.paid_count > s.count
