@@ -40,6 +40,13 @@ pub fn set_nodelay(fd: RawFd) -> io::Result<()> {
     set_int(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)
 }
 
+/// Fixes the kernel's receive buffer of `fd` at `bytes` (the kernel doubles
+/// it for its bookkeeping), turning autotuning off: what a peer can have
+/// queued for us is then bounded, whatever the host's `tcp_rmem`.
+pub fn set_receive_buffer(fd: RawFd, bytes: usize) -> io::Result<()> {
+    set_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, bytes.min(i32::MAX as usize) as libc::c_int)
+}
+
 /// The address at the other end of connected socket `fd`.
 pub fn peer_addr(fd: RawFd) -> io::Result<SocketAddr> {
     address_of(fd, libc::getpeername)

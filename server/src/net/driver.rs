@@ -341,6 +341,11 @@ impl State {
             return;
         }
         let _ = socket::set_nodelay(fd.as_raw_fd());
+        // A multishot receive takes whatever the socket holds, even past the
+        // connection's buffered-bytes limit (it is cancelled only after);
+        // a receive buffer of the same size bounds that overshoot, so a
+        // connection holds at most twice its limit.
+        let _ = socket::set_receive_buffer(fd.as_raw_fd(), self.buffered_max);
         let slot = match self.free.pop() {
             Some(slot) => slot as usize,
             None => {

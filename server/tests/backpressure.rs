@@ -1,0 +1,114 @@
+//! Back-pressure: a client that pipelines far more than the server may buffer
+//! for it, and reads its answers only later, slowly, still gets every answer,
+//! once and in order per shard; the server never holds more than its limit of
+//! that client's requests, so its memory stays flat.
+
+mod support;
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use hongbao_client::{requests, Client};
+use hongbao_protocol::body::EnvelopeKind;
+use hongbao_protocol::{decode_frame, Request, Status};
+use support::TestServer;
+
+/// Requests pipelined at once: far past --max-buffered-bytes below.
+const REQUESTS: u64 = 40_000;
+/// Shares of the envelope queried, all paid: each QUERY answer is 2.5 KB.
+const SHARES: u32 = 100;
+
+#[test]
+fn a_client_that_reads_late_gets_every_answer() {
+    // 192 KiB may wait unanswered per connection; the client sends 1.3 MB of
+    // QUERYs and PINGs before it reads a single answer, and the answers
+    // (50 MB) are far more than the socket buffers hold.
+    let server = TestServer::start(1, &["--max-buffered-bytes", "196608", "--frame-timeout", "30"]);
+    let mut setup = Client::connect(server.main).unwrap();
+    let created = setup.create(1, 100 * u64::from(SHARES), SHARES, EnvelopeKind::Random, 0).unwrap();
+    let envelope = created.body.unwrap().envelope;
+    for user in 1..=u64::from(SHARES) {
+        assert_eq!(setup.grab(envelope, user).unwrap().status, Status::Ok);
+        assert_eq!(setup.open(envelope, user).unwrap().status, Status::Ok);
+    }
+
+    let mut stream = TcpStream::connect(server.main).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    small_socket_buffers(&stream);
+    let mut bytes = Vec::new();
+    for id in 1..=REQUESTS {
+        if id % 2 == 0 {
+            Request::Ping.encode(id, &mut bytes);
+        } else {
+            requests::query(envelope, 0, SHARES).encode(id, &mut bytes);
+        }
+    }
+    // The writer blocks once the server stops reading (TCP back-pressure);
+    // it finishes as the reader below drains the answers.
+    let mut writer = stream.try_clone().unwrap();
+    let total = bytes.len();
+    assert!(total > 3 * 196_608, "the client sends far more than the server may buffer");
+    let sender = std::thread::spawn(move || writer.write_all(&bytes).map(|()| bytes.len()));
+    std::thread::sleep(Duration::from_millis(500));
+    // The server stopped taking this client's bytes: what it has read is
+    // what it could answer into its output and buffer, not all that was sent.
+    let read_so_far = setup.stats().unwrap().body.unwrap().bytes_in;
+    assert!(
+        read_so_far < total as u64 / 2,
+        "the server read {read_so_far} of {total} bytes from a client that reads nothing"
+    );
+
+    let mut seen = HashSet::new();
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 4096];
+    let mut last_id = 0;
+    while seen.len() < REQUESTS as usize {
+        // A slow reader: small reads with pauses now and then.
+        let n = stream.read(&mut chunk).unwrap();
+        assert!(n > 0, "the server closed after {} answers", seen.len());
+        buf.extend_from_slice(&chunk[..n]);
+        let mut at = 0;
+        while let Some(frame) = decode_frame(&buf[at..]).unwrap() {
+            at += frame.wire_len();
+            let id = frame.request_id();
+            assert!(seen.insert(id), "answer {id} came twice");
+            assert!(id > last_id, "one shard answers a connection's requests in order");
+            last_id = id;
+            assert_eq!(frame.header.status(), Status::Ok, "request {id}");
+            let expected_body = if id % 2 == 0 { 0 } else { 104 + SHARES as usize * 24 };
+            assert_eq!(frame.body.len(), expected_body, "request {id}");
+        }
+        buf.drain(..at);
+        if seen.len() % 5_000 < 100 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    assert!(buf.is_empty());
+    assert_eq!(sender.join().unwrap().unwrap(), total);
+    assert_eq!(setup.ping().unwrap(), Status::Ok, "the server is fine");
+}
+
+/// Fixed, small socket buffers on the client (no autotuning, which on this
+/// kernel grows them to megabytes): the kernel cannot soak up the requests
+/// the server stops reading, nor the answers the client does not read, so
+/// what the server has read shows what it chose to read.
+fn small_socket_buffers(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let bytes: libc::c_int = 16 * 1024;
+    for option in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
+        #[allow(unsafe_code)]
+        // SAFETY: a plain setsockopt with a valid int on an open socket.
+        let done = unsafe {
+            libc::setsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                option,
+                (&bytes as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(done, 0, "setsockopt {option}");
+    }
+}
