@@ -12,12 +12,13 @@
 //!
 //! A GRAB or OPEN touches one envelope's memory and nothing else: envelopes sit
 //! in a slab addressed by their id (see `slab.rs`), and each keeps its own
-//! claims and reservations (see `envelope.rs`).
+//! claims and reservations (see `envelope.rs` and `shares.rs`).
 
 mod config;
 mod envelope;
 mod journal;
 mod rng;
+mod shares;
 mod slab;
 pub mod split;
 mod timers;
@@ -30,8 +31,9 @@ use hongbao_protocol::{EnvelopeId, Status};
 use zerocopy::little_endian::{U32, U64};
 
 pub use config::*;
-pub use envelope::{Envelope, Holding, INLINE_SHARES_MAX};
+pub use envelope::Envelope;
 pub use rng::Rng;
+pub use shares::{Holding, INLINE_SHARES_MAX};
 pub use slab::SLOTS_MAX;
 
 use crate::wal::{Record, RecordKind};
@@ -229,7 +231,7 @@ impl Engine {
         };
         let status = match env.holding(user) {
             Some(Holding::Paid { index }) => {
-                answer.amount_cents = env.claims[index as usize].amount_cents;
+                answer.amount_cents = env.claims()[index as usize].amount_cents;
                 Status::AlreadyGrabbed
             }
             Some(Holding::Reserved { until_ms }) => {
@@ -272,7 +274,7 @@ impl Engine {
         };
         match env.holding(user) {
             Some(Holding::Paid { index }) => {
-                let claim = &env.claims[index as usize];
+                let claim = &env.claims()[index as usize];
                 assert_eq!(claim.user.get(), user, "holding points at another user's claim");
                 answer.amount_cents = claim.amount_cents;
                 answer.order = claim.order;
@@ -312,10 +314,10 @@ impl Engine {
         let env = current(&mut self.envelopes, &mut self.journal, &mut self.counters, key, now_ms)
             .ok_or(Status::NotFound)?;
         let limit = page_limit.min(hongbao_protocol::limits::MAX_QUERY_PAGE) as usize;
-        let start = (page_start as usize).min(env.claims.len());
-        let page = &env.claims[start..(start + limit).min(env.claims.len())];
+        let start = (page_start as usize).min(env.claims().len());
+        let page = &env.claims()[start..(start + limit).min(env.claims().len())];
         let (best_user, best_amount) = match env.best {
-            Some(i) => (env.claims[i as usize].user, env.claims[i as usize].amount_cents),
+            Some(i) => (env.claims()[i as usize].user, env.claims()[i as usize].amount_cents),
             None => (U64::new(0), U64::new(0)),
         };
         let answer = QueryResponse {
@@ -476,7 +478,7 @@ impl Engine {
         let len: usize = self
             .envelopes
             .iter()
-            .map(|env| 1 + env.claims.len() + usize::from(env.state == EnvelopeState::Expired))
+            .map(|env| 1 + env.claims().len() + usize::from(env.state == EnvelopeState::Expired))
             .sum();
         let mut records = Vec::with_capacity(len);
         let mut seq = 0;
@@ -496,7 +498,7 @@ impl Engine {
                 env.created_at_ms,
                 env.expires_at_ms,
             ));
-            for claim in &env.claims {
+            for claim in env.claims() {
                 records.push(Record::open(
                     next(),
                     id,
