@@ -84,39 +84,39 @@ impl Envelope {
     }
 
     /// Shares paid.
-    #[inline]
+    #[inline(always)]
     pub fn paid_count(&self) -> u32 {
         self.paid
     }
 
     /// Paid shares in opening order, in wire layout so that QUERY writes a
     /// page with one copy.
-    #[inline]
+    #[inline(always)]
     pub fn claims(&self) -> &[ClaimEntry] {
         self.shares.claims(self.paid)
     }
 
     /// Shares neither reserved nor paid.
-    #[inline]
+    #[inline(always)]
     pub fn shares_free(&self) -> u32 {
         self.count - self.paid_count() - self.reserved
     }
 
     /// Shares not yet paid (reserved or free): the `n` of the split.
-    #[inline]
+    #[inline(always)]
     pub fn shares_unpaid(&self) -> u32 {
         self.count - self.paid_count()
     }
 
     /// What `user` holds. Lapsed reservations must have been released first
     /// ([`Envelope::release_lapsed`]), so a reservation found here is live.
-    #[inline]
+    #[inline(always)]
     pub fn holding(&self, user: u64) -> Option<Holding> {
         self.shares.holding(user, self.paid)
     }
 
     /// Reserves a share for `user`, who holds nothing of it, until `until_ms`.
-    #[inline]
+    #[inline(always)]
     pub fn reserve(&mut self, user: u64, until_ms: u64) {
         assert!(self.shares_free() > 0, "envelope {}: reserve with no free share", self.id);
         self.shares.reserve(user, until_ms, self.paid, self.reserved);
@@ -125,7 +125,7 @@ impl Envelope {
     }
 
     /// Pays `user`'s reservation `amount` cents; returns the claim's order.
-    #[inline]
+    #[inline(always)]
     pub fn pay(&mut self, user: u64, amount: u64) -> u32 {
         assert!(self.reserved > 0 && amount <= self.remaining_cents);
         let index = self.paid;
@@ -157,7 +157,7 @@ impl Envelope {
 
     /// Returns lapsed reservations to the envelope. Costs one comparison
     /// unless the earliest deadline has passed.
-    #[inline]
+    #[inline(always)]
     pub fn release_lapsed(&mut self, now_ms: u64) {
         if now_ms >= self.lapse_ms {
             self.release_lapsed_now(now_ms);
@@ -177,7 +177,7 @@ impl Envelope {
     /// Expires the envelope if its time has come: the unpaid remainder is
     /// refunded to the sender and every reservation released. Returns whether
     /// it expired now.
-    #[inline]
+    #[inline(always)]
     pub fn expire_if_due(&mut self, now_ms: u64) -> bool {
         if self.state != EnvelopeState::Active || now_ms < self.expires_at_ms {
             return false;
@@ -201,7 +201,7 @@ impl Envelope {
     /// called after every change. Every check is evaluated and the results
     /// combined, so the common case (all hold) takes one branch; the message
     /// naming the broken rule is worked out only on the way to the panic.
-    #[inline]
+    #[inline(always)]
     pub fn assert_invariants(&self, cap: u64) {
         if !self.invariants_hold(cap) {
             self.invariant_broken(cap);
@@ -210,7 +210,7 @@ impl Envelope {
 
     /// Whether every rule of [`Envelope::assert_invariants`] holds. The
     /// sums wrap so that broken numbers report instead of overflowing here.
-    #[inline]
+    #[inline(always)]
     fn invariants_hold(&self, cap: u64) -> bool {
         let paid = self.paid_count();
         let sums = self.paid_cents.wrapping_add(self.refunded_cents).wrapping_add(self.remaining_cents)

@@ -1,16 +1,16 @@
 //! The shares of one envelope: the claims paid, the reservations held, and how
 //! a user's is found.
 //!
-//! A small envelope (most of a storm: about eight shares) gets, at CREATE, one
-//! entry per share in wire layout and a little hash table of one-byte entry
-//! indexes, so a GRAB or OPEN allocates nothing and finds its user in one or
+//! A small envelope (most of a storm: about eight shares) gets, at CREATE, room
+//! for one entry per share in wire layout and a little hash table of one-byte
+//! entry indexes, so a GRAB or OPEN allocates nothing and finds its user in one or
 //! two probes whatever the envelope's size. The paid claims come first, in
 //! opening order (QUERY copies a page of them as it lies), and the
 //! reservations right after, each with its deadline where its amount will go:
 //!
 //! ```text
-//! entries: [ claim 1 | claim 2 | ... | claim paid | resv | resv | ... | free ... ]
-//!            <------------- paid ------------->     <-- reserved -->
+//! entries: [ claim 1 | claim 2 | ... | claim paid | resv | resv ] ( capacity: count )
+//!            <------------- paid ------------->     <-reserved->
 //! table:   [ 255 | 3 | 255 | 0 | 5 | 255 | 1 | ... ]   (entry index by user hash)
 //! ```
 //!
@@ -59,9 +59,10 @@ pub enum Shares {
 /// The shares of a small envelope.
 #[derive(Debug)]
 pub struct Inline {
-    /// One per share: `[..paid]` claims, `[paid..paid + reserved]`
-    /// reservations (user, and the deadline in `amount_cents`), the rest unused.
-    entries: Box<[ClaimEntry]>,
+    /// `[..paid]` claims, `[paid..paid + reserved]` reservations (user, and
+    /// the deadline in `amount_cents`); room for every share from CREATE, so
+    /// it never grows.
+    entries: Vec<ClaimEntry>,
     /// Linear probing over entry indexes ([`EMPTY`] for none): a power of two
     /// at least twice the share count, so never more than half full and every
     /// probe sequence ends at an empty slot.
@@ -103,7 +104,7 @@ impl Shares {
     }
 
     /// The paid claims, in opening order; there are `paid`.
-    #[inline]
+    #[inline(always)]
     pub fn claims(&self, paid: u32) -> &[ClaimEntry] {
         match self {
             Shares::Inline(inline) => &inline.entries[..paid as usize],
@@ -112,7 +113,7 @@ impl Shares {
     }
 
     /// What `user` holds, with `paid` shares paid.
-    #[inline]
+    #[inline(always)]
     pub fn holding(&self, user: u64, paid: u32) -> Option<Holding> {
         match self {
             Shares::Inline(inline) => {
@@ -131,12 +132,14 @@ impl Shares {
     /// after `paid` claims and `reserved` reservations: a share is free for
     /// it. Deadlines come in order (one reservation time for all), which the
     /// indexed queue relies on.
-    #[inline]
+    #[inline(always)]
     pub fn reserve(&mut self, user: u64, until_ms: u64, paid: u32, reserved: u32) {
         match self {
             Shares::Inline(inline) => {
-                let at = (paid + reserved) as usize;
-                inline.entries[at] = entry(user, until_ms, 0);
+                let at = inline.entries.len();
+                assert_eq!(at, (paid + reserved) as usize, "entries and counts disagree");
+                debug_assert!(at < inline.entries.capacity(), "a reservation past the count");
+                inline.entries.push(entry(user, until_ms, 0));
                 inline.insert(user, at);
             }
             Shares::Indexed(indexed) => {
@@ -148,7 +151,7 @@ impl Shares {
 
     /// Turns `user`'s reservation into claim `paid` (0-based) of
     /// `amount_cents`, given `reserved` reservations.
-    #[inline]
+    #[inline(always)]
     pub fn pay(&mut self, user: u64, amount_cents: u64, paid: u32, reserved: u32) {
         let (first, end) = (paid as usize, (paid + reserved) as usize);
         let claim = entry(user, amount_cents, paid + 1);
@@ -194,6 +197,7 @@ impl Shares {
         match self {
             Shares::Inline(inline) => {
                 let (first, end) = (paid as usize, (paid + reserved) as usize);
+                assert_eq!(end, inline.entries.len(), "entries and counts disagree");
                 let mut kept = first;
                 let mut earliest_ms = u64::MAX;
                 for at in first..end {
@@ -204,7 +208,8 @@ impl Shares {
                         earliest_ms = earliest_ms.min(until_ms);
                     }
                 }
-                inline.rebuild(kept);
+                inline.entries.truncate(kept);
+                inline.rebuild();
                 ((end - kept) as u32, earliest_ms)
             }
             Shares::Indexed(indexed) => {
@@ -227,7 +232,10 @@ impl Shares {
     /// Removes every reservation, after `paid` claims (the envelope expired).
     pub fn release_all(&mut self, paid: u32) {
         match self {
-            Shares::Inline(inline) => inline.rebuild(paid as usize),
+            Shares::Inline(inline) => {
+                inline.entries.truncate(paid as usize);
+                inline.rebuild();
+            }
             Shares::Indexed(indexed) => {
                 for (user, _) in indexed.queue.drain(..) {
                     if matches!(indexed.index.get(&user), Some(Holding::Reserved { .. })) {
@@ -253,7 +261,7 @@ impl Shares {
         let live: Vec<(u64, u64)> = match self {
             Shares::Inline(inline) => {
                 let end = (paid + reserved) as usize;
-                assert!(end <= inline.entries.len(), "envelope {id}: holders past the count");
+                assert_eq!(end, inline.entries.len(), "envelope {id}: entries");
                 let held = inline.table.iter().filter(|slot| **slot != EMPTY).count();
                 assert_eq!(held, end, "envelope {id}: table size");
                 inline.entries[paid as usize..end]
@@ -304,20 +312,17 @@ impl Inline {
     fn new(count: u32) -> Inline {
         let slots = (2 * count as usize).next_power_of_two();
         assert!(slots <= TABLE_SLOTS_MAX, "inline shares for a count of {count}");
-        Inline {
-            entries: vec![entry(0, 0, 0); count as usize].into_boxed_slice(),
-            table: vec![EMPTY; slots].into_boxed_slice(),
-        }
+        Inline { entries: Vec::with_capacity(count as usize), table: vec![EMPTY; slots].into_boxed_slice() }
     }
 
     /// Where `user`'s probe sequence starts.
-    #[inline]
+    #[inline(always)]
     fn home(&self, user: u64) -> usize {
         (user.wrapping_mul(HASH_MULTIPLIER) >> 32) as usize & (self.table.len() - 1)
     }
 
     /// The table slot and entry index of `user`, if it holds something.
-    #[inline]
+    #[inline(always)]
     fn find(&self, user: u64) -> Option<(usize, usize)> {
         let mask = self.table.len() - 1;
         let mut slot = self.home(user);
@@ -335,7 +340,7 @@ impl Inline {
     }
 
     /// Points `user`'s first empty slot at entry `at`; `user` is not in the table.
-    #[inline]
+    #[inline(always)]
     fn insert(&mut self, user: u64, at: usize) {
         let mask = self.table.len() - 1;
         let mut slot = self.home(user);
@@ -345,11 +350,11 @@ impl Inline {
         self.table[slot] = at as u8;
     }
 
-    /// Rebuilds the table over entries `[..end]` (a probe sequence cannot
-    /// have holes, so entries leave the table this way only).
-    fn rebuild(&mut self, end: usize) {
+    /// Rebuilds the table over the entries (a probe sequence cannot have
+    /// holes, so entries leave the table this way only).
+    fn rebuild(&mut self) {
         self.table.fill(EMPTY);
-        for at in 0..end {
+        for at in 0..self.entries.len() {
             self.insert(self.entries[at].user.get(), at);
         }
     }
