@@ -29,8 +29,9 @@ pub const ENVELOPE_USER_FRAME_LEN: usize = HEADER_LEN + EnvelopeUser::SIZE;
 #[derive(Clone, Copy, Debug, FromBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]
 struct EnvelopeUserFrame {
-    /// The header's first 16 bytes: everything but the request id.
-    head: [u8; 16],
+    /// The header's first 16 bytes (everything but the request id), read
+    /// as two words so that judging them is two comparisons.
+    head: [U64; 2],
     request_id: U64,
     body: EnvelopeUser,
 }
@@ -44,8 +45,27 @@ const fn request_head(opcode: Opcode) -> [u8; 16] {
     [MAGIC[0], MAGIC[1], VERSION, opcode as u8, 0, 0, 0, 0, len[0], len[1], len[2], len[3], 0, 0, 0, 0]
 }
 
-const GRAB_HEAD: [u8; 16] = request_head(Opcode::Grab);
-const OPEN_HEAD: [u8; 16] = request_head(Opcode::Open);
+/// `head`'s words as little-endian integers.
+const fn head_words(head: [u8; 16]) -> [u64; 2] {
+    let mut low = [0; 8];
+    let mut high = [0; 8];
+    let mut i = 0;
+    while i < 8 {
+        low[i] = head[i];
+        high[i] = head[8 + i];
+        i += 1;
+    }
+    [u64::from_le_bytes(low), u64::from_le_bytes(high)]
+}
+
+/// The first word of a valid GRAB's and OPEN's header; they differ only there,
+/// in the opcode.
+const GRAB_HEAD_LOW: u64 = head_words(request_head(Opcode::Grab))[0];
+const OPEN_HEAD_LOW: u64 = head_words(request_head(Opcode::Open))[0];
+/// The second word of both: the body length, and zero reserved bytes.
+const HEAD_HIGH: u64 = head_words(request_head(Opcode::Grab))[1];
+
+const _: () = assert!(head_words(request_head(Opcode::Open))[1] == HEAD_HIGH);
 
 /// The two requests the hot path reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,12 +103,11 @@ pub struct EnvelopeUserRequest {
 #[inline]
 pub fn read_envelope_user_request(buf: &[u8]) -> Option<EnvelopeUserRequest> {
     let (frame, _) = EnvelopeUserFrame::ref_from_prefix(buf).ok()?;
-    let op = if frame.head == GRAB_HEAD {
-        EnvelopeUserOp::Grab
-    } else if frame.head == OPEN_HEAD {
-        EnvelopeUserOp::Open
-    } else {
-        return None;
+    let [low, high] = [frame.head[0].get(), frame.head[1].get()];
+    let op = match low {
+        GRAB_HEAD_LOW if high == HEAD_HIGH => EnvelopeUserOp::Grab,
+        OPEN_HEAD_LOW if high == HEAD_HIGH => EnvelopeUserOp::Open,
+        _ => return None,
     };
     Some(EnvelopeUserRequest { op, request_id: frame.request_id.get(), body: frame.body })
 }
