@@ -12,8 +12,9 @@
 //! requests on one connection and match answers by id (memcached's `opaque`).
 //!
 //! The hot requests, GRAB and OPEN, and their responses have fixed-size bodies with
-//! no variable part: a server decodes them with one bounds check and a copy of 16
-//! bytes. Only HELLO (the optional token, the shard port list), QUERY (a page of
+//! no variable part: a valid one has only one possible first 16 header bytes, so
+//! [`hot_path`] reads a whole GRAB or OPEN frame with one comparison and writes
+//! its answer with one copy, agreeing byte for byte with the general codec. Only HELLO (the optional token, the shard port list), QUERY (a page of
 //! claims) and the STATS answer (request counts and latency histograms) carry a
 //! variable part, and each is bounded by a limit in [`limits`].
 //!
@@ -33,6 +34,7 @@ pub mod codec;
 pub mod envelope_id;
 pub mod error;
 pub mod header;
+pub mod hot_path;
 pub mod limits;
 pub mod opcode;
 pub mod request;

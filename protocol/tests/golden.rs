@@ -12,6 +12,7 @@ use hongbao_protocol::body::{
     StatsTables,
 };
 use hongbao_protocol::codec::{write_response, ResponseBuilder};
+use hongbao_protocol::hot_path::{read_envelope_user_request, write_grab_response, write_open_response};
 use hongbao_protocol::response::Response;
 use hongbao_protocol::{decode_frame, EnvelopeId, Frame, Opcode, Request, Status, HEADER_LEN, VERSION};
 use zerocopy::IntoBytes;
@@ -226,6 +227,9 @@ fn check_envelope_user(bytes: &[u8], opcode: Opcode, request_id: u64) {
     let EnvelopeUser { envelope, user } = body;
     assert_eq!(envelope.get(), ENVELOPE);
     assert_eq!(user.get(), 20_002);
+    // The server's one-pass reader agrees.
+    let hot = read_envelope_user_request(bytes).expect("the hot path reads the example");
+    assert_eq!((hot.op.opcode(), hot.request_id, hot.body), (opcode, request_id, body));
 }
 
 fn check_grab_response(bytes: &[u8], request_id: u64, status: Status, expected: [u64; 3]) {
@@ -236,6 +240,9 @@ fn check_grab_response(bytes: &[u8], request_id: u64, status: Status, expected: 
     );
     let found = [body.hold_until_ms.get(), body.amount_cents.get(), u64::from(body.shares_free.get())];
     assert_eq!(found, expected, "hold_until_ms, amount_cents, shares_free");
+    let mut again = Vec::new();
+    write_grab_response(&mut again, request_id, status, &body);
+    assert_eq!(again, bytes, "the hot path's GRAB response differs");
 }
 
 fn check_open_response(bytes: &[u8]) {
@@ -243,6 +250,9 @@ fn check_open_response(bytes: &[u8]) {
     assert_eq!((response.opcode, response.request_id, response.status), (Opcode::Open as u8, 5, Status::Ok));
     assert_eq!(body.amount_cents.get(), 2731);
     assert_eq!(body.order.get(), 1);
+    let mut again = Vec::new();
+    write_open_response(&mut again, 5, Status::Ok, &body);
+    assert_eq!(again, bytes, "the hot path's OPEN response differs");
 }
 
 fn check_query_request(bytes: &[u8]) {

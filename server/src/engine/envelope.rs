@@ -2,27 +2,15 @@
 //! numbers together.
 //!
 //! Who holds what is kept inside the envelope, next to its numbers, so a GRAB
-//! or OPEN touches one envelope's memory and nothing else. Small envelopes
-//! (most of a storm: about eight shares) find a user by scanning their claims
-//! and reservations, a few cache lines; an envelope of more than
-//! [`INLINE_SHARES_MAX`] shares keeps a hash index as well.
+//! or OPEN touches one envelope's memory and nothing else (see `shares.rs`).
+//!
+//! Every request first brings its envelope up to date: expired if its time has
+//! come, lapsed reservations returned. Both checks are one comparison each in
+//! the common case that nothing is due, and the work itself is out of line.
 
-use std::collections::VecDeque;
-
-use ahash::AHashMap;
 use hongbao_protocol::body::{ClaimEntry, EnvelopeKind, EnvelopeState};
 
-/// Largest share count whose holders are found by a scan instead of an index.
-pub const INLINE_SHARES_MAX: u32 = 64;
-
-/// What a user holds of one envelope.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Holding {
-    /// A reservation until this time (Unix ms).
-    Reserved { until_ms: u64 },
-    /// A paid share: index into the envelope's claims.
-    Paid { index: u32 },
-}
+use super::shares::{Holding, Shares};
 
 /// An envelope as its owning shard holds it.
 #[derive(Debug)]
@@ -51,17 +39,16 @@ pub struct Envelope {
     pub reserved: u32,
     /// Active, finished or expired.
     pub state: EnvelopeState,
-    /// Index into `claims` of the best-luck share; the earliest of equal ones.
+    /// Index into [`Envelope::claims`] of the best-luck share; the earliest of
+    /// equal ones.
     pub best: Option<u32>,
-    /// Paid shares in opening order, already in wire layout so that QUERY
-    /// writes a page with one copy.
-    pub claims: Vec<ClaimEntry>,
-    /// Reservations in grab order with their deadlines. The reservation time is
-    /// the same for all, so deadlines are in order and lapsed ones sit at the
-    /// front. An entry whose user has since opened is stale and skipped.
-    pub holds: VecDeque<(u64, u64)>,
-    /// User to holding, for envelopes above [`INLINE_SHARES_MAX`] shares.
-    index: Option<Box<AHashMap<u64, Holding>>>,
+    /// Shares paid.
+    paid: u32,
+    /// The claims paid and the reservations held, and who holds which.
+    shares: Shares,
+    /// No reservation lapses before this time (Unix ms); `u64::MAX` when none
+    /// is held. A lower bound: it may be earlier than the earliest deadline.
+    lapse_ms: u64,
 }
 
 impl Envelope {
@@ -76,7 +63,6 @@ impl Envelope {
         created_at_ms: u64,
         expires_at_ms: u64,
     ) -> Envelope {
-        let inline = count <= INLINE_SHARES_MAX;
         Envelope {
             id,
             sender,
@@ -91,186 +77,214 @@ impl Envelope {
             reserved: 0,
             state: EnvelopeState::Active,
             best: None,
-            claims: Vec::with_capacity(if inline { count as usize } else { 0 }),
-            holds: VecDeque::new(),
-            index: (!inline).then(Box::default),
+            paid: 0,
+            shares: Shares::new(count),
+            lapse_ms: u64::MAX,
         }
     }
 
     /// Shares paid.
+    #[inline(always)]
     pub fn paid_count(&self) -> u32 {
-        self.claims.len() as u32
+        self.paid
+    }
+
+    /// Paid shares in opening order, in wire layout so that QUERY writes a
+    /// page with one copy.
+    #[inline(always)]
+    pub fn claims(&self) -> &[ClaimEntry] {
+        self.shares.claims(self.paid)
     }
 
     /// Shares neither reserved nor paid.
+    #[inline(always)]
     pub fn shares_free(&self) -> u32 {
         self.count - self.paid_count() - self.reserved
     }
 
     /// Shares not yet paid (reserved or free): the `n` of the split.
+    #[inline(always)]
     pub fn shares_unpaid(&self) -> u32 {
         self.count - self.paid_count()
     }
 
     /// What `user` holds. Lapsed reservations must have been released first
     /// ([`Envelope::release_lapsed`]), so a reservation found here is live.
+    #[inline(always)]
     pub fn holding(&self, user: u64) -> Option<Holding> {
-        if let Some(index) = &self.index {
-            return index.get(&user).copied();
-        }
-        if let Some(i) = self.claims.iter().position(|c| c.user.get() == user) {
-            return Some(Holding::Paid { index: i as u32 });
-        }
-        self.holds
-            .iter()
-            .rev()
-            .find(|(u, _)| *u == user)
-            .map(|(_, until_ms)| Holding::Reserved { until_ms: *until_ms })
+        self.shares.holding(user, self.paid)
     }
 
-    fn is_paid(&self, user: u64) -> bool {
-        match &self.index {
-            Some(index) => matches!(index.get(&user), Some(Holding::Paid { .. })),
-            None => self.claims.iter().any(|c| c.user.get() == user),
-        }
-    }
-
-    /// Reserves a share for `user` until `until_ms`.
+    /// Reserves a share for `user`, who holds nothing of it, until `until_ms`.
+    #[inline(always)]
     pub fn reserve(&mut self, user: u64, until_ms: u64) {
         assert!(self.shares_free() > 0, "envelope {}: reserve with no free share", self.id);
-        self.holds.push_back((user, until_ms));
+        self.shares.reserve(user, until_ms, self.paid, self.reserved);
         self.reserved += 1;
-        if let Some(index) = &mut self.index {
-            index.insert(user, Holding::Reserved { until_ms });
-        }
+        self.lapse_ms = self.lapse_ms.min(until_ms);
     }
 
     /// Pays `user`'s reservation `amount` cents; returns the claim's order.
+    #[inline(always)]
     pub fn pay(&mut self, user: u64, amount: u64) -> u32 {
         assert!(self.reserved > 0 && amount <= self.remaining_cents);
+        let index = self.paid;
+        self.shares.pay(user, amount, index, self.reserved);
         self.remaining_cents -= amount;
         self.paid_cents += amount;
         self.reserved -= 1;
-        let index = self.paid_count();
-        let order = index + 1;
-        self.claims.push(ClaimEntry {
-            user: zerocopy::little_endian::U64::new(user),
-            amount_cents: zerocopy::little_endian::U64::new(amount),
-            order: zerocopy::little_endian::U32::new(order),
-            reserved: zerocopy::little_endian::U32::new(0),
-        });
-        if let Some(map) = &mut self.index {
-            map.insert(user, Holding::Paid { index });
-        }
+        self.paid += 1;
+        let order = self.paid;
         let beats_best = match self.best {
-            Some(best) => amount > self.claims[best as usize].amount_cents.get(),
+            Some(best) => amount > self.claims()[best as usize].amount_cents.get(),
             None => true,
         };
         if beats_best {
             self.best = Some(index);
         }
-        if self.paid_count() == self.count {
+        if self.reserved == 0 && matches!(self.shares, Shares::Inline(_)) {
+            // Nothing is left to lapse (an indexed envelope's queue may still
+            // hold stale entries, which its release pops).
+            self.lapse_ms = u64::MAX;
+        }
+        if order == self.count {
             self.state = EnvelopeState::Finished;
-            self.holds.clear();
+            self.shares.finish();
+            self.lapse_ms = u64::MAX;
         }
         order
     }
 
-    /// Returns lapsed reservations to the envelope. Holds are in deadline
-    /// order, so this pops from the front and stops at the first live one.
+    /// Returns lapsed reservations to the envelope. Costs one comparison
+    /// unless the earliest deadline has passed.
+    #[inline(always)]
     pub fn release_lapsed(&mut self, now_ms: u64) {
-        while let Some(&(user, until_ms)) = self.holds.front() {
-            if until_ms > now_ms {
-                break;
-            }
-            self.holds.pop_front();
-            if !self.is_paid(user) {
-                self.reserved -= 1;
-                if let Some(index) = &mut self.index {
-                    index.remove(&user);
-                }
-            }
+        if now_ms >= self.lapse_ms {
+            self.release_lapsed_now(now_ms);
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn release_lapsed_now(&mut self, now_ms: u64) {
+        let (released, lapse_ms) = self.shares.release_lapsed(now_ms, self.paid, self.reserved);
+        assert!(released <= self.reserved, "envelope {}: released {released} reservations", self.id);
+        assert!(lapse_ms > now_ms, "envelope {}: a lapsed reservation was kept", self.id);
+        self.reserved -= released;
+        self.lapse_ms = lapse_ms;
     }
 
     /// Expires the envelope if its time has come: the unpaid remainder is
     /// refunded to the sender and every reservation released. Returns whether
     /// it expired now.
+    #[inline(always)]
     pub fn expire_if_due(&mut self, now_ms: u64) -> bool {
         if self.state != EnvelopeState::Active || now_ms < self.expires_at_ms {
             return false;
         }
-        while let Some((user, _)) = self.holds.pop_front() {
-            if !self.is_paid(user) {
-                self.reserved -= 1;
-                if let Some(index) = &mut self.index {
-                    index.remove(&user);
-                }
-            }
-        }
-        assert_eq!(self.reserved, 0, "envelope {}: reservations not in holds", self.id);
-        self.refunded_cents = self.remaining_cents;
-        self.remaining_cents = 0;
-        self.state = EnvelopeState::Expired;
+        self.expire();
         true
     }
 
-    /// Panics if the envelope's numbers disagree. O(1): called after every
-    /// change.
+    #[cold]
+    #[inline(never)]
+    fn expire(&mut self) {
+        self.shares.release_all(self.paid);
+        self.reserved = 0;
+        self.lapse_ms = u64::MAX;
+        self.refunded_cents = self.remaining_cents;
+        self.remaining_cents = 0;
+        self.state = EnvelopeState::Expired;
+    }
+
+    /// Panics if the envelope's numbers disagree. O(1) and branch-light:
+    /// called after every change. Every check is evaluated and the results
+    /// combined, so the common case (all hold) takes one branch; the message
+    /// naming the broken rule is worked out only on the way to the panic.
+    #[inline(always)]
     pub fn assert_invariants(&self, cap: u64) {
+        if !self.invariants_hold(cap) {
+            self.invariant_broken(cap);
+        }
+    }
+
+    /// Whether every rule of [`Envelope::assert_invariants`] holds. The
+    /// sums wrap so that broken numbers report instead of overflowing here.
+    #[inline(always)]
+    fn invariants_hold(&self, cap: u64) -> bool {
+        let paid = self.paid_count();
+        let sums = self.paid_cents.wrapping_add(self.refunded_cents).wrapping_add(self.remaining_cents)
+            == self.total_cents;
+        let subscribed = u64::from(paid) + u64::from(self.reserved) <= u64::from(self.count);
+        let by_state = match self.state {
+            EnvelopeState::Active => {
+                (self.refunded_cents == 0)
+                    & (paid < self.count)
+                    & (self.remaining_cents >= u64::from(self.count.wrapping_sub(paid)))
+            }
+            EnvelopeState::Finished => {
+                (paid == self.count) & (self.remaining_cents == 0) & (self.reserved == 0)
+            }
+            EnvelopeState::Expired => (self.remaining_cents == 0) & (self.reserved == 0),
+        };
+        let last = match self.claims().last() {
+            Some(last) => {
+                let amount = last.amount_cents.get();
+                (amount >= 1) & (amount <= cap) & (last.order.get() == paid)
+            }
+            None => true,
+        };
+        sums & subscribed & by_state & last
+    }
+
+    /// Panics with the first broken rule, in the order they are stated.
+    #[cold]
+    #[inline(never)]
+    fn invariant_broken(&self, cap: u64) -> ! {
         assert_eq!(
-            self.paid_cents + self.refunded_cents + self.remaining_cents,
+            self.paid_cents.wrapping_add(self.refunded_cents).wrapping_add(self.remaining_cents),
             self.total_cents,
             "envelope {}: paid + refunded + remaining != total",
             self.id
         );
-        assert!(self.paid_count() + self.reserved <= self.count, "envelope {}: over-subscribed", self.id);
+        let paid = self.paid_count();
+        assert!(
+            u64::from(paid) + u64::from(self.reserved) <= u64::from(self.count),
+            "envelope {}: over-subscribed",
+            self.id
+        );
         match self.state {
             EnvelopeState::Active => {
-                assert_eq!(self.refunded_cents, 0);
+                assert_eq!(self.refunded_cents, 0, "envelope {}: refunded while active", self.id);
+                assert!(paid < self.count, "envelope {}: active with every share paid", self.id);
                 assert!(
-                    self.remaining_cents >= u64::from(self.shares_unpaid()),
+                    self.remaining_cents >= u64::from(self.count - paid),
                     "envelope {}: < 1 cent a share left",
                     self.id
                 );
-                assert!(self.paid_count() < self.count);
             }
             EnvelopeState::Finished => {
-                assert_eq!(self.paid_count(), self.count);
-                assert_eq!(self.remaining_cents, 0);
-                assert_eq!(self.reserved, 0);
+                assert_eq!(paid, self.count, "envelope {}: finished with shares unpaid", self.id);
+                assert_eq!(self.remaining_cents, 0, "envelope {}: finished with cents left", self.id);
+                assert_eq!(self.reserved, 0, "envelope {}: finished with reservations", self.id);
             }
             EnvelopeState::Expired => {
-                assert_eq!(self.remaining_cents, 0);
-                assert_eq!(self.reserved, 0);
+                assert_eq!(self.remaining_cents, 0, "envelope {}: expired with cents left", self.id);
+                assert_eq!(self.reserved, 0, "envelope {}: expired with reservations", self.id);
             }
         }
-        if let Some(last) = self.claims.last() {
+        if let Some(last) = self.claims().last() {
             let amount = last.amount_cents.get();
             assert!(amount >= 1 && amount <= cap, "envelope {}: share {amount} out of [1, {cap}]", self.id);
-            assert_eq!(last.order.get(), self.paid_count());
+            assert_eq!(last.order.get(), paid, "envelope {}: the last claim's order", self.id);
         }
+        unreachable!("envelope {}: invariants_hold and invariant_broken disagree", self.id);
     }
 
-    /// Checks every claim and reservation: one share per user, the index (if
-    /// any) agrees, the reservation count is right. O(claims): for tests and
-    /// checks, not per request.
+    /// Checks every claim and reservation: one share per user, every holder
+    /// found, the counts right. O(shares): for tests and checks, not per
+    /// request.
     pub fn assert_holdings(&self) {
-        let mut users: Vec<u64> = self.claims.iter().map(|c| c.user.get()).collect();
-        users.sort_unstable();
-        let paid = users.len();
-        users.dedup();
-        assert_eq!(users.len(), paid, "envelope {}: a user holds two shares", self.id);
-        let live: Vec<u64> = self.holds.iter().map(|(u, _)| *u).filter(|u| !self.is_paid(*u)).collect();
-        assert_eq!(live.len(), self.reserved as usize, "envelope {}: reservation count", self.id);
-        if let Some(index) = &self.index {
-            assert_eq!(index.len(), paid + live.len(), "envelope {}: index size", self.id);
-            for (i, claim) in self.claims.iter().enumerate() {
-                assert_eq!(index.get(&claim.user.get()), Some(&Holding::Paid { index: i as u32 }));
-            }
-        }
-        for user in live {
-            assert!(matches!(self.holding(user), Some(Holding::Reserved { .. })));
-        }
+        self.shares.assert_holdings(self.id, self.paid, self.reserved, self.lapse_ms);
     }
 }

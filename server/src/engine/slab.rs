@@ -21,6 +21,9 @@ pub const SLOTS_MAX: u64 = 1 << 24;
 /// Slots per chunk.
 const CHUNK_SLOTS: usize = 4096;
 
+/// One chunk of slots.
+type Chunk = [Slot; CHUNK_SLOTS];
+
 #[derive(Debug)]
 struct Slot {
     generation: u32,
@@ -30,10 +33,18 @@ struct Slot {
 /// The envelopes of one shard, by key.
 #[derive(Debug, Default)]
 pub struct Slab {
-    chunks: Vec<Box<[Slot]>>,
+    /// Fixed-size chunks, so that a slot's index within one needs no
+    /// bounds check.
+    chunks: Vec<Box<Chunk>>,
     free: VecDeque<u32>,
     fresh: u32,
     len: usize,
+}
+
+/// A chunk of empty slots, made on the heap (it is too large for the stack).
+fn new_chunk() -> Box<Chunk> {
+    let slots: Box<[Slot]> = (0..CHUNK_SLOTS).map(|_| Slot { generation: 0, envelope: None }).collect();
+    slots.try_into().expect("CHUNK_SLOTS slots")
 }
 
 impl Slab {
@@ -97,7 +108,7 @@ impl Slab {
             assert_eq!(index, self.fresh as usize);
             self.fresh += 1;
             if index / CHUNK_SLOTS == self.chunks.len() {
-                let chunk = (0..CHUNK_SLOTS).map(|_| Slot { generation: 0, envelope: None }).collect();
+                let chunk = new_chunk();
                 self.chunks.push(chunk);
             }
         }
@@ -119,7 +130,7 @@ impl Slab {
             return false;
         }
         while self.chunks.len() <= index / CHUNK_SLOTS {
-            let chunk = (0..CHUNK_SLOTS).map(|_| Slot { generation: 0, envelope: None }).collect();
+            let chunk = new_chunk();
             self.chunks.push(chunk);
         }
         let slot = self.slot_mut(index).expect("chunk allocated above");
@@ -154,7 +165,7 @@ impl Slab {
     pub fn restore_generations(&mut self, generations: &[u32]) {
         for (index, generation) in generations.iter().enumerate() {
             while self.chunks.len() <= index / CHUNK_SLOTS {
-                let chunk = (0..CHUNK_SLOTS).map(|_| Slot { generation: 0, envelope: None }).collect();
+                let chunk = new_chunk();
                 self.chunks.push(chunk);
             }
             let slot = self.slot_mut(index).expect("chunk allocated above");

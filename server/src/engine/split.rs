@@ -16,6 +16,7 @@ use super::rng::Rng;
 
 /// The inclusive bounds of the next random share, with `m` cents and `n` shares
 /// left, none above `cap`.
+#[inline(always)]
 pub fn random_bounds(m: u64, n: u64, cap: u64) -> (u64, u64) {
     assert!(n >= 1 && m >= n && m <= n.saturating_mul(cap), "split precondition: m={m} n={n} cap={cap}");
     if n == 1 {
@@ -28,6 +29,7 @@ pub fn random_bounds(m: u64, n: u64, cap: u64) -> (u64, u64) {
 }
 
 /// The next random share.
+#[inline(always)]
 pub fn random_share(m: u64, n: u64, cap: u64, rng: &mut Rng) -> u64 {
     let (lo, hi) = random_bounds(m, n, cap);
     let share = lo + rng.below(hi - lo + 1);

@@ -7,11 +7,21 @@
 //! frame too large, unsupported version) and the connection must close after
 //! the answers are written; an unknown opcode is answered and skipped. Nothing
 //! here allocates per request.
+//!
+//! GRAB and OPEN frames, nearly all of a storm, are read in one pass by the
+//! protocol's hot path and answered straight into the output; every other
+//! frame, and any GRAB or OPEN the hot path does not read, takes the general
+//! path (frame decode, request decode, routing, handler), which says the same
+//! of them.
 
+use hongbao_protocol::body::{EnvelopeUser, FixedBody};
+use hongbao_protocol::hot_path::{read_envelope_user_request, EnvelopeUserOp, ENVELOPE_USER_FRAME_LEN};
 use hongbao_protocol::{decode_frame, Request};
 
 use crate::forward::{owner_of, Forwarder};
-use crate::handler::{answer_frame, answer_frame_error, answer_request, refuse_unauthenticated};
+use crate::handler::{
+    answer_frame, answer_frame_error, answer_grab, answer_open, answer_request, refuse_unauthenticated,
+};
 use crate::shard::Shard;
 
 /// Answers are written once they pass this many bytes, even in the middle of a
@@ -40,10 +50,34 @@ pub fn answer_buffer(
 ) -> (usize, Next) {
     let now_ms = shard.now_ms();
     let mut engine = shard.engine.borrow_mut();
+    // GRAB and OPEN, nearly every frame of a storm, take the hot path when
+    // nothing else would be said of them: their body is within the server's
+    // limit, the log takes changes (neither changes during this call, which
+    // does not yield), and the connection may ask.
+    let hot = shard.max_body_bytes as usize >= EnvelopeUser::SIZE && !shard.refuses_changes();
+    let auth_required = shard.auth.required();
     let mut at = 0;
     loop {
         if out.len() >= OUT_FLUSH_BYTES {
             return (at, Next::Write);
+        }
+        if hot && (*authenticated || !auth_required) {
+            if let Some(request) = read_envelope_user_request(&bytes[at..]) {
+                // Routed as the general path routes a GRAB or OPEN.
+                match owner_of(&Request::Grab(request.body), shard.id, shard.shard_count) {
+                    Some(owner) => forwarder.push(owner, &bytes[at..at + ENVELOPE_USER_FRAME_LEN]),
+                    None => {
+                        crate::counters::add(&shard.counters.requests, 1);
+                        let (id, body) = (request.request_id, &request.body);
+                        match request.op {
+                            EnvelopeUserOp::Grab => answer_grab(shard, &mut engine, now_ms, id, body, out),
+                            EnvelopeUserOp::Open => answer_open(shard, &mut engine, now_ms, id, body, out),
+                        }
+                    }
+                }
+                at += ENVELOPE_USER_FRAME_LEN;
+                continue;
+            }
         }
         // The server's own body limit (at most the protocol's), judged as soon
         // as the header is in, before the body is waited for.
