@@ -18,6 +18,7 @@ use hongbao_protocol::body::{
     ClaimEntry, CreateResponse, EnvelopeKind, EnvelopeState, FixedBody, GrabResponse, OpenResponse,
     QueryResponse,
 };
+use hongbao_protocol::hot_path_client::{EnvelopeUserAnswer, EnvelopeUserResponse};
 use hongbao_protocol::response::{Claims, Response, ShardPorts};
 use hongbao_protocol::{EnvelopeId, FrameError, Opcode, Status, VERSION};
 use zerocopy::FromZeros;
@@ -232,6 +233,21 @@ pub fn decode<'a>(sent: Opcode, response: &Response<'a>) -> Result<Answer<'a>, C
         Opcode::Stats => AnswerBody::Stats(Some(Box::new(StatsAnswer::decode(response)?))),
     };
     Ok(Answer { request_id: response.request_id, status, body })
+}
+
+/// A GRAB or OPEN answer the protocol's fast path read
+/// ([`read_envelope_user_response`](hongbao_protocol::hot_path_client::read_envelope_user_response)),
+/// as the answer to a request of opcode `sent`: the same [`Answer`] that
+/// [`decode`] makes of the same bytes.
+pub fn from_envelope_user(sent: Opcode, fast: &EnvelopeUserResponse) -> Result<Answer<'static>, ClientError> {
+    let body = match (sent, &fast.body) {
+        (Opcode::Grab, EnvelopeUserAnswer::Grab(g)) => AnswerBody::Grab(grabbed(g)),
+        (Opcode::Open, EnvelopeUserAnswer::Open(o)) => AnswerBody::Open(opened(o)),
+        (expected, body) => {
+            return Err(ClientError::OpcodeMismatch { expected, found: body.opcode() as u8 });
+        }
+    };
+    Ok(Answer { request_id: fast.request_id, status: fast.status, body })
 }
 
 fn refused_body(sent: Opcode) -> AnswerBody<'static> {

@@ -1,8 +1,12 @@
 //! The body of the `frame_decoder` fuzz target, here so that the fuzzer and
 //! the corpus regression test run the very same code: arbitrary bytes through
 //! the frame, request, response and answer decoders. Nothing may panic; a
-//! request that decodes must encode back to its bytes.
+//! request that decodes must encode back to its bytes, and the GRAB and OPEN
+//! fast paths (server and client side) must judge every frame exactly as the
+//! general decoders do.
 
+use hongbao_protocol::hot_path::read_envelope_user_request;
+use hongbao_protocol::hot_path_client::read_envelope_user_response;
 use hongbao_protocol::response::Response;
 use hongbao_protocol::{decode_frame, Opcode, Request};
 
@@ -10,17 +14,25 @@ use hongbao_protocol::{decode_frame, Opcode, Request};
 pub fn frames(data: &[u8]) {
     let mut at = 0;
     while at < data.len() {
+        let fast_request = read_envelope_user_request(&data[at..]);
+        let fast_response = read_envelope_user_response(&data[at..]);
         let frame = match decode_frame(&data[at..]) {
             Ok(Some(frame)) => frame,
-            Ok(None) => break,
-            Err(error) => match error.skippable_len() {
-                Some(len) => {
-                    at += len;
-                    continue;
+            other => {
+                assert!(fast_request.is_none() && fast_response.is_none(), "a fast path read {other:?}");
+                match other {
+                    Err(error) => match error.skippable_len() {
+                        Some(len) => {
+                            at += len;
+                            continue;
+                        }
+                        None => break,
+                    },
+                    _ => break,
                 }
-                None => break,
-            },
+            }
         };
+        same_as_general(&frame, fast_request, fast_response);
         let bytes = &data[at..at + frame.wire_len()];
         if let Ok(request) = Request::decode(&frame) {
             let mut encoded = Vec::new();
@@ -38,4 +50,35 @@ pub fn frames(data: &[u8]) {
         }
         at += frame.wire_len();
     }
+}
+
+/// The fast paths' reading of a frame against the general decoders'.
+fn same_as_general(
+    frame: &hongbao_protocol::Frame<'_>,
+    fast_request: Option<hongbao_protocol::hot_path::EnvelopeUserRequest>,
+    fast_response: Option<(hongbao_protocol::hot_path_client::EnvelopeUserResponse, usize)>,
+) {
+    let general_request = match Request::decode(frame) {
+        Ok(Request::Grab(body)) => Some((Opcode::Grab, body)),
+        Ok(Request::Open(body)) => Some((Opcode::Open, body)),
+        _ => None,
+    };
+    let fast = fast_request.map(|r| (r.op.opcode(), r.body));
+    assert_eq!(fast, general_request, "the server's fast path reads a request as the decoder does");
+    if let Some(r) = fast_request {
+        assert_eq!(r.request_id, frame.request_id());
+    }
+    let general_answer = Response::from_frame(frame).ok().and_then(|response| {
+        let opcode = Opcode::from_u8(response.opcode).filter(|o| matches!(o, Opcode::Grab | Opcode::Open))?;
+        let answer = crate::answer::decode(opcode, &response).ok()?;
+        // A frame-level refusal decodes with an empty body; the fast path
+        // leaves those to the decoder.
+        (!response.body.is_empty()).then(|| format!("{answer:?}"))
+    });
+    let fast_answer = fast_response.map(|(r, len)| {
+        assert_eq!(len, frame.wire_len());
+        let answer = crate::answer::from_envelope_user(r.body.opcode(), &r).expect("its own opcode");
+        format!("{answer:?}")
+    });
+    assert_eq!(fast_answer, general_answer, "the client's fast path reads an answer as the decoder does");
 }

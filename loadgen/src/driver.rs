@@ -23,6 +23,10 @@ use std::time::{Duration, Instant};
 
 use hongbao_client::answer;
 use hongbao_protocol::decode_frame;
+use hongbao_protocol::hot_path::EnvelopeUserOp;
+use hongbao_protocol::hot_path_client::{
+    read_envelope_user_response, write_envelope_user_request, EnvelopeUserResponse,
+};
 use hongbao_protocol::response::Response;
 use hongbao_uring::{Completion, Ring, RingConfig};
 
@@ -282,7 +286,16 @@ fn fill(conn: &mut Conn, work: &mut ShardWork, settings: &DriveSettings, now: u6
             None => now,
         };
         let id = conn.in_flight.insert(tag, start);
-        tag.request(settings.expires_in_secs).encode(id, &mut conn.out);
+        match tag {
+            // The storm's bulk, written in one copy.
+            Tag::Grab { envelope, user, .. } => {
+                write_envelope_user_request(&mut conn.out, EnvelopeUserOp::Grab, id, envelope, user)
+            }
+            Tag::Open { envelope, user, .. } => {
+                write_envelope_user_request(&mut conn.out, EnvelopeUserOp::Open, id, envelope, user)
+            }
+            _ => tag.request(settings.expires_in_secs).encode(id, &mut conn.out),
+        }
     }
 }
 
@@ -300,18 +313,32 @@ fn read_answers(conn: &mut Conn, data: &[u8], figures: &mut Figures<'_>) -> Resu
     let mut each = |bytes: &[u8], in_flight: &mut InFlight| -> Result<usize, String> {
         let mut at = 0;
         loop {
-            let frame = match decode_frame(&bytes[at..]) {
-                Ok(Some(frame)) => frame,
-                Ok(None) => return Ok(at),
-                Err(e) => return Err(format!("bad frame from the server: {e}")),
+            // GRAB and OPEN answers in one pass; anything else (or a frame
+            // not whole yet) through the general decoder, which judges it.
+            let (request_id, decoded) = match read_envelope_user_response(&bytes[at..]) {
+                Some((fast, len)) => {
+                    at += len;
+                    (fast.request_id, Decoded::Fast(fast))
+                }
+                None => {
+                    let frame = match decode_frame(&bytes[at..]) {
+                        Ok(Some(frame)) => frame,
+                        Ok(None) => return Ok(at),
+                        Err(e) => return Err(format!("bad frame from the server: {e}")),
+                    };
+                    at += frame.wire_len();
+                    let response = Response::from_frame(&frame).map_err(|e| format!("bad response: {e}"))?;
+                    (response.request_id, Decoded::General(response))
+                }
             };
-            at += frame.wire_len();
-            let response = Response::from_frame(&frame).map_err(|e| format!("bad response: {e}"))?;
-            let Some((tag, start)) = in_flight.remove(response.request_id) else {
-                return Err(format!("answer to request id {} that is not in flight", response.request_id));
+            let Some((tag, start)) = in_flight.remove(request_id) else {
+                return Err(format!("answer to request id {request_id} that is not in flight"));
             };
-            let answer = answer::decode(tag.opcode(), &response)
-                .map_err(|e| format!("bad {} answer: {e}", tag.opcode()))?;
+            let answer = match &decoded {
+                Decoded::Fast(fast) => answer::from_envelope_user(tag.opcode(), fast),
+                Decoded::General(response) => answer::decode(tag.opcode(), response),
+            }
+            .map_err(|e| format!("bad {} answer: {e}", tag.opcode()))?;
             if measured {
                 tally.record(slot_of(tag.opcode()), answer.status, now_ns.saturating_sub(start) / 1_000);
             }
@@ -331,6 +358,12 @@ fn read_answers(conn: &mut Conn, data: &[u8], figures: &mut Figures<'_>) -> Resu
         figures.recorder.count_second(second, answered);
     }
     Ok(answered)
+}
+
+/// An answer as read: by the GRAB and OPEN fast path, or in general.
+enum Decoded<'a> {
+    Fast(EnvelopeUserResponse),
+    General(Response<'a>),
 }
 
 /// Nanoseconds from `start` to `now`.

@@ -35,6 +35,7 @@ pub mod envelope_id;
 pub mod error;
 pub mod header;
 pub mod hot_path;
+pub mod hot_path_client;
 pub mod limits;
 pub mod opcode;
 pub mod request;
