@@ -40,12 +40,14 @@ fn the_endpoint_counts_what_was_sent() {
     }
     assert_eq!(client.query(EnvelopeId::new(0, 999), 0, 0).unwrap().status, Status::NotFound);
 
-    // Published every tick: poll until they arrive (bounded).
+    // Each shard publishes on its own tick, and the requests went to both:
+    // poll (bounded) until the last request of each kind is in.
     let addr = metrics.parse().unwrap();
     let mut samples = Vec::new();
     for _ in 0..100 {
         samples = parse(&scrape(addr));
-        if requests(&samples, "open", "ok") == 2.0 {
+        let arrived = [("create", "ok", 3.0), ("open", "ok", 2.0), ("query", "not_found", 1.0)];
+        if arrived.iter().all(|(op, status, n)| requests(&samples, op, status) == *n) {
             break;
         }
         std::thread::sleep(Duration::from_millis(30));
