@@ -140,7 +140,10 @@ pub async fn run(shard: Rc<Shard>, mesh: Rc<MeshSenders>, listeners: Vec<Listene
             }
         };
         let now = Instant::now();
-        if worked {
+        // Answers waiting for the log count as work: the log's write and
+        // sync are seen only while glommio polls, and parking would leave
+        // them to a wake-up.
+        if worked || state.waits_for_log() {
             busy_at = now;
         }
         if now >= next_sweep {
@@ -160,10 +163,12 @@ pub async fn run(shard: Rc<Shard>, mesh: Rc<MeshSenders>, listeners: Vec<Listene
             let timeout = glommio::timer::sleep(PARK_MAX.min(next_sweep.saturating_duration_since(now)));
             futures_lite::future::or(doorbell.wait(), timeout).await;
             ring.unpark();
-        } else if !worked || now >= next_breath {
+        } else if !worked || now >= next_breath || state.waits_for_log() {
             // A timer that is not due yet takes the loop off the run queue,
             // so glommio polls its rings (spinning, see `--spin-us`) and
-            // comes back when the timer fires.
+            // comes back when the timer fires. While answers wait for the
+            // log this happens every turn: the log writer's write and sync
+            // are submitted and seen only when glommio polls.
             glommio::timer::sleep(BREATH).await;
             next_breath = Instant::now() + BREATHE_EVERY;
         } else {
@@ -209,6 +214,11 @@ impl State {
             }
         }
         Ok(worked)
+    }
+
+    /// Whether answers wait for the log (or changes were just journaled).
+    fn waits_for_log(&self) -> bool {
+        self.shard.commit.is_some() && !self.waiting.is_empty()
     }
 
     /// The last durable log record (everything, without a log).
