@@ -42,6 +42,12 @@ impl Auth {
         Ok(Auth { token: Some(token.to_vec()) })
     }
 
+    /// `token` as the credential, if it is 1 to [`MAX_TOKEN_LEN`] bytes.
+    pub fn with_token(token: &[u8]) -> Option<Auth> {
+        (!token.is_empty() && token.len() <= MAX_TOKEN_LEN as usize)
+            .then(|| Auth { token: Some(token.to_vec()) })
+    }
+
     /// Whether connections must authenticate.
     pub fn required(&self) -> bool {
         self.token.is_some()

@@ -24,3 +24,8 @@ fn the_frame_decoder_corpus_runs_clean() {
 fn the_log_replay_corpus_runs_clean() {
     assert!(each_input("log_replay", hongbao_server::fuzz::log_replay) >= 6);
 }
+
+#[test]
+fn the_server_input_corpus_runs_clean() {
+    assert!(each_input("server_input", hongbao_server::fuzz::server_input) >= 9);
+}
