@@ -22,12 +22,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hongbao_client::answer;
+use hongbao_protocol::codec::bytes_to_complete;
 use hongbao_protocol::decode_frame;
 use hongbao_protocol::hot_path::EnvelopeUserOp;
 use hongbao_protocol::hot_path_client::{
-    read_envelope_user_response, write_envelope_user_request, EnvelopeUserResponse,
+    read_envelope_user_response, write_envelope_user_request, EnvelopeUserAnswer, EnvelopeUserResponse,
 };
 use hongbao_protocol::response::Response;
+use hongbao_protocol::Opcode;
 use hongbao_uring::{Completion, Ring, RingConfig};
 
 use crate::results::{slot_of, Recorder, Tally};
@@ -334,25 +336,60 @@ fn read_answers(conn: &mut Conn, data: &[u8], figures: &mut Figures<'_>) -> Resu
             let Some((tag, start)) = in_flight.remove(request_id) else {
                 return Err(format!("answer to request id {request_id} that is not in flight"));
             };
-            let answer = match &decoded {
-                Decoded::Fast(fast) => answer::from_envelope_user(tag.opcode(), fast),
-                Decoded::General(response) => answer::decode(tag.opcode(), response),
+            let latency_us = now_ns.saturating_sub(start) / 1_000;
+            match &decoded {
+                Decoded::Fast(fast) => {
+                    // The storm's bulk: no decoded answer, only what the
+                    // workload and the figures need.
+                    let (opcode, amount_cents) = match fast.body {
+                        EnvelopeUserAnswer::Grab(g) => (Opcode::Grab, g.amount_cents.get()),
+                        EnvelopeUserAnswer::Open(o) => (Opcode::Open, o.amount_cents.get()),
+                    };
+                    if opcode != tag.opcode() {
+                        return Err(format!("a {opcode} answer to a {} request", tag.opcode()));
+                    }
+                    if measured {
+                        tally.record(slot_of(opcode), fast.status, latency_us);
+                    }
+                    work.on_envelope_user(tag, fast.status, amount_cents);
+                }
+                Decoded::General(response) => {
+                    let answer = answer::decode(tag.opcode(), response)
+                        .map_err(|e| format!("bad {} answer: {e}", tag.opcode()))?;
+                    if measured {
+                        tally.record(slot_of(tag.opcode()), answer.status, latency_us);
+                    }
+                    work.on_answer(tag, &answer);
+                }
             }
-            .map_err(|e| format!("bad {} answer: {e}", tag.opcode()))?;
-            if measured {
-                tally.record(slot_of(tag.opcode()), answer.status, now_ns.saturating_sub(start) / 1_000);
-            }
-            work.on_answer(tag, &answer);
             answered += 1;
         }
     };
+    let mut data = data;
+    if !conn.input.is_empty() {
+        // A frame cut by the last receive: copy only what completes it,
+        // answer it, and read the rest of this receive in place.
+        loop {
+            let need = bytes_to_complete(&conn.input);
+            if need == 0 || data.is_empty() {
+                break;
+            }
+            let take = need.min(data.len());
+            conn.input.extend_from_slice(&data[..take]);
+            data = &data[take..];
+        }
+        if bytes_to_complete(&conn.input) == 0 {
+            let used = each(&conn.input, &mut conn.in_flight)?;
+            conn.input.drain(..used);
+        }
+    }
     if conn.input.is_empty() {
         let used = each(data, &mut conn.in_flight)?;
         conn.input.extend_from_slice(&data[used..]);
     } else {
+        // Still waiting for that frame's end (or it was not whole after
+        // all): keep everything in order behind it.
         conn.input.extend_from_slice(data);
-        let used = each(&conn.input, &mut conn.in_flight)?;
-        conn.input.drain(..used);
     }
     if measured {
         figures.recorder.count_second(second, answered);

@@ -67,6 +67,21 @@ pub fn decode_frame(buf: &[u8]) -> Result<Option<Frame<'_>>, FrameError> {
     Ok(Some(Frame { header, body }))
 }
 
+/// How many more bytes the frame whose first bytes are `partial` needs: first
+/// the rest of the header, then the body it announces. A reader that keeps a
+/// partial frame from one receive copies only this many bytes of the next
+/// one, answers that frame, and reads the rest of the receive in place.
+/// A length beyond the protocol's limit counts as the limit: the decoder
+/// refuses such a frame as soon as its header is whole.
+pub fn bytes_to_complete(partial: &[u8]) -> usize {
+    if partial.len() < HEADER_LEN {
+        return HEADER_LEN - partial.len();
+    }
+    let body_len = u32::from_le_bytes([partial[8], partial[9], partial[10], partial[11]]);
+    let body_len = body_len.min(crate::limits::MAX_BODY_LEN) as usize;
+    (HEADER_LEN + body_len).saturating_sub(partial.len())
+}
+
 /// Appends a whole frame: `header` (whose `body_len` is set here) and the
 /// concatenation of `parts` as its body.
 pub fn write_frame(out: &mut Vec<u8>, mut header: Header, parts: &[&[u8]]) {
@@ -109,5 +124,32 @@ impl ResponseBuilder {
         let body_len = u32::try_from(body_len).expect("body length fits u32");
         assert!(body_len <= crate::limits::MAX_BODY_LEN, "response body above the limit");
         out[self.start + 8..self.start + 12].copy_from_slice(&body_len.to_le_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Request, Status};
+
+    #[test]
+    fn a_partial_frame_needs_the_rest_of_its_header_then_its_body() {
+        let mut frame = Vec::new();
+        write_response(&mut frame, 0x11, 9, Status::Ok, &[&[0; 24]]);
+        for cut in 0..frame.len() {
+            let need = bytes_to_complete(&frame[..cut]);
+            if cut < HEADER_LEN {
+                assert_eq!(need, HEADER_LEN - cut);
+            } else {
+                assert_eq!(cut + need, frame.len());
+            }
+        }
+        assert_eq!(bytes_to_complete(&frame), 0);
+        let mut ping = Vec::new();
+        Request::Ping.encode(1, &mut ping);
+        assert_eq!(bytes_to_complete(&ping), 0);
+        let mut huge = ping.clone();
+        huge[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(bytes_to_complete(&huge), crate::limits::MAX_BODY_LEN as usize, "capped at the limit");
     }
 }

@@ -268,32 +268,11 @@ impl ShardWork {
                     self.grabbable.push_back(slot);
                 }
             }
-            (Tag::Grab { slot, envelope, user }, AnswerBody::Grab(grabbed)) => {
-                let Some(env) = active(&mut self.envelopes, slot, envelope) else { return };
-                env.outstanding -= 1;
-                match answer.status {
-                    Status::Ok => {
-                        env.outstanding += 1;
-                        self.opens.push_back((slot, envelope, user));
-                    }
-                    Status::AlreadyGrabbed if grabbed.amount_cents > 0 => {
-                        if let Some(v) = env.ledger.record_open(user, grabbed.amount_cents, self.cap_cents) {
-                            self.violations.push(v);
-                        }
-                    }
-                    _ => {}
-                }
-                self.maybe_retire(slot);
+            (Tag::Grab { .. }, AnswerBody::Grab(grabbed)) => {
+                self.on_envelope_user(tag, answer.status, grabbed.amount_cents)
             }
-            (Tag::Open { slot, envelope, user }, AnswerBody::Open(opened)) => {
-                let Some(env) = active(&mut self.envelopes, slot, envelope) else { return };
-                env.outstanding -= 1;
-                if answer.status == Status::Ok {
-                    if let Some(v) = env.ledger.record_open(user, opened.amount_cents, self.cap_cents) {
-                        self.violations.push(v);
-                    }
-                }
-                self.maybe_retire(slot);
+            (Tag::Open { .. }, AnswerBody::Open(opened)) => {
+                self.on_envelope_user(tag, answer.status, opened.amount_cents)
             }
             (Tag::Query { slot, envelope }, AnswerBody::Query(Some(query))) => {
                 let Some(env) = active(&mut self.envelopes, slot, envelope) else { return };
@@ -309,6 +288,33 @@ impl ShardWork {
             (Tag::Query { .. } | Tag::Ping, _) => {}
             (tag, body) => self.violations.push(format!("answer {body:?} does not fit request {tag:?}")),
         }
+    }
+
+    /// Takes in the answer to a GRAB or OPEN (`tag`): its status and the
+    /// amount it reports. The storm's bulk comes straight here from the
+    /// protocol's fast path, without a decoded [`Answer`].
+    pub fn on_envelope_user(&mut self, tag: Tag, status: Status, amount_cents: u64) {
+        let (slot, envelope, user, grab) = match tag {
+            Tag::Grab { slot, envelope, user } => (slot, envelope, user, true),
+            Tag::Open { slot, envelope, user } => (slot, envelope, user, false),
+            _ => unreachable!("only GRAB and OPEN answers come here"),
+        };
+        let Some(env) = active(&mut self.envelopes, slot, envelope) else { return };
+        env.outstanding -= 1;
+        match (grab, status) {
+            (true, Status::Ok) => {
+                env.outstanding += 1;
+                self.opens.push_back((slot, envelope, user));
+            }
+            // A paid share: OPEN's OK, or a GRAB told it was already paid.
+            (false, Status::Ok) | (true, Status::AlreadyGrabbed) if !grab || amount_cents > 0 => {
+                if let Some(v) = env.ledger.record_open(user, amount_cents, self.cap_cents) {
+                    self.violations.push(v);
+                }
+            }
+            _ => {}
+        }
+        self.maybe_retire(slot);
     }
 
     /// Retires an envelope whose racers have all been answered.

@@ -24,6 +24,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use hongbao_protocol::codec::bytes_to_complete;
 use hongbao_uring::{socket, Completion, Doorbell, Ring, RingConfig};
 
 use crate::counters::add;
@@ -246,7 +247,19 @@ impl State {
                     conn.cancelling = false;
                 }
                 if conn.life == Life::Open {
-                    if conn.input.is_empty() && conn.can_answer(durable) {
+                    let mut data = data;
+                    if !conn.input.is_empty() && conn.can_answer(durable) {
+                        // A frame cut by the last receive: copy only what
+                        // completes it and answer it, so that the rest of
+                        // this receive can be answered in place.
+                        data = complete_partial_frame(conn, data);
+                        if bytes_to_complete(&conn.input) == 0 {
+                            self.journaled |= answer(&self.shard, conn, None);
+                        }
+                    }
+                    if conn.life != Life::Open {
+                        // That frame closes the connection: nothing after it counts.
+                    } else if conn.input.is_empty() && conn.can_answer(durable) {
                         // The common case: answer straight from the ring's buffer.
                         self.journaled |= answer(&self.shard, conn, Some(data));
                     } else {
@@ -517,6 +530,21 @@ fn answer(shard: &Shard, conn: &mut Conn, data: Option<&[u8]>) -> bool {
     let journaled = (last != since).then_some(last);
     conn.answered(journaled, next, Instant::now());
     journaled.is_some()
+}
+
+/// Moves from `data` into the connection's buffered input the bytes that
+/// complete the partial frame it holds (or as many as there are); returns
+/// the rest of `data`.
+fn complete_partial_frame<'d>(conn: &mut Conn, mut data: &'d [u8]) -> &'d [u8] {
+    loop {
+        let need = bytes_to_complete(&conn.input);
+        if need == 0 || data.is_empty() {
+            return data;
+        }
+        let take = need.min(data.len());
+        conn.input.extend_from_slice(&data[..take]);
+        data = &data[take..];
+    }
 }
 
 /// Starts the send of `conn`'s answers if they may go.
