@@ -20,6 +20,10 @@ pub const CONNECTIONS_PER_IP_MAX_DEFAULT: usize = 1_000;
 pub const READ_BUFFER_BYTES_DEFAULT: usize = 256 * 1024;
 /// Smallest allowed receive buffer limit: two largest frames.
 pub const READ_BUFFER_BYTES_MIN: usize = 2 * hongbao_protocol::limits::MAX_FRAME_LEN;
+/// Default most requests a connection may have received and not yet had
+/// answered: deep enough for any pipelining client (the load generator runs
+/// 1,024 deep), small enough that one connection's batch is a bounded stall.
+pub const IN_FLIGHT_MAX_DEFAULT: usize = 4_096;
 /// Default seconds to authenticate.
 pub const AUTH_TIMEOUT_SECS_DEFAULT: u64 = 10;
 /// Default seconds to finish a frame once started.
@@ -128,6 +132,12 @@ pub struct Args {
     #[arg(long, default_value_t = READ_BUFFER_BYTES_DEFAULT, value_name = "BYTES")]
     pub max_buffered_bytes: usize,
 
+    /// Most requests a connection may have sent and not yet had answered; past
+    /// it the server answers what it has and reads no more from that
+    /// connection until the answers are out (TCP back-pressure).
+    #[arg(long, default_value_t = IN_FLIGHT_MAX_DEFAULT, value_name = "N")]
+    pub max_in_flight: usize,
+
     /// Largest frame body accepted, in bytes (at most the protocol's 65,536;
     /// HELLO reports it). A request with a larger body is answered
     /// frame_too_large as soon as its header arrives, and its connection closed.
@@ -207,6 +217,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Connections per source address per shard.
     pub max_connections_per_ip: usize,
+    /// Requests in flight per connection.
+    pub max_in_flight: usize,
     /// Largest frame body accepted.
     pub max_body_bytes: u32,
     /// Receive buffer per connection.
@@ -289,6 +301,7 @@ impl Args {
         check_limit("--max-connections", self.max_connections as u64, 1, 1 << 20)?;
         check_limit("--spin-us", self.spin_us, 0, 1_000_000)?;
         check_limit("--max-connections-per-ip", self.max_connections_per_ip as u64, 1, 1 << 20)?;
+        check_limit("--max-in-flight", self.max_in_flight as u64, 1, 1 << 20)?;
         // Room for the largest fixed body and a HELLO with the longest token.
         let body_min = 16 + u64::from(hongbao_protocol::limits::MAX_TOKEN_LEN);
         check_limit(
@@ -339,6 +352,7 @@ impl Args {
             engine,
             max_connections: self.max_connections,
             max_connections_per_ip: self.max_connections_per_ip,
+            max_in_flight: self.max_in_flight,
             max_body_bytes: self.max_body_bytes,
             read_buffer_bytes: self.max_buffered_bytes,
             spin: std::time::Duration::from_micros(self.spin_us),

@@ -75,6 +75,8 @@ pub struct Shard {
     pub max_body_bytes: u32,
     /// Most connections from one source address, on this shard.
     pub max_connections_per_ip: usize,
+    /// Most requests a connection may have taken and not yet sent back.
+    pub max_in_flight: usize,
     /// Open connections by source address.
     pub per_source: RefCell<ahash::AHashMap<std::net::IpAddr, usize>>,
 }
@@ -193,6 +195,7 @@ pub async fn run_shard(
         auth_timeout: config.auth_timeout,
         frame_timeout: config.frame_timeout,
         max_connections_per_ip: config.max_connections_per_ip,
+        max_in_flight: config.max_in_flight,
         max_body_bytes: config.max_body_bytes,
         per_source: RefCell::new(ahash::AHashMap::new()),
     });

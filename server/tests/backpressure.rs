@@ -112,3 +112,41 @@ fn small_socket_buffers(stream: &TcpStream) {
         assert_eq!(done, 0, "setsockopt {option}");
     }
 }
+
+#[test]
+fn a_tiny_in_flight_limit_answers_every_pipelined_request() {
+    // Two requests at a time per connection: a pipeline of a thousand is
+    // answered two by two, each pair once the last is out, in order.
+    let server = TestServer::start(1, &["--max-in-flight", "2"]);
+    let mut setup = Client::connect(server.main).unwrap();
+    let envelope = setup.create(1, 1_000, 10, EnvelopeKind::Random, 0).unwrap().body.unwrap().envelope;
+    let mut bytes = Vec::new();
+    let mut id = 0;
+    for user in 1..=500u64 {
+        id += 1;
+        requests::grab(envelope, user).encode(id, &mut bytes);
+        id += 1;
+        requests::open(envelope, user).encode(id, &mut bytes);
+    }
+    let mut stream = TcpStream::connect(server.main).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream.write_all(&bytes).unwrap();
+    let (mut buf, mut chunk, mut answers) = (Vec::new(), vec![0u8; 4096], Vec::new());
+    while answers.len() < id as usize {
+        let n = stream.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed after {} answers", answers.len());
+        buf.extend_from_slice(&chunk[..n]);
+        let mut at = 0;
+        while let Some(frame) = decode_frame(&buf[at..]).unwrap() {
+            answers.push((frame.request_id(), frame.header.status()));
+            at += frame.wire_len();
+        }
+        buf.drain(..at);
+    }
+    let ids: Vec<u64> = answers.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, (1..=id).collect::<Vec<_>>(), "every request answered once, in order");
+    let paid = answers.iter().filter(|(id, status)| id % 2 == 0 && *status == Status::Ok).count();
+    assert_eq!(paid, 10, "ten shares paid, to the first ten users");
+    let report = setup.query_all(envelope).unwrap().body.unwrap();
+    assert_eq!(report.summary.paid_cents, 1_000);
+}

@@ -27,5 +27,5 @@ fn the_log_replay_corpus_runs_clean() {
 
 #[test]
 fn the_server_input_corpus_runs_clean() {
-    assert!(each_input("server_input", hongbao_server::fuzz::server_input) >= 9);
+    assert!(each_input("server_input", hongbao_server::fuzz::server_input) >= 10);
 }

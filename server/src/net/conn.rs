@@ -5,9 +5,10 @@
 //!
 //! A connection answers a batch only once every answer it produced before is
 //! durable (so a group commit never waits for answers it does not cover), and
-//! only while its output is below [`OUT_FLUSH_BYTES`] and no forwarded batch of
-//! its own is out; meanwhile what arrives is kept in `input`, up to the
-//! buffered-bytes limit, past which its receive is cancelled (TCP
+//! only while its output is below [`OUT_FLUSH_BYTES`], it has fewer than
+//! `--max-in-flight` requests taken and not yet sent back, and no forwarded
+//! batch of its own is out; meanwhile what arrives is kept in `input`, up to
+//! the buffered-bytes limit, past which its receive is cancelled (TCP
 //! back-pressure) until it drains.
 
 use std::net::IpAddr;
@@ -75,6 +76,13 @@ pub struct Conn {
     /// The socket has been shut down (a closing connection's ring operations
     /// end at once).
     pub shut: bool,
+    /// Requests taken (answered, refused or forwarded) since the last send
+    /// started, and those the send in flight answers.
+    pub unsent: usize,
+    /// Requests the send in flight answers.
+    pub in_send: usize,
+    /// Most requests taken and not yet sent back (`--max-in-flight`).
+    pub in_flight_max: usize,
 }
 
 impl Conn {
@@ -108,6 +116,9 @@ impl Conn {
             peer_done: false,
             life: Life::Open,
             shut: false,
+            unsent: 0,
+            in_send: 0,
+            in_flight_max: usize::MAX,
         }
     }
 
@@ -117,6 +128,12 @@ impl Conn {
             && self.forwarder.is_some()
             && self.out.len() < OUT_FLUSH_BYTES
             && self.out_need <= durable
+            && self.frames_allowed() > 0
+    }
+
+    /// Requests it may take now before it reaches its in-flight limit.
+    pub fn frames_allowed(&self) -> usize {
+        self.in_flight_max.saturating_sub(self.unsent + self.in_send)
     }
 
     /// Whether `out` may be sent now.
@@ -173,6 +190,7 @@ impl Conn {
         let mut buffer = self.spare.take().expect("can_send checked the spare buffer");
         std::mem::swap(&mut buffer, &mut self.out);
         self.send_started = Some((now, self.out_since.take().unwrap_or(now)));
+        self.in_send = std::mem::take(&mut self.unsent);
         buffer
     }
 
@@ -181,6 +199,7 @@ impl Conn {
         buffer.clear();
         self.spare = Some(buffer);
         self.send_started = None;
+        self.in_send = 0;
     }
 }
 
@@ -229,6 +248,22 @@ mod tests {
         assert!(c.finished(), "drained: nothing buffered, nothing out, nothing in the ring");
         c.receiving = true;
         assert!(!c.finished(), "its receive must end first");
+    }
+
+    #[test]
+    fn the_in_flight_limit_counts_requests_until_their_send_is_done() {
+        let mut c = conn();
+        c.in_flight_max = 10;
+        c.unsent = 7;
+        assert_eq!(c.frames_allowed(), 3);
+        c.out.extend_from_slice(&[1; 24]);
+        let buffer = c.take_out(Instant::now());
+        assert_eq!((c.unsent, c.in_send, c.frames_allowed()), (0, 7, 3), "sending still counts");
+        c.unsent = 3;
+        assert!(!c.can_answer(0), "at the limit");
+        c.sent(buffer);
+        assert_eq!(c.frames_allowed(), 7);
+        assert!(c.can_answer(0));
     }
 
     #[test]

@@ -387,6 +387,7 @@ impl State {
             !shard.auth.required(),
             Instant::now() + shard.auth_timeout,
         );
+        conn.in_flight_max = shard.max_in_flight;
         ring.receive(conn.fd.as_raw_fd(), token);
         conn.receiving = true;
         add(&shard.counters.connections, 1);
@@ -512,23 +513,32 @@ impl State {
 /// buffered input). Returns whether the engine journaled changes.
 fn answer(shard: &Shard, conn: &mut Conn, data: Option<&[u8]>) -> bool {
     let since = shard.last_change();
+    let frames_max = conn.frames_allowed();
     let forwarder = conn.forwarder.as_mut().expect("can_answer: no batch is out");
-    let consumed;
-    let next;
-    match data {
+    let answered = match data {
         Some(data) => {
-            (consumed, next) = answer_buffer(shard, data, forwarder, &mut conn.out, &mut conn.authenticated);
-            conn.input.extend_from_slice(&data[consumed..]);
+            let answered =
+                answer_buffer(shard, data, forwarder, &mut conn.out, &mut conn.authenticated, frames_max);
+            conn.input.extend_from_slice(&data[answered.consumed..]);
+            answered
         }
         None => {
-            (consumed, next) =
-                answer_buffer(shard, &conn.input, forwarder, &mut conn.out, &mut conn.authenticated);
-            conn.input.drain(..consumed);
+            let answered = answer_buffer(
+                shard,
+                &conn.input,
+                forwarder,
+                &mut conn.out,
+                &mut conn.authenticated,
+                frames_max,
+            );
+            conn.input.drain(..answered.consumed);
+            answered
         }
-    }
+    };
+    conn.unsent += answered.frames;
     let last = shard.last_change();
     let journaled = (last != since).then_some(last);
-    conn.answered(journaled, next, Instant::now());
+    conn.answered(journaled, answered.next, Instant::now());
     journaled.is_some()
 }
 

@@ -39,15 +39,27 @@ pub enum Next {
     Close,
 }
 
+/// What [`answer_buffer`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Answered {
+    /// Bytes of the buffer taken.
+    pub consumed: usize,
+    /// Frames taken (answered, refused or queued for another shard).
+    pub frames: usize,
+    /// What to do next.
+    pub next: Next,
+}
+
 /// Answers or queues the whole frames at the front of `bytes`, until they run
-/// out or the output is full. Returns the bytes consumed and what to do next.
+/// out, the output is full, or `frames_max` frames are taken.
 pub fn answer_buffer(
     shard: &Shard,
     bytes: &[u8],
     forwarder: &mut Forwarder,
     out: &mut Vec<u8>,
     authenticated: &mut bool,
-) -> (usize, Next) {
+    frames_max: usize,
+) -> Answered {
     let now_ms = shard.now_ms();
     let mut engine = shard.engine.borrow_mut();
     // GRAB and OPEN, nearly every frame of a storm, take the hot path when
@@ -57,9 +69,11 @@ pub fn answer_buffer(
     let hot = shard.max_body_bytes as usize >= EnvelopeUser::SIZE && !shard.refuses_changes();
     let auth_required = shard.auth.required();
     let mut at = 0;
+    let mut frames = 0;
+    let done = |consumed, frames, next| Answered { consumed, frames, next };
     loop {
-        if out.len() >= OUT_FLUSH_BYTES {
-            return (at, Next::Write);
+        if out.len() >= OUT_FLUSH_BYTES || frames >= frames_max {
+            return done(at, frames, Next::Write);
         }
         if hot && (*authenticated || !auth_required) {
             if let Some(request) = read_envelope_user_request(&bytes[at..]) {
@@ -76,6 +90,7 @@ pub fn answer_buffer(
                     }
                 }
                 at += ENVELOPE_USER_FRAME_LEN;
+                frames += 1;
                 continue;
             }
         }
@@ -88,21 +103,22 @@ pub fn answer_buffer(
                     hongbao_protocol::FrameError::BodyTooLarge { len: body_len, max: shard.max_body_bytes };
                 if bytes.len() - at >= hongbao_protocol::HEADER_LEN {
                     answer_frame_error(shard, &bytes[at..], &error, out);
-                    return (at, Next::Close);
+                    return done(at, frames + 1, Next::Close);
                 }
             }
         }
         let frame = match decode_frame(&bytes[at..]) {
             Ok(Some(frame)) => frame,
-            Ok(None) => return (at, Next::Read),
+            Ok(None) => return done(at, frames, Next::Read),
             Err(error) => {
                 answer_frame_error(shard, &bytes[at..], &error, out);
+                frames += 1;
                 match error.skippable_len() {
                     Some(len) => {
                         at += len;
                         continue;
                     }
-                    None => return (at, Next::Close),
+                    None => return done(at, frames, Next::Close),
                 }
             }
         };
@@ -118,11 +134,12 @@ pub fn answer_buffer(
             Err(_) => {
                 // Answered (malformed, or unknown opcode and skipped) by the handler.
                 if !answer_frame(shard, &mut engine, now_ms, &frame, out) {
-                    return (at + len, Next::Close);
+                    return done(at + len, frames + 1, Next::Close);
                 }
             }
         }
         at += len;
+        frames += 1;
     }
 }
 
