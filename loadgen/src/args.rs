@@ -92,7 +92,7 @@ pub struct Args {
     pub json: Option<PathBuf>,
 
     /// Write the latency percentile curve and throughput over time to FILE
-    /// (.svg, or .png where rsvg-convert or ImageMagick is installed).
+    /// (.svg or .png, drawn by the load generator itself).
     #[arg(long, value_name = "FILE")]
     pub plot: Option<PathBuf>,
 

@@ -9,15 +9,21 @@
 //! - Throughput over time: answers per second for each second of the run,
 //!   with the run's average, so warm-up effects, stalls and throttling show.
 //!
-//! A PNG is made from the SVG by an external converter (`rsvg-convert`, or
-//! ImageMagick's `convert`), when one is installed.
+//! The layout is drawn once, on a [`Canvas`]: [`svg::Svg`] writes it as an
+//! SVG document, [`raster::Raster`] paints it into pixels for a PNG, so
+//! `--plot run.png` needs no converter, font or library on the machine.
 
-use std::fmt::Write as _;
+mod canvas;
+mod font;
+mod png;
+mod raster;
+mod svg;
+
 use std::io;
 use std::path::Path;
-use std::process::Command;
 
 use crate::report::{group, CurvePoint, OpSummary, Summary, CURVE_NINES_MAX};
+use canvas::{Anchor, Canvas};
 
 /// Picture size in pixels.
 const WIDTH_PX: f64 = 1000.0;
@@ -71,31 +77,24 @@ impl Frame {
 
 /// The run drawn as an SVG document.
 pub fn svg(summary: &Summary, title: &str) -> String {
-    let mut out = String::with_capacity(64 * 1024);
-    let _ = writeln!(
-        out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH_PX}" height="{HEIGHT_PX}" viewBox="0 0 {WIDTH_PX} {HEIGHT_PX}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(out, r##"<rect width="100%" height="100%" fill="#ffffff"/>"##);
-    text(&mut out, WIDTH_PX / 2.0, 30.0, "middle", 18, "bold", title);
-    text(&mut out, WIDTH_PX / 2.0, 52.0, "middle", 12, "normal", &subtitle(summary));
-    latency_panel(&mut out, summary);
-    throughput_panel(&mut out, summary);
-    out.push_str("</svg>\n");
-    out
+    let mut canvas = svg::Svg::new(WIDTH_PX, HEIGHT_PX);
+    draw(&mut canvas, summary, title);
+    canvas.finish()
 }
 
-/// Writes the picture to `path`: an SVG for `.svg`; for `.png`, the SVG next to
-/// it (same name, `.svg`) converted with `rsvg-convert` or `convert`.
+/// The run drawn as a PNG file.
+pub fn png(summary: &Summary, title: &str) -> Vec<u8> {
+    let mut canvas = raster::Raster::new(WIDTH_PX as u32, HEIGHT_PX as u32);
+    draw(&mut canvas, summary, title);
+    canvas.to_png()
+}
+
+/// Writes the picture to `path`, an SVG or a PNG by its extension.
 pub fn write_plot(path: &Path, summary: &Summary, title: &str) -> io::Result<()> {
     let extension = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     match extension.as_deref() {
         Some("svg") => std::fs::write(path, svg(summary, title)),
-        Some("png") => {
-            let svg_path = path.with_extension("svg");
-            std::fs::write(&svg_path, svg(summary, title))?;
-            to_png(&svg_path, path)
-        }
+        Some("png") => std::fs::write(path, png(summary, title)),
         _ => Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("plot path {} must end in .svg or .png", path.display()),
@@ -103,36 +102,11 @@ pub fn write_plot(path: &Path, summary: &Summary, title: &str) -> io::Result<()>
     }
 }
 
-fn to_png(svg_path: &Path, png_path: &Path) -> io::Result<()> {
-    let converters: [(&str, Vec<&std::ffi::OsStr>); 2] = [
-        ("rsvg-convert", vec!["-o".as_ref(), png_path.as_os_str(), svg_path.as_os_str()]),
-        ("convert", vec![svg_path.as_os_str(), png_path.as_os_str()]),
-    ];
-    for (program, args) in converters {
-        let output = match Command::new(program).args(args).output() {
-            Ok(output) => output,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(io::Error::new(e.kind(), format!("{program}: {e}"))),
-        };
-        if !output.status.success() {
-            return Err(io::Error::other(format!(
-                "{program} could not convert {} to PNG ({}): {}",
-                svg_path.display(),
-                output.status,
-                String::from_utf8_lossy(&output.stderr).trim(),
-            )));
-        }
-        return Ok(());
-    }
-    Err(io::Error::new(
-        io::ErrorKind::NotFound,
-        format!(
-            "no SVG converter found (rsvg-convert or convert) to make {}; the SVG is at {}, \
-             or give a .svg path instead",
-            png_path.display(),
-            svg_path.display()
-        ),
-    ))
+fn draw(canvas: &mut dyn Canvas, summary: &Summary, title: &str) {
+    canvas.text(WIDTH_PX / 2.0, 30.0, Anchor::Middle, 18, true, title);
+    canvas.text(WIDTH_PX / 2.0, 52.0, Anchor::Middle, 12, false, &subtitle(summary));
+    latency_panel(canvas, summary);
+    throughput_panel(canvas, summary);
 }
 
 fn subtitle(summary: &Summary) -> String {
@@ -155,9 +129,9 @@ fn subtitle(summary: &Summary) -> String {
     )
 }
 
-fn latency_panel(out: &mut String, summary: &Summary) {
+fn latency_panel(out: &mut dyn Canvas, summary: &Summary) {
     let frame = LATENCY_FRAME;
-    text(out, frame.left, frame.top - 14.0, "start", 14, "bold", "Latency by percentile");
+    out.text(frame.left, frame.top - 14.0, Anchor::Start, 14, true, "Latency by percentile");
     let series: Vec<&OpSummary> =
         summary.ops.iter().chain(std::iter::once(&summary.all)).filter(|op| !op.curve.is_empty()).collect();
     let lowest_us = series.iter().flat_map(|op| &op.curve).map(|p| p.latency_us).min().unwrap_or(1);
@@ -167,15 +141,15 @@ fn latency_panel(out: &mut String, summary: &Summary) {
     for (tick_us, major) in axis.ticks() {
         let y = frame.y(axis.fraction(tick_us as f64));
         grid_line(out, frame.left, y, frame.right(), y, major);
-        text(out, frame.left - 8.0, y + 4.0, "end", 11, "normal", &latency_label(tick_us));
+        out.text(frame.left - 8.0, y + 4.0, Anchor::End, 11, false, &latency_label(tick_us));
     }
     for (nines, label) in NINES_TICKS {
         let x = frame.x(nines / CURVE_NINES_MAX);
         grid_line(out, x, frame.top, x, frame.bottom(), true);
-        text(out, x, frame.bottom() + 18.0, "middle", 11, "normal", label);
+        out.text(x, frame.bottom() + 18.0, Anchor::Middle, 11, false, label);
     }
     border(out, frame);
-    text(out, frame.left + frame.width / 2.0, frame.bottom() + 40.0, "middle", 13, "normal", "percentile");
+    out.text(frame.left + frame.width / 2.0, frame.bottom() + 40.0, Anchor::Middle, 13, false, "percentile");
     y_label(out, frame, "latency (log scale)");
 
     if series.is_empty() {
@@ -192,16 +166,16 @@ fn latency_panel(out: &mut String, summary: &Summary) {
                 (frame.x(p.nines / CURVE_NINES_MAX), frame.y(axis.fraction(p.latency_us as f64)))
             })
             .collect();
-        polyline(out, &points, color, dash, stroke_px);
+        out.polyline(&points, color, dash, stroke_px);
         let label = format!("{} (p99 {})", op.name, crate::report::duration(op.latency_us.p99));
         legend.push((label, color, dash, stroke_px));
     }
     draw_legend(out, frame.right() + 16.0, frame.top + 4.0, &legend);
 }
 
-fn throughput_panel(out: &mut String, summary: &Summary) {
+fn throughput_panel(out: &mut dyn Canvas, summary: &Summary) {
     let frame = THROUGHPUT_FRAME;
-    text(out, frame.left, frame.top - 14.0, "start", 14, "bold", "Throughput over time");
+    out.text(frame.left, frame.top - 14.0, Anchor::Start, 14, true, "Throughput over time");
     let seconds = summary.per_second.len().max(1);
     let peak = summary.per_second.iter().copied().max().unwrap_or(0) as f64;
     let average = if summary.ops_per_sec.is_finite() { summary.ops_per_sec.max(0.0) } else { 0.0 };
@@ -215,18 +189,25 @@ fn throughput_panel(out: &mut String, summary: &Summary) {
     while tick <= y_top + y_step / 2.0 {
         let y = frame.y(tick / y_top);
         grid_line(out, frame.left, y, frame.right(), y, true);
-        text(out, frame.left - 8.0, y + 4.0, "end", 11, "normal", &si(tick));
+        out.text(frame.left - 8.0, y + 4.0, Anchor::End, 11, false, &si(tick));
         tick += y_step;
     }
     let mut tick = 0.0;
     while tick <= seconds as f64 + x_step / 2.0 {
         let x = frame.x(tick / seconds as f64);
         grid_line(out, x, frame.top, x, frame.bottom(), true);
-        text(out, x, frame.bottom() + 18.0, "middle", 11, "normal", &format!("{tick}"));
+        out.text(x, frame.bottom() + 18.0, Anchor::Middle, 11, false, &format!("{tick}"));
         tick += x_step;
     }
     border(out, frame);
-    text(out, frame.left + frame.width / 2.0, frame.bottom() + 40.0, "middle", 13, "normal", "second of run");
+    out.text(
+        frame.left + frame.width / 2.0,
+        frame.bottom() + 40.0,
+        Anchor::Middle,
+        13,
+        false,
+        "second of run",
+    );
     y_label(out, frame, "answers per second");
 
     if summary.per_second.iter().all(|&n| n == 0) {
@@ -240,15 +221,15 @@ fn throughput_panel(out: &mut String, summary: &Summary) {
         .map(|(i, &n)| (frame.x((i as f64 + 0.5) / seconds as f64), frame.y(n as f64 / y_top)))
         .collect();
     let (color, _, _) = style("answers");
-    polyline(out, &points, color, None, 2.0);
+    out.polyline(&points, color, None, 2.0);
     if points.len() <= DOTS_SECONDS_MAX {
-        for (x, y) in &points {
-            let _ = writeln!(out, r#"<circle cx="{x:.1}" cy="{y:.1}" r="3" fill="{color}"/>"#);
+        for &(x, y) in &points {
+            out.dot(x, y, 3.0, color);
         }
     }
     let y = frame.y(average / y_top);
     let average_line = [(frame.left, y), (frame.right(), y)];
-    polyline(out, &average_line, "#d62728", Some("6 4"), 1.5);
+    out.polyline(&average_line, "#d62728", Some("6 4"), 1.5);
     let legend = [
         ("answers/s, each second".to_string(), color, None, 2.0),
         (format!("average {}/s", group(average.round() as u64)), "#d62728", Some("6 4"), 1.5),
@@ -312,80 +293,30 @@ fn style(name: &str) -> (&'static str, Option<&'static str>, f64) {
     }
 }
 
-fn polyline(out: &mut String, points: &[(f64, f64)], color: &str, dash: Option<&str>, stroke_px: f64) {
-    debug_assert!(points.iter().all(|(x, y)| x.is_finite() && y.is_finite()));
-    let mut coordinates = String::with_capacity(points.len() * 14);
-    for (x, y) in points {
-        let _ = write!(coordinates, "{x:.1},{y:.1} ");
-    }
-    let dash = dash.map(|d| format!(r#" stroke-dasharray="{d}""#)).unwrap_or_default();
-    let _ = writeln!(
-        out,
-        r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="{stroke_px}"{dash} stroke-linejoin="round"/>"#,
-        coordinates.trim_end()
-    );
-}
-
-fn draw_legend(out: &mut String, left: f64, top: f64, entries: &[(String, &str, Option<&str>, f64)]) {
+fn draw_legend(out: &mut dyn Canvas, left: f64, top: f64, entries: &[(String, &str, Option<&str>, f64)]) {
     for (i, (label, color, dash, stroke_px)) in entries.iter().enumerate() {
         let y = top + 8.0 + 20.0 * i as f64;
-        polyline(out, &[(left, y), (left + 26.0, y)], color, *dash, *stroke_px);
-        text(out, left + 32.0, y + 4.0, "start", 12, "normal", label);
+        out.polyline(&[(left, y), (left + 26.0, y)], color, *dash, *stroke_px);
+        out.text(left + 32.0, y + 4.0, Anchor::Start, 12, false, label);
     }
 }
 
-fn grid_line(out: &mut String, x1: f64, y1: f64, x2: f64, y2: f64, major: bool) {
+fn grid_line(out: &mut dyn Canvas, x1: f64, y1: f64, x2: f64, y2: f64, major: bool) {
     let color = if major { "#d0d0d0" } else { "#ececec" };
-    let _ = writeln!(
-        out,
-        r#"<line x1="{x1:.1}" y1="{y1:.1}" x2="{x2:.1}" y2="{y2:.1}" stroke="{color}" stroke-width="1"/>"#
-    );
+    out.line((x1, y1), (x2, y2), color);
 }
 
-fn border(out: &mut String, frame: Frame) {
-    let _ = writeln!(
-        out,
-        r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="none" stroke="#444444" stroke-width="1"/>"##,
-        frame.left, frame.top, frame.width, frame.height
-    );
+fn border(out: &mut dyn Canvas, frame: Frame) {
+    out.outline(frame.left, frame.top, frame.width, frame.height, "#444444");
 }
 
-fn y_label(out: &mut String, frame: Frame, label: &str) {
-    let x = frame.left - 62.0;
-    let y = frame.top + frame.height / 2.0;
-    let _ = writeln!(
-        out,
-        r#"<text x="{x:.1}" y="{y:.1}" text-anchor="middle" font-size="13" transform="rotate(-90 {x:.1} {y:.1})">{}</text>"#,
-        escape(label)
-    );
+fn y_label(out: &mut dyn Canvas, frame: Frame, label: &str) {
+    out.text_up(frame.left - 62.0, frame.top + frame.height / 2.0, 13, label);
 }
 
-fn no_data(out: &mut String, frame: Frame, message: &str) {
+fn no_data(out: &mut dyn Canvas, frame: Frame, message: &str) {
     let (x, y) = (frame.left + frame.width / 2.0, frame.top + frame.height / 2.0);
-    text(out, x, y, "middle", 14, "normal", message);
-}
-
-fn text(out: &mut String, x: f64, y: f64, anchor: &str, size_px: u32, weight: &str, content: &str) {
-    let _ = writeln!(
-        out,
-        r#"<text x="{x:.1}" y="{y:.1}" text-anchor="{anchor}" font-size="{size_px}" font-weight="{weight}">{}</text>"#,
-        escape(content)
-    );
-}
-
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            _ => out.push(c),
-        }
-    }
-    out
+    out.text(x, y, Anchor::Middle, 14, false, message);
 }
 
 /// Latency tick label: "1µs", "20µs", "1ms", "50ms", "2s".
@@ -576,16 +507,24 @@ mod tests {
     }
 
     /// For looking at the picture: `HONGBAO_PLOT_DIR=/tmp cargo test -p
-    /// hongbao-loadgen --lib -- --ignored sample_pictures` writes sample PNGs.
+    /// hongbao-loadgen --lib -- --ignored sample_pictures` writes sample
+    /// pictures, each as SVG and PNG.
     #[test]
     #[ignore = "writes files for a person to look at"]
     fn sample_pictures() {
         let dir = std::path::PathBuf::from(std::env::var("HONGBAO_PLOT_DIR").unwrap_or_else(|_| ".".into()));
-        write_plot(&dir.join("plot-busy.png"), &sample(), "storm: sample run").unwrap();
         let mut recorder = Recorder::default();
         recorder.record(Opcode::Grab, Status::Ok, 42, 0);
-        write_plot(&dir.join("plot-one.png"), &run(recorder, 1.0), "one grab").unwrap();
-        write_plot(&dir.join("plot-empty.png"), &run(Recorder::default(), 0.0), "empty").unwrap();
+        let pictures = [
+            ("plot-busy", sample(), "storm: sample run"),
+            ("plot-one", run(recorder, 1.0), "one grab"),
+            ("plot-empty", run(Recorder::default(), 0.0), "empty"),
+        ];
+        for (name, summary, title) in pictures {
+            for extension in ["svg", "png"] {
+                write_plot(&dir.join(format!("{name}.{extension}")), &summary, title).unwrap();
+            }
+        }
     }
 
     #[test]
@@ -598,15 +537,82 @@ mod tests {
         check(&std::fs::read_to_string(&svg_path).unwrap());
         let err = write_plot(&dir.join("run.txt"), &summary, "run").unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
-        // PNG only where a converter is installed; the SVG is written either way.
-        let png_path = dir.join("run-png.png");
-        let made = write_plot(&png_path, &summary, "run");
-        assert!(dir.join("run-png.svg").exists());
-        if Command::new("rsvg-convert").arg("--version").output().is_ok() {
-            made.unwrap();
-            let png = std::fs::read(&png_path).unwrap();
-            assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
-        }
+        // A PNG needs nothing installed, and leaves no SVG beside it.
+        let png_path = dir.join("painted.PNG");
+        write_plot(&png_path, &summary, "run").unwrap();
+        let (width, height, _) = png::decode_rgb(&std::fs::read(&png_path).unwrap()).unwrap();
+        assert_eq!((width, height), (WIDTH_PX as u32, HEIGHT_PX as u32));
+        assert!(!dir.join("painted.svg").exists());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Decoded picture with a colour lookup by pixel.
+    struct Picture {
+        width: u32,
+        height: u32,
+        rgb: Vec<u8>,
+    }
+
+    impl Picture {
+        fn of(file: &[u8]) -> Picture {
+            let (width, height, rgb) = png::decode_rgb(file).unwrap();
+            Picture { width, height, rgb }
+        }
+
+        fn at(&self, x: f64, y: f64) -> String {
+            let i = (y as usize * self.width as usize + x as usize) * 3;
+            format!("#{:02x}{:02x}{:02x}", self.rgb[i], self.rgb[i + 1], self.rgb[i + 2])
+        }
+
+        /// Pixels of `color` in rows `rows`.
+        fn count(&self, color: &str, rows: std::ops::Range<u32>) -> usize {
+            rows.flat_map(|y| (0..self.width).map(move |x| (x, y)))
+                .filter(|&(x, y)| self.at(f64::from(x), f64::from(y)) == color)
+                .count()
+        }
+    }
+
+    /// The painted picture shows what the SVG says: each series' colour, a
+    /// dot on every second's throughput, the frames' borders, text in the
+    /// title band, and nothing coloured when there were no answers.
+    #[test]
+    fn the_png_shows_what_the_svg_shows() {
+        let summary = sample();
+        let picture = Picture::of(&png(&summary, "storm"));
+        for name in ["create", "grab", "open", "query", "all", "answers"] {
+            let (color, _, _) = style(name);
+            assert!(picture.count(color, 0..picture.height) > 100, "{name}: {color}");
+        }
+        let frame = LATENCY_FRAME;
+        assert_eq!(picture.at(frame.left, frame.top), "#444444");
+        assert_eq!(picture.at(frame.right(), frame.bottom()), "#444444");
+        assert_eq!(picture.at(1.0, 1.0), "#ffffff");
+        assert!(picture.count("#000000", 10..60) > 200, "title text");
+
+        let (answers, _, _) = style("answers");
+        let seconds = summary.per_second.len() as f64;
+        let highest =
+            (summary.per_second.iter().copied().max().unwrap() as f64).max(summary.ops_per_sec) * 1.05;
+        let y_step = nice_step(highest, 5);
+        let y_top = (highest / y_step).ceil() * y_step;
+        let t = THROUGHPUT_FRAME;
+        for (i, &n) in summary.per_second.iter().enumerate() {
+            let (x, y) = (t.x((i as f64 + 0.5) / seconds), t.y(n as f64 / y_top));
+            assert_eq!(picture.at(x, y), answers, "second {i}");
+        }
+
+        let empty = Picture::of(&png(&run(Recorder::default(), 0.0), "empty"));
+        let colored = empty.rgb.chunks_exact(3).filter(|p| p[0] != p[1] || p[1] != p[2]).count();
+        assert_eq!(colored, 0, "no series without answers");
+        assert_eq!((empty.width, empty.height), (WIDTH_PX as u32, HEIGHT_PX as u32));
+    }
+
+    #[test]
+    fn extremes_paint_without_panicking() {
+        let mut recorder = Recorder::default();
+        recorder.record(Opcode::Open, Status::Ok, u64::MAX, 0);
+        recorder.record(Opcode::Open, Status::Busy, 0, 0);
+        recorder.per_second[0] = u64::MAX / 2;
+        Picture::of(&png(&run(recorder, 1e-9), "extremes \u{1F9E7}"));
     }
 }
