@@ -10,6 +10,7 @@
 //! `ENOBUFS` and the caller re-arms them.
 
 use std::io;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, Ordering};
 
 use io_uring::types::BufRingEntry;
@@ -17,14 +18,16 @@ use io_uring::IoUring;
 
 /// The pool: `count` buffers of `size` bytes, and the ring of entries that
 /// tells the kernel which are free.
-#[derive(Debug)]
 pub struct BufferPool {
     /// Page-aligned ring entries, mapped anonymous memory (the kernel requires
     /// page alignment).
     entries: *mut BufRingEntry,
     entries_len: usize,
-    /// The buffers themselves, back to back.
-    memory: Box<[u8]>,
+    /// The buffers themselves, back to back: `count * size` bytes from a
+    /// leaked `Box<[u8]>`, freed in `Drop`. Held as a pointer, not a slice:
+    /// the kernel writes into the buffers it holds while we read others, so
+    /// no reference may ever cover more than the one buffer being read.
+    memory: NonNull<u8>,
     size: usize,
     count: u16,
     /// Our copy of the ring's tail; published to the kernel by [`commit`].
@@ -60,10 +63,12 @@ impl BufferPool {
             return Err(io::Error::last_os_error());
         }
         let entries = mapped.cast::<BufRingEntry>();
+        let memory = Box::into_raw(vec![0u8; usize::from(count) * size].into_boxed_slice());
         let mut pool = BufferPool {
             entries,
             entries_len,
-            memory: vec![0u8; usize::from(count) * size].into_boxed_slice(),
+            // SAFETY: `Box::into_raw` never returns null.
+            memory: unsafe { NonNull::new_unchecked(memory.cast::<u8>()) },
             size,
             count,
             tail: 0,
@@ -92,8 +97,12 @@ impl BufferPool {
 
     /// The first `len` bytes of buffer `id`, which the kernel has filled.
     pub fn data(&self, id: u16, len: usize) -> &[u8] {
+        assert!(id < self.count, "buffer {id} is not in a pool of {}", self.count);
         let start = usize::from(id) * self.size;
-        &self.memory[start..start + len.min(self.size)]
+        // SAFETY: inside the allocation (`id < count`, `len` clamped to the
+        // buffer); the kernel handed this buffer over with its completion and
+        // gets it back only through `give_back`, after the caller is done.
+        unsafe { std::slice::from_raw_parts(self.memory.as_ptr().add(start), len.min(self.size)) }
     }
 
     /// Queues buffer `id` to go back to the kernel at the next [`commit`].
@@ -102,7 +111,8 @@ impl BufferPool {
     pub fn give_back(&mut self, id: u16) {
         assert!(id < self.count, "buffer {id} is not in a pool of {}", self.count);
         let slot = usize::from(self.tail & (self.count - 1));
-        let address = self.memory[usize::from(id) * self.size..].as_ptr() as u64;
+        // Pointer arithmetic, no reference: the kernel may be writing next door.
+        let address = self.memory.as_ptr().wrapping_add(usize::from(id) * self.size) as u64;
         // SAFETY: `slot < count`, inside the mapping; the kernel only reads
         // entries up to the published tail, and this one is past it.
         unsafe {
@@ -126,9 +136,26 @@ impl BufferPool {
     }
 }
 
+impl std::fmt::Debug for BufferPool {
+    // Not the buffers: 16 MiB of them, and the kernel may be writing them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BufferPool")
+            .field("group", &self.group)
+            .field("count", &self.count)
+            .field("size", &self.size)
+            .field("tail", &self.tail)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Drop for BufferPool {
     fn drop(&mut self) {
-        // SAFETY: the mapping made in `new`, unmapped once.
-        unsafe { libc::munmap(self.entries.cast(), self.entries_len) };
+        // SAFETY: the mapping made in `new`, unmapped once; and the buffers'
+        // allocation, rebuilt from the pointer and length `new` leaked.
+        unsafe {
+            libc::munmap(self.entries.cast(), self.entries_len);
+            let len = usize::from(self.count) * self.size;
+            drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(self.memory.as_ptr(), len)));
+        }
     }
 }

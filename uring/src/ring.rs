@@ -25,6 +25,8 @@ const REAP_BATCH: usize = 256;
 /// How long dropping a ring waits for the kernel to finish its operations
 /// before it leaks their buffers instead (memory safety over tidiness).
 const DROP_WAIT: Duration = Duration::from_secs(2);
+/// Submissions `push` tries while the queue stays full before it gives up.
+const PUSH_ATTEMPTS_MAX: u32 = 10_000;
 
 const KIND_RECV: u64 = 1;
 const KIND_SEND: u64 = 2;
@@ -366,7 +368,7 @@ impl Ring {
 
     /// Queues one entry, submitting first if the queue is full.
     fn push(&mut self, entry: squeue::Entry) {
-        loop {
+        for _ in 0..PUSH_ATTEMPTS_MAX {
             // SAFETY: every entry built above points only at memory the ring
             // keeps alive until its completion: send buffers in `sends`, the
             // receive pool in `pool`; accepts and cancels point at nothing.
@@ -382,6 +384,9 @@ impl Ring {
                 panic!("io_uring_enter failed while the submission queue is full: {error}");
             }
         }
+        // The kernel took nothing for this long (it answered EBUSY or EAGAIN
+        // every time): spinning on would hang the shard without a word.
+        panic!("io_uring: the submission queue stayed full through {PUSH_ATTEMPTS_MAX} submissions");
     }
 
     /// One `io_uring_enter`: submits what is queued and runs the kernel's
