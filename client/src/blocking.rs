@@ -285,6 +285,9 @@ impl Client {
         }
         let Some(frame) = self.rbuf.next_frame()? else { unreachable!("has_frame said a frame is whole") };
         let response = Response::from_frame(&frame)?;
+        if response.request_id == 0 {
+            return Err(ClientError::Ended { status: response.status });
+        }
         if response.request_id != request_id {
             return Err(ClientError::RequestIdMismatch { expected: request_id, found: response.request_id });
         }
@@ -460,6 +463,17 @@ mod tests {
             false,
         );
         assert!(matches!(err, ClientError::Frame { source: FrameError::WrongDirection { .. } }), "{err:?}");
+
+        // A response to no request (id 0): the server says why it closes.
+        fn unasked(status: Status) -> Vec<u8> {
+            let mut out = Vec::new();
+            hongbao_protocol::codec::write_response(&mut out, 0, 0, status, &[]);
+            out
+        }
+        let err = answered_by(|_| unasked(Status::Busy), false);
+        assert!(matches!(err, ClientError::Ended { status: Status::Busy }), "{err:?}");
+        let err = answered_by(|_| unasked(Status::Timeout), true);
+        assert!(matches!(err, ClientError::Ended { status: Status::Timeout }), "{err:?}");
 
         // Half a header, then the server hangs up.
         let err = answered_by(|id| frame(Opcode::Ping, id, Status::Ok, &[])[..10].to_vec(), false);

@@ -72,4 +72,10 @@ pub enum ClientError {
     /// HELLO, which every sharded session starts with, was refused.
     #[error("hello refused: {status}")]
     HelloRefused { status: Status },
+    /// The server said why it is closing the connection, in a response that
+    /// answers no request (request id 0): `busy` (over a connection limit),
+    /// `timeout` (no HELLO, or a frame left unfinished, for too long), or a
+    /// frame error it could not tie to a request.
+    #[error("the server is closing the connection: {status}")]
+    Ended { status: Status },
 }

@@ -177,6 +177,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Pipeline<S> {
         let Some(frame) = self.rbuf.next_frame()? else { unreachable!("has_frame said a frame is whole") };
         let response = Response::from_frame(&frame)?;
         let request_id = response.request_id;
+        if request_id == 0 {
+            // Ids start at 1: id 0 answers no request, it ends the connection.
+            return Err(ClientError::Ended { status: response.status });
+        }
         let index = (request_id % slots_len) as usize;
         let slot = match self.slots[index] {
             Some(slot) if slot.request_id == request_id => slot,
@@ -277,6 +281,20 @@ mod tests {
             matches!(err, ClientError::UnknownRequestId { request_id } if request_id == id + 100),
             "{err:?}"
         );
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn an_answer_to_request_id_0_ends_the_connection_with_its_status() {
+        let (mut pipeline, server) = pipeline_for(4, |mut conn| {
+            let _ = conn.recv().unwrap();
+            let mut unasked = Vec::new();
+            hongbao_protocol::codec::write_response(&mut unasked, 0, 0, Status::Timeout, &[]);
+            conn.send(&unasked);
+        });
+        pipeline.push(&Request::Ping).unwrap();
+        let err = block_on(async { pipeline.next().await.map(|a| a.map(|a| a.request_id)) }).unwrap_err();
+        assert!(matches!(err, ClientError::Ended { status: Status::Timeout }), "{err:?}");
         server.join().unwrap();
     }
 

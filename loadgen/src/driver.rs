@@ -334,6 +334,9 @@ fn read_answers(conn: &mut Conn, data: &[u8], figures: &mut Figures<'_>) -> Resu
                 }
             };
             let Some((tag, start)) = in_flight.remove(request_id) else {
+                if let (0, Decoded::General(response)) = (request_id, &decoded) {
+                    return Err(format!("the server is closing the connection: {}", response.status));
+                }
                 return Err(format!("answer to request id {request_id} that is not in flight"));
             };
             let latency_us = now_ns.saturating_sub(start) / 1_000;

@@ -143,7 +143,11 @@ fn fixed<T: FixedBody + FromBytes>(bytes: &[u8]) -> Option<T> {
 fn is_frame_level(status: Status) -> bool {
     matches!(
         status,
-        Status::MalformedFrame | Status::UnsupportedVersion | Status::UnknownOpcode | Status::FrameTooLarge
+        Status::MalformedFrame
+            | Status::UnsupportedVersion
+            | Status::UnknownOpcode
+            | Status::FrameTooLarge
+            | Status::Timeout
     )
 }
 

@@ -15,8 +15,8 @@ pub const MAX_SHARDS: u16 = 1024;
 pub const MAX_TOKEN_LEN: u32 = 512;
 
 /// Most request counts, (opcode, status) pairs, in one STATS answer. The
-/// tables name 8 opcode slots (7 opcodes and "other") and 20 statuses today,
-/// 160 pairs; the rest is room for the tables to grow.
+/// tables name 8 opcode slots (7 opcodes and "other") and 21 statuses today,
+/// 168 pairs; the rest is room for the tables to grow.
 pub const MAX_STATS_REQUEST_COUNTS: u16 = 512;
 
 /// Most bucket bounds of the histograms in one STATS answer (the server uses 14).

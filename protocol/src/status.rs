@@ -47,11 +47,15 @@ pub enum Status {
     NotAuthenticated = 18,
     /// A per-connection or per-server limit was reached; try again later.
     Busy = 19,
+    /// The connection did not authenticate, or did not finish a frame, in the
+    /// time the server allows; sent unasked (opcode 0, request id 0) before
+    /// the server closes the connection.
+    Timeout = 20,
 }
 
 impl Status {
     /// Every status, in table order.
-    pub const ALL: [Status; 20] = [
+    pub const ALL: [Status; 21] = [
         Status::Ok,
         Status::SoldOut,
         Status::AlreadyGrabbed,
@@ -72,6 +76,7 @@ impl Status {
         Status::Unavailable,
         Status::NotAuthenticated,
         Status::Busy,
+        Status::Timeout,
     ];
 
     /// The status for a wire code, or `None` for a code the table does not name.
@@ -102,6 +107,7 @@ impl Status {
             Status::Unavailable => "unavailable",
             Status::NotAuthenticated => "not_authenticated",
             Status::Busy => "busy",
+            Status::Timeout => "timeout",
         }
     }
 }
