@@ -128,7 +128,8 @@ pub struct Args {
 
     /// Most bytes a connection may have buffered unanswered (its receive
     /// buffer starts small and grows to this under pipelining); at least two
-    /// of the largest frames. Bounds the requests in flight per connection.
+    /// of the largest frames. Bounds the requests in flight per connection,
+    /// and (up to 1 MiB) the answers it gathers before writing them.
     #[arg(long, default_value_t = READ_BUFFER_BYTES_DEFAULT, value_name = "BYTES")]
     pub max_buffered_bytes: usize,
 
@@ -168,12 +169,14 @@ pub struct Args {
     pub allow_remote_without_auth: bool,
 
     /// Seconds a connection has to authenticate (when a token is set) before
-    /// it is closed.
+    /// it is told timeout and closed.
     #[arg(long, default_value_t = AUTH_TIMEOUT_SECS_DEFAULT, value_name = "SECS")]
     pub auth_timeout: u64,
 
     /// Seconds a client has to finish a frame it started sending; a slower
-    /// client (slowloris) is closed. Idle connections between frames are kept.
+    /// client (slowloris) is told timeout and closed. Idle connections
+    /// between frames are kept. Also how long an answer waits for a client
+    /// that does not read it before the connection is closed.
     #[arg(long, default_value_t = FRAME_TIMEOUT_SECS_DEFAULT, value_name = "SECS")]
     pub frame_timeout: u64,
 

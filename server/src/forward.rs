@@ -41,10 +41,28 @@ pub fn owner_of(request: &Request<'_>, local: u16, shard_count: u16) -> Option<u
     (owner != local && owner < shard_count).then_some(owner)
 }
 
+/// The most bytes the answer to `request` can take on the wire: what a
+/// connection reserves in its output for a frame it forwards, so that the
+/// answers coming back stay within its output limit.
+pub fn answer_len_max(request: &Request<'_>) -> usize {
+    use hongbao_protocol::body::{ClaimEntry, FixedBody, GrabResponse, OpenResponse, QueryResponse};
+    use hongbao_protocol::limits::MAX_QUERY_PAGE;
+    let body = match request {
+        Request::Query(query) => {
+            let page = query.page_limit.get().min(MAX_QUERY_PAGE) as usize;
+            QueryResponse::SIZE + page * ClaimEntry::SIZE
+        }
+        _ => GrabResponse::SIZE.max(OpenResponse::SIZE),
+    };
+    hongbao_protocol::HEADER_LEN + body
+}
+
 /// One connection's pending forwards, one buffer per shard.
 #[derive(Debug)]
 pub struct Forwarder {
     pending: Vec<(Vec<u8>, u64)>,
+    /// The most bytes the answers to the pending frames can take.
+    answer_bytes: usize,
     spare_answers: Vec<Vec<u8>>,
     waiting: Vec<(usize, oneshot::Receiver<Returned>)>,
 }
@@ -54,16 +72,24 @@ impl Forwarder {
     pub fn new(shard_count: u16) -> Forwarder {
         Forwarder {
             pending: (0..shard_count).map(|_| (Vec::new(), 0)).collect(),
+            answer_bytes: 0,
             spare_answers: Vec::new(),
             waiting: Vec::new(),
         }
     }
 
-    /// Queues one whole frame for `shard`.
-    pub fn push(&mut self, shard: u16, frame: &[u8]) {
+    /// Queues one whole frame for `shard`, whose answer takes at most
+    /// `answer_len_max` bytes.
+    pub fn push(&mut self, shard: u16, frame: &[u8], answer_len_max: usize) {
         let (buffer, count) = &mut self.pending[usize::from(shard)];
         buffer.extend_from_slice(frame);
         *count += 1;
+        self.answer_bytes += answer_len_max;
+    }
+
+    /// The most bytes the answers to the pending frames can take.
+    pub fn answer_bytes(&self) -> usize {
+        self.answer_bytes
     }
 
     /// Whether anything waits to be sent.
@@ -76,6 +102,7 @@ impl Forwarder {
     /// shard could not be reached (it is stopping): the connection must close.
     pub async fn flush(&mut self, mesh: &Senders<ForwardBatch>, out: &mut Vec<u8>) -> u64 {
         let mut forwarded = 0;
+        self.answer_bytes = 0;
         for shard in 0..self.pending.len() {
             let (frames, count) = &mut self.pending[shard];
             if *count == 0 {
@@ -111,12 +138,13 @@ impl Forwarder {
         forwarded
     }
 
-    fn recycle(&mut self, shard: usize, mut frames: Vec<u8>, mut answers: Vec<u8>) {
-        frames.clear();
-        answers.clear();
+    fn recycle(&mut self, shard: usize, frames: Vec<u8>, answers: Vec<u8>) {
+        let frames = crate::net::buffers::recycle(frames);
         if self.pending[shard].0.capacity() < frames.capacity() {
             self.pending[shard].0 = frames;
         }
-        self.spare_answers.push(answers);
+        if self.spare_answers.len() < self.pending.len() {
+            self.spare_answers.push(crate::net::buffers::recycle(answers));
+        }
     }
 }

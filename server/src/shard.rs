@@ -130,15 +130,18 @@ impl Shard {
         self.commit.as_ref().map(|commit| &commit.sync_latency)
     }
 
-    /// Waits until every change made after `since` (a [`Shard::last_change`])
-    /// is durable; at once if there was none, or without a log. `false`: it
-    /// never will be, and nothing may be acknowledged.
-    pub async fn durable_since(&self, since: u64) -> bool {
+    /// The log record the answers given since the last call show (see
+    /// [`Engine::take_depends`]).
+    pub fn take_depends(&self) -> u64 {
+        self.engine.borrow_mut().take_depends()
+    }
+
+    /// Waits until log record `need` is durable; at once if it is (or is 0),
+    /// or without a log. `false`: it never will be, and answers that show it
+    /// may not go out.
+    pub async fn durable_for(&self, need: u64) -> bool {
         match &self.commit {
-            Some(commit) => {
-                let last = self.last_change();
-                last == since || commit.wait(last).await
-            }
+            Some(commit) => commit.wait(need).await,
             None => true,
         }
     }
@@ -366,21 +369,21 @@ fn serve_forwarded(shard: &Rc<Shard>, mut receivers: Receivers<ForwardBatch>) {
         glommio::spawn_local(async move {
             while let Some(mut batch) = stream.recv().await {
                 let now_ms = shard.now_ms();
-                let since = shard.last_change();
                 let mut at = 0;
-                {
+                let need = {
                     let mut engine = shard.engine.borrow_mut();
                     while let Ok(Some(frame)) = decode_frame(&batch.frames[at..]) {
                         answer_frame(&shard, &mut engine, now_ms, &frame, &mut batch.answers);
                         at += frame.wire_len();
                     }
-                }
+                    engine.take_depends()
+                };
                 assert_eq!(at, batch.frames.len(), "a forwarded batch holds only whole, valid frames");
                 add(&shard.counters.forwarded_in, batch.count);
-                // The answers acknowledge changes only once they are durable;
-                // if they never will be, the batch is dropped and the
-                // connection it came from closes without them.
-                if shard.durable_since(since).await {
+                // The answers show changes only once they are durable; if
+                // they never will be, the batch is dropped and the connection
+                // it came from closes without them.
+                if shard.durable_for(need).await {
                     let _ = batch.reply.send((batch.frames, batch.answers));
                 }
             }

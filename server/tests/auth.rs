@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-use hongbao_client::{requests, Client};
+use hongbao_client::{requests, Client, ClientError};
 use hongbao_protocol::body::EnvelopeKind;
 use hongbao_protocol::{decode_frame, EnvelopeId, Request, Status};
 use support::{workspace_bin, TestServer};
@@ -83,14 +83,29 @@ fn only_the_right_token_opens_the_door() {
     std::fs::remove_file(file).unwrap();
 }
 
+/// Reads what the server sends until it closes: one response that answers no
+/// request (opcode 0, request id 0, no body); returns its status.
+fn told_then_closed(mut stream: TcpStream) -> Status {
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut all = Vec::new();
+    stream.read_to_end(&mut all).unwrap();
+    let frame = decode_frame(&all).unwrap().expect("a whole frame before the close");
+    assert_eq!(frame.wire_len(), all.len(), "one frame, then the close");
+    assert_eq!((frame.header.opcode, frame.request_id(), frame.body.len()), (0, 0, 0));
+    frame.header.status()
+}
+
 #[test]
 fn clients_that_do_not_authenticate_or_stall_mid_frame_are_cut_off() {
     let file = token_file("slow");
     let server = TestServer::start(1, &["--auth-token-file", file.to_str().unwrap(), "--auth-timeout", "1"]);
-    let mut silent = TcpStream::connect(server.main).unwrap();
-    silent.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut byte = [0u8; 1];
-    assert_eq!(silent.read(&mut byte).unwrap(), 0, "a connection that never authenticates is closed");
+    let silent = TcpStream::connect(server.main).unwrap();
+    assert_eq!(told_then_closed(silent), Status::Timeout, "a connection that never authenticates");
+    // The client library names it.
+    let mut late = Client::connect(server.main).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let err = late.ping().map(|_| ()).unwrap_err();
+    assert!(matches!(err, ClientError::Ended { status: Status::Timeout }), "{err:?}");
     std::fs::remove_file(file).unwrap();
 
     let server = TestServer::start(1, &["--frame-timeout", "1"]);
@@ -99,7 +114,7 @@ fn clients_that_do_not_authenticate_or_stall_mid_frame_are_cut_off() {
     let mut bytes = Vec::new();
     requests::grab(EnvelopeId::new(0, 1), 5).encode(1, &mut bytes);
     slow.write_all(&bytes[..30]).unwrap();
-    assert_eq!(slow.read(&mut byte).unwrap(), 0, "half a frame and then silence is cut off");
+    assert_eq!(told_then_closed(slow), Status::Timeout, "half a frame and then silence");
     // An idle connection between frames is not.
     let mut idle = Client::connect(server.main).unwrap();
     std::thread::sleep(Duration::from_millis(1500));

@@ -94,6 +94,58 @@ fn a_client_that_reads_late_gets_every_answer() {
 /// kernel grows them to megabytes): the kernel cannot soak up the requests
 /// the server stops reading, nor the answers the client does not read, so
 /// what the server has read shows what it chose to read.
+/// The answers before a frame that closes the connection, and that frame's
+/// own status, reach a client that is still sending and reads only later.
+/// Closing a socket with unread input resets the connection and throws away
+/// what still sits in the server's send queue; so the server shuts its
+/// sending side, drains what the client goes on sending, and closes once the
+/// client has closed too.
+#[test]
+fn the_last_answers_survive_a_closing_frame() {
+    const PINGS: u64 = 20_000;
+    let server = TestServer::start(1, &["--max-buffered-bytes", "196608"]);
+    let stream = TcpStream::connect(server.main).unwrap();
+    small_socket_buffers(&stream);
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    // 480 KB of answers, far more than the client's 16 KiB receive buffer
+    // holds, then a header that announces a body past every limit.
+    let mut bytes = Vec::new();
+    for id in 1..=PINGS {
+        Request::Ping.encode(id, &mut bytes);
+    }
+    let mut oversized = Vec::new();
+    Request::Ping.encode(PINGS + 1, &mut oversized);
+    oversized[8..12].copy_from_slice(&(1u32 << 30).to_le_bytes());
+    bytes.extend_from_slice(&oversized);
+    let mut writer = stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        if writer.write_all(&bytes).is_err() {
+            return;
+        }
+        // The body the header announced, for a while, as a client that does
+        // not read would send it; the server may reset us at any point.
+        let junk = vec![0x5au8; 16 * 1024];
+        let until = std::time::Instant::now() + Duration::from_millis(500);
+        while std::time::Instant::now() < until && writer.write_all(&junk).is_ok() {}
+        let _ = writer.shutdown(std::net::Shutdown::Write);
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let mut reader = stream;
+    let mut all = Vec::new();
+    let read = reader.read_to_end(&mut all);
+    sender.join().unwrap();
+    let mut statuses = Vec::new();
+    let mut at = 0;
+    while let Ok(Some(frame)) = decode_frame(&all[at..]) {
+        statuses.push((frame.request_id(), frame.header.status()));
+        at += frame.wire_len();
+    }
+    let pings = statuses.iter().filter(|(_, status)| *status == Status::Ok).count() as u64;
+    assert_eq!(pings, PINGS, "PING answers before the closing frame (the read ended with {read:?})");
+    assert_eq!(statuses.last().map(|s| s.1), Some(Status::FrameTooLarge), "the closing frame's status");
+    assert_eq!(at, all.len(), "nothing but whole frames");
+}
+
 fn small_socket_buffers(stream: &TcpStream) {
     use std::os::fd::AsRawFd;
     let bytes: libc::c_int = 16 * 1024;

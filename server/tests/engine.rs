@@ -1158,3 +1158,67 @@ proptest! {
         run_model(seed, &ops);
     }
 }
+
+/// Every answer names the last log record it shows, so that the socket loop
+/// holds it until that record is durable: a change's own record, and also
+/// another request's change it reveals (a repeated OPEN's amount, a QUERY's
+/// claims, GRAB's "already grabbed"), the expiry it triggers, or, for an
+/// envelope not found, the eviction that removed it. Nothing that shows no
+/// change waits.
+#[test]
+fn answers_name_the_log_record_they_show() {
+    let mut engine = Engine::new(config());
+    engine.enable_journal(1);
+    assert_eq!(engine.take_depends(), 0);
+    let a = create(&mut engine, T0, 1_000, 4, RANDOM, 60);
+    assert_eq!(engine.take_depends(), 1, "CREATE: its own record");
+    let b = create(&mut engine, T0, 1_000, 4, RANDOM, 60);
+    assert_eq!(engine.take_depends(), 2);
+
+    grab_ok(&mut engine, T0, a, 7);
+    assert_eq!(engine.take_depends(), 1, "GRAB shows the envelope as its CREATE left it");
+    let (amount, _) = open_ok(&mut engine, T0, a, 7);
+    assert_eq!(engine.take_depends(), 3, "OPEN: its own record");
+    // The same OPEN again (a retry on another connection) pays nothing new
+    // but shows record 3: it must wait for it as the first did.
+    assert_eq!(open_ok(&mut engine, T0, a, 7).0, amount);
+    assert_eq!(engine.take_depends(), 3, "a repeated OPEN shows the first one's record");
+    assert_eq!(engine.grab(T0, a, 7).0, Status::AlreadyGrabbed);
+    assert_eq!(engine.take_depends(), 3);
+    totals(&mut engine, T0, a);
+    assert_eq!(engine.take_depends(), 3, "QUERY shows the claims");
+    // Many answers at once: the highest record among them.
+    grab_ok(&mut engine, T0, b, 8);
+    totals(&mut engine, T0, a);
+    assert_eq!(engine.take_depends(), 3);
+    // A user with nothing on envelope b sees only its CREATE.
+    assert_eq!(engine.open(T0, b, 9).0, Status::NoReservation);
+    assert_eq!(engine.take_depends(), 2);
+    // Unknown envelopes show no change before any eviction.
+    assert_eq!(engine.grab(T0, a + (1 << 40), 1).0, Status::NotFound);
+    assert_eq!(engine.take_depends(), 0);
+
+    // Expiry found by a request: the request shows the refund's record.
+    let later = T0 + 61_000;
+    assert_eq!(engine.grab(later, b, 10).0, Status::Expired);
+    assert_eq!(engine.take_depends(), 4, "the lazy expiry's record");
+    // Eviction by the timers, then a request for the evicted envelope.
+    let retention_ms = u64::from(config().retention_secs) * 1000;
+    engine.tick(later + retention_ms + 1, 1_000);
+    assert_eq!(engine.take_depends(), 0, "timers answer nobody");
+    assert_eq!(query(&mut engine, later + retention_ms + 2, a, 0, 0).unwrap_err(), Status::NotFound);
+    let evicted = engine.take_depends();
+    assert!(evicted >= 6, "a's expiry (5) and both evictions come after: {evicted}");
+    assert_eq!(evicted, engine.journal_last_seq(), "the last eviction");
+}
+
+/// With the journal off (durability none) nothing is ever waited for.
+#[test]
+fn without_a_journal_nothing_waits() {
+    let mut engine = Engine::new(config());
+    let a = create(&mut engine, T0, 1_000, 4, RANDOM, 60);
+    take(&mut engine, T0, a, 7);
+    open_ok(&mut engine, T0, a, 7);
+    totals(&mut engine, T0, a);
+    assert_eq!(engine.take_depends(), 0);
+}

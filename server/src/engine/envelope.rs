@@ -49,6 +49,10 @@ pub struct Envelope {
     /// No reservation lapses before this time (Unix ms); `u64::MAX` when none
     /// is held. A lower bound: it may be earlier than the earliest deadline.
     lapse_ms: u64,
+    /// The number of the last log record of a change to it (0: none since
+    /// start-up, so all of it is durable). An answer that shows this
+    /// envelope goes out only once that record is durable.
+    pub changed_seq: u64,
 }
 
 impl Envelope {
@@ -80,6 +84,7 @@ impl Envelope {
             paid: 0,
             shares: Shares::new(count),
             lapse_ms: u64::MAX,
+            changed_seq: 0,
         }
     }
 

@@ -20,10 +20,11 @@ impl Journal {
         Journal { enabled, records: Vec::new(), next_seq }
     }
 
-    /// Appends the record `make(seq)` if journaling is on.
-    pub fn push(&mut self, make: impl FnOnce(u64) -> Record) {
+    /// Appends the record `make(seq)` if journaling is on. Returns its
+    /// number, or 0 with journaling off.
+    pub fn push(&mut self, make: impl FnOnce(u64) -> Record) -> u64 {
         if !self.enabled {
-            return;
+            return 0;
         }
         let record = make(self.next_seq);
         // Check the data before it is written (and the log checks it again
@@ -33,6 +34,7 @@ impl Journal {
         }
         self.records.push(record);
         self.next_seq += 1;
+        self.next_seq - 1
     }
 
     /// Moves the pending records to the end of `into`.

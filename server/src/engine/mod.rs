@@ -86,6 +86,12 @@ pub struct Engine {
     rng: Rng,
     counters: EngineCounters,
     journal: Journal,
+    /// The highest log record the answers given since the last
+    /// [`Engine::take_depends`] show: an envelope's last change, or the last
+    /// eviction for an envelope not found. They may go out once it is durable.
+    depends_on: u64,
+    /// The record of the last eviction.
+    evicted_seq: u64,
 }
 
 impl Engine {
@@ -100,6 +106,8 @@ impl Engine {
             rng,
             counters: EngineCounters::default(),
             journal: Journal::new(false, 1),
+            depends_on: 0,
+            evicted_seq: 0,
         }
     }
 
@@ -117,6 +125,20 @@ impl Engine {
     /// The number of the last record journaled (0 before the first).
     pub fn journal_last_seq(&self) -> u64 {
         self.journal.next_seq() - 1
+    }
+
+    /// The highest log record the answers given since the last call depend
+    /// on (0: none), and starts over. An answer that shows a change, the
+    /// caller's own or another's, must not go out before the change is
+    /// durable: a repeated OPEN answers the amount of the first, a QUERY
+    /// lists claims, and the server may crash before their records are synced.
+    pub fn take_depends(&mut self) -> u64 {
+        std::mem::take(&mut self.depends_on)
+    }
+
+    /// An envelope was not found: the answer rests on the last eviction.
+    fn missed(&mut self) {
+        self.depends_on = self.depends_on.max(self.evicted_seq);
     }
 
     /// Records waiting for the log.
@@ -202,13 +224,15 @@ impl Engine {
         };
         let id = EnvelopeId::new(cfg.shard_id, key).0;
         let expires_at_ms = now_ms + u64::from(expires_in) * 1000;
-        let envelope = Envelope::new(id, sender, total, count, kind, now_ms, expires_at_ms);
+        let mut envelope = Envelope::new(id, sender, total, count, kind, now_ms, expires_at_ms);
         envelope.assert_invariants(cfg.share_cap_cents);
+        let kind_code = kind as u8;
+        envelope.changed_seq = self
+            .journal
+            .push(|seq| Record::create(seq, id, sender, total, count, kind_code, now_ms, expires_at_ms));
+        self.depends_on = self.depends_on.max(envelope.changed_seq);
         let inserted = self.envelopes.insert(envelope);
         assert_eq!(inserted, key);
-        let kind_code = kind as u8;
-        self.journal
-            .push(|seq| Record::create(seq, id, sender, total, count, kind_code, now_ms, expires_at_ms));
         self.claims_held += count64;
         self.timers.push(expires_at_ms, id);
         self.counters.creates += 1;
@@ -230,10 +254,18 @@ impl Engine {
         let cap = self.config.share_cap_cents;
         let ttl_ms = self.config.reservation_ttl_ms;
         let Some(key) = self.lookup(envelope_id) else {
+            self.missed();
             return (Status::NotFound, answer);
         };
-        let Some(env) = current(&mut self.envelopes, &mut self.journal, &mut self.counters, key, now_ms)
-        else {
+        let Some(env) = current(
+            &mut self.envelopes,
+            &mut self.journal,
+            &mut self.counters,
+            &mut self.depends_on,
+            key,
+            now_ms,
+        ) else {
+            self.missed();
             return (Status::NotFound, answer);
         };
         let status = match env.holding(user) {
@@ -274,10 +306,18 @@ impl Engine {
         }
         let cap = self.config.share_cap_cents;
         let Some(key) = self.lookup(envelope_id) else {
+            self.missed();
             return (Status::NotFound, answer);
         };
-        let Some(env) = current(&mut self.envelopes, &mut self.journal, &mut self.counters, key, now_ms)
-        else {
+        let Some(env) = current(
+            &mut self.envelopes,
+            &mut self.journal,
+            &mut self.counters,
+            &mut self.depends_on,
+            key,
+            now_ms,
+        ) else {
+            self.missed();
             return (Status::NotFound, answer);
         };
         match env.holding(user) {
@@ -303,7 +343,8 @@ impl Engine {
         assert!(amount >= 1 && amount <= cap && amount <= m, "share {amount} of {m} cents");
         let order = env.pay(user, amount);
         env.assert_invariants(cap);
-        self.journal.push(|seq| Record::open(seq, envelope_id, user, amount, order));
+        env.changed_seq = self.journal.push(|seq| Record::open(seq, envelope_id, user, amount, order));
+        self.depends_on = self.depends_on.max(env.changed_seq);
         self.counters.opens += 1;
         answer.amount_cents = U64::new(amount);
         answer.order = U32::new(order);
@@ -318,9 +359,23 @@ impl Engine {
         page_start: u32,
         page_limit: u32,
     ) -> Result<(QueryResponse, &[ClaimEntry]), Status> {
-        let key = self.lookup(envelope_id).ok_or(Status::NotFound)?;
-        let env = current(&mut self.envelopes, &mut self.journal, &mut self.counters, key, now_ms)
-            .ok_or(Status::NotFound)?;
+        let Some(key) = self.lookup(envelope_id) else {
+            self.missed();
+            return Err(Status::NotFound);
+        };
+        let found = current(
+            &mut self.envelopes,
+            &mut self.journal,
+            &mut self.counters,
+            &mut self.depends_on,
+            key,
+            now_ms,
+        );
+        let Some(env) = found else {
+            // Not `self.missed()`: the page borrows the envelopes.
+            self.depends_on = self.depends_on.max(self.evicted_seq);
+            return Err(Status::NotFound);
+        };
         let limit = page_limit.min(hongbao_protocol::limits::MAX_QUERY_PAGE) as usize;
         let start = (page_start as usize).min(env.claims().len());
         let page = &env.claims()[start..(start + limit).min(env.claims().len())];
@@ -391,7 +446,7 @@ impl Engine {
         self.claims_held -= u64::from(env.count);
         self.counters.evicted += 1;
         let at_ms = env.expires_at_ms + u64::from(self.config.retention_secs) * 1000;
-        self.journal.push(|seq| Record::evict(seq, id, at_ms));
+        self.evicted_seq = self.journal.push(|seq| Record::evict(seq, id, at_ms));
     }
 
     /// Applies one record read back from the log. Records come in sequence
@@ -562,11 +617,13 @@ impl Engine {
 
 /// The envelope with `key` as of `now_ms`: expired (its refund journaled) if
 /// its time has come, and its lapsed reservations returned. Every request
-/// starts here, so time-driven changes never wait for the timer tick.
+/// starts here, so time-driven changes never wait for the timer tick; and
+/// here the answer takes on the envelope's last change (`depends_on`).
 fn current<'a>(
     envelopes: &'a mut Slab,
     journal: &mut Journal,
     counters: &mut EngineCounters,
+    depends_on: &mut u64,
     key: u64,
     now_ms: u64,
 ) -> Option<&'a mut Envelope> {
@@ -575,11 +632,13 @@ fn current<'a>(
         note_expired(journal, counters, env);
     }
     env.release_lapsed(now_ms);
+    *depends_on = (*depends_on).max(env.changed_seq);
     Some(env)
 }
 
 /// Counts an expiry and writes its record.
-fn note_expired(journal: &mut Journal, counters: &mut EngineCounters, env: &Envelope) {
+fn note_expired(journal: &mut Journal, counters: &mut EngineCounters, env: &mut Envelope) {
     counters.expired += 1;
-    journal.push(|seq| Record::expire(seq, env.id, env.refunded_cents, env.expires_at_ms));
+    let (id, refunded, expires_at_ms) = (env.id, env.refunded_cents, env.expires_at_ms);
+    env.changed_seq = journal.push(|seq| Record::expire(seq, id, refunded, expires_at_ms));
 }

@@ -5,9 +5,9 @@
 //!
 //! A connection answers a batch only once every answer it produced before is
 //! durable (so a group commit never waits for answers it does not cover), and
-//! only while its output is below [`OUT_FLUSH_BYTES`], it has fewer than
-//! `--max-in-flight` requests taken and not yet sent back, and no forwarded
-//! batch of its own is out; meanwhile what arrives is kept in `input`, up to
+//! only while its output is below its limit ([`super::frames::out_max`]), it
+//! has fewer than `--max-in-flight` requests taken and not yet sent back, and
+//! no forwarded batch of its own is out; meanwhile what arrives is kept in `input`, up to
 //! the buffered-bytes limit, past which its receive is cancelled (TCP
 //! back-pressure) until it drains.
 
@@ -26,10 +26,20 @@ pub enum Life {
     /// Answer what is buffered, send everything, then close: the peer ended
     /// its side, sent a frame that closes the connection, or the shard stops.
     Draining,
+    /// Everything is sent and the sending side shut: read and drop what the
+    /// peer still sends until it closes too (or [`LINGER_MAX`] passes). A
+    /// socket closed with unread input resets the connection, and the reset
+    /// throws away the answers still in the send queue, the last status
+    /// among them, before the peer has read them.
+    Lingering,
     /// Close without sending more: a timeout, an error, or answers that can
     /// never become durable.
     Closing,
 }
+
+/// The longest a connection lingers for its peer to close after its last
+/// answers, before it is cut off.
+pub const LINGER_MAX: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// One connection.
 #[derive(Debug)]
@@ -76,6 +86,10 @@ pub struct Conn {
     /// The socket has been shut down (a closing connection's ring operations
     /// end at once).
     pub shut: bool,
+    /// When it began to linger.
+    pub linger_since: Option<Instant>,
+    /// Its number among the shard's connections, from 1; never reused.
+    pub serial: u64,
     /// Requests taken (answered, refused or forwarded) since the last send
     /// started, and those the send in flight answers.
     pub unsent: usize,
@@ -83,6 +97,8 @@ pub struct Conn {
     pub in_send: usize,
     /// Most requests taken and not yet sent back (`--max-in-flight`).
     pub in_flight_max: usize,
+    /// Answer bytes it gathers before it writes them.
+    pub out_max: usize,
 }
 
 impl Conn {
@@ -116,17 +132,20 @@ impl Conn {
             peer_done: false,
             life: Life::Open,
             shut: false,
+            linger_since: None,
+            serial: 0,
             unsent: 0,
             in_send: 0,
             in_flight_max: usize::MAX,
+            out_max: OUT_FLUSH_BYTES,
         }
     }
 
     /// Whether it may answer frames now, given the last durable record.
     pub fn can_answer(&self, durable: u64) -> bool {
-        self.life != Life::Closing
+        matches!(self.life, Life::Open | Life::Draining)
             && self.forwarder.is_some()
-            && self.out.len() < OUT_FLUSH_BYTES
+            && self.out.len() < self.out_max
             && self.out_need <= durable
             && self.frames_allowed() > 0
     }
@@ -144,7 +163,21 @@ impl Conn {
     /// Whether its receive should be armed: open, the peer still sending, and
     /// room for more.
     pub fn wants_receive(&self, buffered_max: usize) -> bool {
-        self.life == Life::Open && !self.peer_done && self.input.len() < buffered_max
+        match self.life {
+            Life::Open => !self.peer_done && self.input.len() < buffered_max,
+            Life::Lingering => !self.peer_done,
+            Life::Draining | Life::Closing => false,
+        }
+    }
+
+    /// Whether a draining connection has answered and sent everything: no
+    /// input left, no batch out, no send in flight or waiting.
+    pub fn drained(&self) -> bool {
+        self.life == Life::Draining
+            && self.forwarder.is_some()
+            && self.out.is_empty()
+            && self.input.is_empty()
+            && self.spare.is_some()
     }
 
     /// Whether nothing of it is left in the ring or elsewhere, and it is done.
@@ -155,17 +188,17 @@ impl Conn {
         match self.life {
             Life::Open => false,
             Life::Closing => true,
-            Life::Draining => self.forwarder.is_some() && self.out.is_empty() && self.input.is_empty(),
+            // A peer that has not closed its side gets a lingering close.
+            Life::Draining => self.drained() && self.peer_done,
+            Life::Lingering => self.peer_done,
         }
     }
 
     /// Notes the outcome of answering a batch: the log record its answers
-    /// need (`journaled`, when the batch made changes), what the frames said
+    /// show and so must wait for (`need`, 0 for none), what the frames said
     /// to do next, and the time.
-    pub fn answered(&mut self, journaled: Option<u64>, next: Next, now: Instant) {
-        if let Some(seq) = journaled {
-            self.out_need = self.out_need.max(seq);
-        }
+    pub fn answered(&mut self, need: u64, next: Next, now: Instant) {
+        self.out_need = self.out_need.max(need);
         if !self.out.is_empty() && self.out_since.is_none() {
             self.out_since = Some(now);
         }
@@ -195,9 +228,8 @@ impl Conn {
     }
 
     /// A send finished: the buffer is the spare again.
-    pub fn sent(&mut self, mut buffer: Vec<u8>) {
-        buffer.clear();
-        self.spare = Some(buffer);
+    pub fn sent(&mut self, buffer: Vec<u8>) {
+        self.spare = Some(super::buffers::recycle(buffer));
         self.send_started = None;
         self.in_send = 0;
     }
@@ -217,7 +249,7 @@ mod tests {
         let mut c = conn();
         assert!(c.can_answer(0));
         c.out.extend_from_slice(&[1; 24]);
-        c.answered(Some(5), Next::Read, Instant::now());
+        c.answered(5, Next::Read, Instant::now());
         assert!(!c.can_send(4), "answers acknowledging record 5 wait for it");
         assert!(!c.can_answer(4), "no new batch while the last one waits for the log");
         assert!(c.can_send(5));
@@ -236,18 +268,34 @@ mod tests {
         let mut c = conn();
         let t = Instant::now();
         c.input.extend_from_slice(&[0; 10]);
-        c.answered(None, Next::Read, t);
+        c.answered(0, Next::Read, t);
         assert_eq!(c.partial_since, Some(t));
         c.input.clear();
-        c.answered(None, Next::Read, t);
+        c.answered(0, Next::Read, t);
         assert_eq!(c.partial_since, None);
         c.input.extend_from_slice(&[0; 10]);
-        c.answered(None, Next::Close, t);
+        c.answered(0, Next::Close, t);
         assert_eq!(c.life, Life::Draining);
         assert!(c.input.is_empty(), "nothing after a closing frame is answered");
-        assert!(c.finished(), "drained: nothing buffered, nothing out, nothing in the ring");
+        assert!(c.drained(), "nothing buffered, nothing out, nothing in the ring");
+        assert!(!c.finished(), "the peer has not closed: it lingers first");
+        assert!(!c.wants_receive(1 << 20), "a draining connection reads nothing more");
+        // The socket loop shuts the sending side and lingers: it reads (and
+        // drops) until the peer closes, then it is done.
+        c.life = Life::Lingering;
+        assert!(c.wants_receive(1 << 20) && !c.can_answer(u64::MAX) && !c.finished());
+        c.peer_done = true;
+        assert!(c.finished() && !c.wants_receive(1 << 20));
         c.receiving = true;
         assert!(!c.finished(), "its receive must end first");
+    }
+
+    #[test]
+    fn a_peer_that_closed_first_gets_no_lingering() {
+        let mut c = conn();
+        c.peer_done = true;
+        c.answered(0, Next::Close, Instant::now());
+        assert!(c.drained() && c.finished());
     }
 
     #[test]

@@ -24,12 +24,13 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use hongbao_protocol::codec::bytes_to_complete;
+use hongbao_protocol::codec::{bytes_to_complete, write_response};
+use hongbao_protocol::Status;
 use hongbao_uring::{socket, Completion, Doorbell, Ring, RingConfig};
 
 use crate::counters::add;
 use crate::forward::Forwarder;
-use crate::net::conn::{Conn, Life};
+use crate::net::conn::{Conn, Life, LINGER_MAX};
 use crate::net::frames::answer_buffer;
 use crate::net::listener::{count_source, over_limit, refuse, release_source, Listener};
 use crate::shard::{MeshSenders, Shard};
@@ -48,6 +49,8 @@ const BREATH: Duration = Duration::from_micros(2);
 const ACCEPT_RETRY: Duration = Duration::from_millis(10);
 /// How long shutting down waits for connections to drain.
 const DRAIN_MAX: Duration = Duration::from_secs(2);
+/// Answer buffers of forwarded batches kept for the next forwards.
+const SPARE_ANSWERS_MAX: usize = 64;
 /// Bit that marks a listener's token (connection tokens stay below it).
 const LISTENER_TOKEN: u64 = 1 << 55;
 /// Generations are 23 bits, so a connection token stays below the listener bit.
@@ -57,6 +60,9 @@ const GENERATION_MASK: u32 = (1 << 23) - 1;
 #[derive(Debug)]
 struct Forwarded {
     token: u64,
+    /// The connection's serial: the token's 23-bit generation could come
+    /// round again while an owner shard sits on a batch.
+    serial: u64,
     forwarder: Forwarder,
     answers: Vec<u8>,
     /// Frames forwarded, or `u64::MAX` if an owner could not be reached.
@@ -73,6 +79,8 @@ struct State {
     conns: Vec<Option<Conn>>,
     free: Vec<u32>,
     generation: u32,
+    /// Connections admitted so far; each gets the next as its serial.
+    admitted: u64,
     /// Connections to look at after this poll (slot indices; may repeat).
     touched: Vec<u32>,
     /// Connections whose answers wait for the log, looked at again once it
@@ -119,6 +127,7 @@ pub async fn run(shard: Rc<Shard>, mesh: Rc<MeshSenders>, listeners: Vec<Listene
         conns: Vec::new(),
         free: Vec::new(),
         generation: 0,
+        admitted: 0,
         touched: Vec::new(),
         waiting: Vec::new(),
         seen: (0, false),
@@ -176,6 +185,12 @@ pub async fn run(shard: Rc<Shard>, mesh: Rc<MeshSenders>, listeners: Vec<Listene
             futures_lite::future::yield_now().await;
         }
     }
+    // The ring first: its drop submits what the last turn queued and cancels
+    // and reaps everything in flight, while the sockets those entries name are
+    // still open. Closed first, a number could be reused by another thread's
+    // new socket, and a queued send would go to it.
+    drop(ring);
+    drop(state);
 }
 
 impl State {
@@ -388,6 +403,9 @@ impl State {
             Instant::now() + shard.auth_timeout,
         );
         conn.in_flight_max = shard.max_in_flight;
+        conn.out_max = super::frames::out_max(shard);
+        self.admitted += 1;
+        conn.serial = self.admitted;
         ring.receive(conn.fd.as_raw_fd(), token);
         conn.receiving = true;
         add(&shard.counters.connections, 1);
@@ -398,9 +416,14 @@ impl State {
     }
 
     fn on_forwarded(&mut self, batch: Forwarded) {
-        let Forwarded { token, forwarder, mut answers, count } = batch;
+        let Forwarded { token, serial, forwarder, answers, count } = batch;
         let Some(slot) = self.slot_of(token) else { return };
         let conn = self.conns[slot].as_mut().expect("slot_of found it");
+        if conn.serial != serial || conn.forwarder.is_some() {
+            // The batch of a connection that is gone; its slot and token
+            // came round to another. Its answers are not this one's.
+            return;
+        }
         conn.forwarder = Some(forwarder);
         if count == u64::MAX {
             // An owner is gone (the server stops): its frames were not done,
@@ -417,8 +440,9 @@ impl State {
                 conn.out_since = Some(Instant::now());
             }
         }
-        answers.clear();
-        self.spare_answers.push(answers);
+        if self.spare_answers.len() < SPARE_ANSWERS_MAX {
+            self.spare_answers.push(super::buffers::recycle(answers));
+        }
         self.touched.push(slot as u32);
     }
 
@@ -439,9 +463,17 @@ impl State {
         if conn.forwarder.as_ref().is_some_and(|f| !f.is_empty()) {
             let forwarder = conn.forwarder.take().expect("checked above");
             let answers = self.spare_answers.pop().unwrap_or_default();
-            spawn_forward(conn.token, forwarder, answers, &self.mesh, &self.forwarded, &self.doorbell);
+            let owner = (conn.token, conn.serial);
+            spawn_forward(owner, forwarder, answers, &self.mesh, &self.forwarded, &self.doorbell);
         }
         send(ring, conn, durable);
+        if conn.drained() && !conn.peer_done {
+            // All sent; the peer may still be sending. Shut our side (it
+            // reads the end after the last answer) and drain its bytes.
+            socket::shutdown_write(conn.fd.as_raw_fd());
+            conn.life = Life::Lingering;
+            conn.linger_since = Some(Instant::now());
+        }
         let wanted = conn.wants_receive(self.buffered_max);
         if wanted && !conn.receiving {
             ring.receive(conn.fd.as_raw_fd(), conn.token);
@@ -474,8 +506,9 @@ impl State {
         drop(conn); // closes the socket
     }
 
-    /// Cuts off connections past a deadline: not authenticated in time, a
-    /// frame started and not finished, or a send the client does not read.
+    /// Cuts off connections past a deadline: not authenticated in time or a
+    /// frame started and not finished (told `timeout`), a send the client
+    /// does not read, or a lingering close the client does not finish.
     fn sweep(&mut self, now: Instant) {
         let frame_timeout = self.shard.frame_timeout;
         for (slot, conn) in self.conns.iter_mut().enumerate() {
@@ -483,8 +516,19 @@ impl State {
             let late_auth = !conn.authenticated && now >= conn.auth_deadline;
             let late_frame = conn.partial_since.is_some_and(|t| now.duration_since(t) >= frame_timeout);
             let late_send = conn.send_started.is_some_and(|(t, _)| now.duration_since(t) >= frame_timeout);
-            if conn.life != Life::Closing && (late_auth || late_frame || late_send) {
+            let late_close = conn.linger_since.is_some_and(|t| now.duration_since(t) >= LINGER_MAX);
+            if conn.life != Life::Closing && (late_send || late_close) {
+                // It does not read what it is sent: nothing more can reach it.
                 conn.life = Life::Closing;
+                self.touched.push(slot as u32);
+            } else if conn.life == Life::Open && (late_auth || late_frame) {
+                // Say why (unasked: opcode 0, request id 0), then close as
+                // after a frame that closes the connection.
+                conn.input.clear();
+                conn.partial_since = None;
+                write_response(&mut conn.out, 0, 0, Status::Timeout, &[]);
+                conn.out_since.get_or_insert(now);
+                conn.life = Life::Draining;
                 self.touched.push(slot as u32);
             }
         }
@@ -510,7 +554,9 @@ impl State {
 }
 
 /// Answers the whole frames of `data` (or, with `None`, of the connection's
-/// buffered input). Returns whether the engine journaled changes.
+/// buffered input); the answers wait for the last log record they show (see
+/// [`crate::engine::Engine::take_depends`]). Returns whether the engine
+/// journaled changes.
 fn answer(shard: &Shard, conn: &mut Conn, data: Option<&[u8]>) -> bool {
     let since = shard.last_change();
     let frames_max = conn.frames_allowed();
@@ -536,10 +582,9 @@ fn answer(shard: &Shard, conn: &mut Conn, data: Option<&[u8]>) -> bool {
         }
     };
     conn.unsent += answered.frames;
-    let last = shard.last_change();
-    let journaled = (last != since).then_some(last);
-    conn.answered(journaled, answered.next, Instant::now());
-    journaled.is_some()
+    let need = shard.take_depends();
+    conn.answered(need, answered.next, Instant::now());
+    shard.last_change() != since
 }
 
 /// Moves from `data` into the connection's buffered input the bytes that
@@ -572,7 +617,7 @@ fn send(ring: &mut Ring, conn: &mut Conn, durable: u64) {
 /// Sends a connection's frames for other shards on a task of their own; the
 /// answers come back to the loop through `done`.
 fn spawn_forward(
-    token: u64,
+    (token, serial): (u64, u64),
     mut forwarder: Forwarder,
     mut answers: Vec<u8>,
     mesh: &Rc<MeshSenders>,
@@ -582,7 +627,7 @@ fn spawn_forward(
     let (mesh, done, doorbell) = (mesh.clone(), done.clone(), doorbell.clone());
     glommio::spawn_local(async move {
         let count = forwarder.flush(&mesh, &mut answers).await;
-        done.borrow_mut().push(Forwarded { token, forwarder, answers, count });
+        done.borrow_mut().push(Forwarded { token, serial, forwarder, answers, count });
         doorbell.ring();
     })
     .detach();

@@ -24,9 +24,19 @@ use crate::handler::{
 };
 use crate::shard::Shard;
 
-/// Answers are written once they pass this many bytes, even in the middle of a
-/// read, so a pipeline of QUERYs cannot grow the output buffer without bound.
+/// Answers are written once they pass this many bytes (or the smaller
+/// `--max-buffered-bytes`, see [`out_max`]), even in the middle of a read, so
+/// a pipeline of QUERYs cannot grow the output buffer without bound (frames
+/// forwarded to other shards count with the most their answers take).
 pub const OUT_FLUSH_BYTES: usize = 1 << 20;
+
+/// The most answer bytes a connection of `shard` gathers before it writes
+/// them: `--max-buffered-bytes`, at most [`OUT_FLUSH_BYTES`]. With the one
+/// send in flight, a client that does not read holds at most twice this
+/// (plus one answer) of the server's memory until its send times out.
+pub fn out_max(shard: &Shard) -> usize {
+    shard.read_buffer_bytes.min(OUT_FLUSH_BYTES)
+}
 
 /// What handling the buffered bytes left to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,18 +78,24 @@ pub fn answer_buffer(
     // does not yield), and the connection may ask.
     let hot = shard.max_body_bytes as usize >= EnvelopeUser::SIZE && !shard.refuses_changes();
     let auth_required = shard.auth.required();
+    let out_max = out_max(shard);
     let mut at = 0;
     let mut frames = 0;
     let done = |consumed, frames, next| Answered { consumed, frames, next };
     loop {
-        if out.len() >= OUT_FLUSH_BYTES || frames >= frames_max {
+        // Forwarded frames count with the most their answers can take: the
+        // answers join this output when they come back.
+        if out.len() + forwarder.answer_bytes() >= out_max || frames >= frames_max {
             return done(at, frames, Next::Write);
         }
         if hot && (*authenticated || !auth_required) {
             if let Some(request) = read_envelope_user_request(&bytes[at..]) {
                 // Routed as the general path routes a GRAB or OPEN.
                 match owner_of(&Request::Grab(request.body), shard.id, shard.shard_count) {
-                    Some(owner) => forwarder.push(owner, &bytes[at..at + ENVELOPE_USER_FRAME_LEN]),
+                    Some(owner) => {
+                        let answer_len_max = crate::forward::answer_len_max(&Request::Grab(request.body));
+                        forwarder.push(owner, &bytes[at..at + ENVELOPE_USER_FRAME_LEN], answer_len_max)
+                    }
                     None => {
                         crate::counters::add(&shard.counters.requests, 1);
                         let (id, body) = (request.request_id, &request.body);
@@ -128,7 +144,9 @@ pub fn answer_buffer(
                 refuse_unauthenticated(shard, &frame, &request, out)
             }
             Ok(request) => match owner_of(&request, shard.id, shard.shard_count) {
-                Some(owner) => forwarder.push(owner, &bytes[at..at + len]),
+                Some(owner) => {
+                    forwarder.push(owner, &bytes[at..at + len], crate::forward::answer_len_max(&request))
+                }
                 None => answer_request(shard, &mut engine, now_ms, &frame, &request, out),
             },
             Err(_) => {
@@ -157,5 +175,127 @@ fn admitted(shard: &Shard, request: &Request<'_>, authenticated: &mut bool) -> b
         }
         Request::Ping => true,
         _ => *authenticated,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hongbao_protocol::body::FixedBody;
+    use hongbao_protocol::body::{CreateRequest, CreateResponse, EnvelopeKind, EnvelopeUser, OpenResponse};
+    use hongbao_protocol::response::Response;
+    use hongbao_protocol::{decode_frame, Opcode, Request, Status};
+    use zerocopy::little_endian::{U32, U64};
+
+    use super::*;
+    use crate::forward::Forwarder;
+
+    /// One connection's state around [`answer_buffer`].
+    struct Client {
+        forwarder: Forwarder,
+        out: Vec<u8>,
+        authenticated: bool,
+    }
+
+    impl Client {
+        fn new(shard: &Shard) -> Client {
+            Client { forwarder: Forwarder::new(shard.shard_count), out: Vec::new(), authenticated: true }
+        }
+
+        /// Answers `requests` as one batch; the answers and the log record
+        /// the batch must wait for.
+        fn batch(&mut self, shard: &Shard, requests: &[Request<'_>]) -> (Vec<(Status, Vec<u8>)>, u64) {
+            let mut bytes = Vec::new();
+            for (i, request) in requests.iter().enumerate() {
+                request.encode(i as u64 + 1, &mut bytes);
+            }
+            self.out.clear();
+            let answered = answer_buffer(
+                shard,
+                &bytes,
+                &mut self.forwarder,
+                &mut self.out,
+                &mut self.authenticated,
+                usize::MAX,
+            );
+            assert_eq!((answered.consumed, answered.frames), (bytes.len(), requests.len()));
+            let mut answers = Vec::new();
+            let mut at = 0;
+            while let Ok(Some(frame)) = decode_frame(&self.out[at..]) {
+                let response = Response::from_frame(&frame).unwrap();
+                answers.push((response.status, response.body.to_vec()));
+                at += frame.wire_len();
+            }
+            (answers, shard.take_depends())
+        }
+    }
+
+    fn pair(envelope: u64, user: u64) -> EnvelopeUser {
+        EnvelopeUser { envelope: U64::new(envelope), user: U64::new(user) }
+    }
+
+    /// A pipeline of QUERYs for another shard's envelope stops at the output
+    /// limit, counting each with the largest answer it can get back (a full
+    /// page of claims), as local QUERYs stop once their answers fill it.
+    #[test]
+    fn forwarded_frames_count_against_the_output_limit() {
+        use hongbao_protocol::body::QueryRequest;
+        let shard = crate::fuzz::small_shard(0);
+        let mut forwarder = Forwarder::new(shard.shard_count);
+        let other = hongbao_protocol::EnvelopeId::new(1, 5).0;
+        let query = QueryRequest {
+            envelope: U64::new(other),
+            page_start: U32::new(0),
+            page_limit: U32::new(u32::MAX),
+        };
+        let mut bytes = Vec::new();
+        for id in 0..4_096 {
+            Request::Query(query).encode(id, &mut bytes);
+        }
+        let bound = crate::forward::answer_len_max(&Request::Query(query));
+        assert_eq!(bound, hongbao_protocol::HEADER_LEN + 104 + 1024 * 24, "a full page");
+        let (mut out, mut authenticated) = (Vec::new(), true);
+        let answered =
+            answer_buffer(&shard, &bytes, &mut forwarder, &mut out, &mut authenticated, usize::MAX);
+        assert_eq!(answered.next, Next::Write);
+        let limit = out_max(&shard);
+        assert_eq!(answered.frames, limit.div_ceil(bound), "{bound} bytes an answer, {limit} in all");
+        assert!(forwarder.answer_bytes() < limit + bound && out.is_empty());
+        // GRABs for the other shard reserve a small answer each.
+        let grab = crate::forward::answer_len_max(&Request::Grab(pair(other, 1)));
+        assert!(grab <= 64, "{grab}");
+    }
+
+    /// Through the frame loop's hot path too: a connection that repeats
+    /// another's OPEN waits for the first OPEN's record, as the first does.
+    #[test]
+    fn a_repeated_open_waits_for_the_first_ones_record() {
+        let shard = crate::fuzz::small_shard(0);
+        shard.engine.borrow_mut().enable_journal(1);
+        let mut a = Client::new(&shard);
+        let create = CreateRequest {
+            sender: U64::new(1),
+            total_cents: U64::new(500),
+            count: U32::new(5),
+            kind: EnvelopeKind::Random as u8,
+            reserved0: [0; 3],
+            expires_in_secs: U32::new(60),
+            reserved1: U32::new(0),
+        };
+        let (answers, need) = a.batch(&shard, &[Request::Create(create)]);
+        assert_eq!((answers[0].0, need), (Status::Ok, 1));
+        let envelope = CreateResponse::decode(Opcode::Create as u8, &answers[0].1).unwrap().envelope.get();
+
+        let (answers, need) =
+            a.batch(&shard, &[Request::Grab(pair(envelope, 7)), Request::Open(pair(envelope, 7))]);
+        assert_eq!((answers[0].0, answers[1].0, need), (Status::Ok, Status::Ok, 2));
+        let paid = OpenResponse::decode(Opcode::Open as u8, &answers[1].1).unwrap();
+
+        let mut b = Client::new(&shard);
+        let (answers, need) = b.batch(&shard, &[Request::Open(pair(envelope, 7))]);
+        assert_eq!(answers[0].0, Status::Ok);
+        assert_eq!(OpenResponse::decode(Opcode::Open as u8, &answers[0].1).unwrap(), paid);
+        assert_eq!(need, 2, "the repeat shows record 2");
+        let (_, need) = b.batch(&shard, &[Request::Ping]);
+        assert_eq!(need, 0, "PING shows nothing");
     }
 }

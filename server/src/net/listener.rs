@@ -38,15 +38,31 @@ pub fn over_limit(shard: &Shard, source: Option<IpAddr>) -> bool {
 
 /// Tells a connection over a limit `busy` (request id 0) and closes it. The
 /// 24 bytes fit any new socket's send buffer, so a non-blocking send does not
-/// wait; if it fails the peer just sees the close.
+/// wait; if it fails the peer just sees the close. What the client already
+/// sent (a first request right behind the connect) is read and dropped
+/// first, up to [`REFUSE_DRAIN_BYTES`]: closing with unread input would reset
+/// the connection and could throw the answer away.
 pub fn refuse(fd: OwnedFd) {
     let mut answer = Vec::with_capacity(hongbao_protocol::HEADER_LEN);
     write_response(&mut answer, 0, 0, Status::Busy, &[]);
     let mut stream = std::net::TcpStream::from(fd);
-    if stream.set_nonblocking(true).is_ok() {
-        let _ = std::io::Write::write_all(&mut stream, &answer);
+    if stream.set_nonblocking(true).is_err() {
+        return;
+    }
+    let _ = std::io::Write::write_all(&mut stream, &answer);
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut scratch = [0u8; 4096];
+    let mut drained = 0;
+    while drained < REFUSE_DRAIN_BYTES {
+        match std::io::Read::read(&mut stream, &mut scratch) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => drained += n,
+        }
     }
 }
+
+/// Most bytes read and dropped from a refused connection before it closes.
+pub const REFUSE_DRAIN_BYTES: usize = 64 * 1024;
 
 /// Counts a connection against its source address.
 pub fn count_source(shard: &Shard, ip: IpAddr) {

@@ -2,6 +2,7 @@
 //! (`driver`), each connection's state (`conn`), and the sans-IO answering of
 //! the frames a connection received (`frames`).
 
+pub mod buffers;
 pub mod conn;
 pub mod driver;
 pub mod frames;

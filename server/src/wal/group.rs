@@ -75,11 +75,13 @@ impl GroupCommit {
 
     /// Waits until record `seq` is durable. `false` if it never will be.
     pub async fn wait(&self, seq: u64) -> bool {
-        if self.failed.get() {
-            return false;
-        }
+        // Durable first: after a failure, what was synced before it may
+        // still be shown.
         if seq <= self.durable_seq.get() {
             return true;
+        }
+        if self.failed.get() {
+            return false;
         }
         let (tx, rx) = oneshot::channel();
         self.waiters.borrow_mut().push((seq, tx));
