@@ -86,10 +86,17 @@ pub struct Engine {
     rng: Rng,
     counters: EngineCounters,
     journal: Journal,
-    /// The highest log record the answers given since the last
-    /// [`Engine::take_depends`] show: an envelope's last change, or the last
-    /// eviction for an envelope not found. They may go out once it is durable.
-    depends_on: u64,
+    /// What the answers given since the last [`Engine::take_depends`] show.
+    depends: Depends,
+}
+
+/// The log records answers rest on.
+#[derive(Debug, Default)]
+struct Depends {
+    /// The highest record the answers show: an envelope's last change, or
+    /// the last eviction for an envelope not found. They may go out once it
+    /// is durable.
+    on: u64,
     /// The record of the last eviction.
     evicted_seq: u64,
 }
@@ -106,8 +113,7 @@ impl Engine {
             rng,
             counters: EngineCounters::default(),
             journal: Journal::new(false, 1),
-            depends_on: 0,
-            evicted_seq: 0,
+            depends: Depends::default(),
         }
     }
 
@@ -133,12 +139,7 @@ impl Engine {
     /// durable: a repeated OPEN answers the amount of the first, a QUERY
     /// lists claims, and the server may crash before their records are synced.
     pub fn take_depends(&mut self) -> u64 {
-        std::mem::take(&mut self.depends_on)
-    }
-
-    /// An envelope was not found: the answer rests on the last eviction.
-    fn missed(&mut self) {
-        self.depends_on = self.depends_on.max(self.evicted_seq);
+        std::mem::take(&mut self.depends.on)
     }
 
     /// Records waiting for the log.
@@ -230,7 +231,7 @@ impl Engine {
         envelope.changed_seq = self
             .journal
             .push(|seq| Record::create(seq, id, sender, total, count, kind_code, now_ms, expires_at_ms));
-        self.depends_on = self.depends_on.max(envelope.changed_seq);
+        self.depends.on = self.depends.on.max(envelope.changed_seq);
         let inserted = self.envelopes.insert(envelope);
         assert_eq!(inserted, key);
         self.claims_held += count64;
@@ -253,19 +254,15 @@ impl Engine {
         }
         let cap = self.config.share_cap_cents;
         let ttl_ms = self.config.reservation_ttl_ms;
-        let Some(key) = self.lookup(envelope_id) else {
-            self.missed();
-            return (Status::NotFound, answer);
-        };
+        let key = self.lookup(envelope_id);
         let Some(env) = current(
             &mut self.envelopes,
             &mut self.journal,
             &mut self.counters,
-            &mut self.depends_on,
+            &mut self.depends,
             key,
             now_ms,
         ) else {
-            self.missed();
             return (Status::NotFound, answer);
         };
         let status = match env.holding(user) {
@@ -305,19 +302,15 @@ impl Engine {
             return (Status::InvalidArgument, answer);
         }
         let cap = self.config.share_cap_cents;
-        let Some(key) = self.lookup(envelope_id) else {
-            self.missed();
-            return (Status::NotFound, answer);
-        };
+        let key = self.lookup(envelope_id);
         let Some(env) = current(
             &mut self.envelopes,
             &mut self.journal,
             &mut self.counters,
-            &mut self.depends_on,
+            &mut self.depends,
             key,
             now_ms,
         ) else {
-            self.missed();
             return (Status::NotFound, answer);
         };
         match env.holding(user) {
@@ -344,7 +337,7 @@ impl Engine {
         let order = env.pay(user, amount);
         env.assert_invariants(cap);
         env.changed_seq = self.journal.push(|seq| Record::open(seq, envelope_id, user, amount, order));
-        self.depends_on = self.depends_on.max(env.changed_seq);
+        self.depends.on = self.depends.on.max(env.changed_seq);
         self.counters.opens += 1;
         answer.amount_cents = U64::new(amount);
         answer.order = U32::new(order);
@@ -359,23 +352,16 @@ impl Engine {
         page_start: u32,
         page_limit: u32,
     ) -> Result<(QueryResponse, &[ClaimEntry]), Status> {
-        let Some(key) = self.lookup(envelope_id) else {
-            self.missed();
-            return Err(Status::NotFound);
-        };
-        let found = current(
+        let key = self.lookup(envelope_id);
+        let env = current(
             &mut self.envelopes,
             &mut self.journal,
             &mut self.counters,
-            &mut self.depends_on,
+            &mut self.depends,
             key,
             now_ms,
-        );
-        let Some(env) = found else {
-            // Not `self.missed()`: the page borrows the envelopes.
-            self.depends_on = self.depends_on.max(self.evicted_seq);
-            return Err(Status::NotFound);
-        };
+        )
+        .ok_or(Status::NotFound)?;
         let limit = page_limit.min(hongbao_protocol::limits::MAX_QUERY_PAGE) as usize;
         let start = (page_start as usize).min(env.claims().len());
         let page = &env.claims()[start..(start + limit).min(env.claims().len())];
@@ -446,7 +432,7 @@ impl Engine {
         self.claims_held -= u64::from(env.count);
         self.counters.evicted += 1;
         let at_ms = env.expires_at_ms + u64::from(self.config.retention_secs) * 1000;
-        self.evicted_seq = self.journal.push(|seq| Record::evict(seq, id, at_ms));
+        self.depends.evicted_seq = self.journal.push(|seq| Record::evict(seq, id, at_ms));
     }
 
     /// Applies one record read back from the log. Records come in sequence
@@ -615,24 +601,29 @@ impl Engine {
     }
 }
 
-/// The envelope with `key` as of `now_ms`: expired (its refund journaled) if
-/// its time has come, and its lapsed reservations returned. Every request
-/// starts here, so time-driven changes never wait for the timer tick; and
-/// here the answer takes on the envelope's last change (`depends_on`).
+/// The envelope with `key` (`None`: an id that names none) as of `now_ms`:
+/// expired (its refund journaled) if its time has come, and its lapsed
+/// reservations returned. Every request starts here, so time-driven changes
+/// never wait for the timer tick; and here the answer takes on what it
+/// shows (`depends`): the envelope's last change, or if there is no such
+/// envelope, the last eviction.
 fn current<'a>(
     envelopes: &'a mut Slab,
     journal: &mut Journal,
     counters: &mut EngineCounters,
-    depends_on: &mut u64,
-    key: u64,
+    depends: &mut Depends,
+    key: Option<u64>,
     now_ms: u64,
 ) -> Option<&'a mut Envelope> {
-    let env = envelopes.get_mut(key)?;
+    let Some(env) = key.and_then(|key| envelopes.get_mut(key)) else {
+        depends.on = depends.on.max(depends.evicted_seq);
+        return None;
+    };
     if env.expire_if_due(now_ms) {
         note_expired(journal, counters, env);
     }
     env.release_lapsed(now_ms);
-    *depends_on = (*depends_on).max(env.changed_seq);
+    depends.on = depends.on.max(env.changed_seq);
     Some(env)
 }
 
