@@ -131,3 +131,107 @@ fn protected_mode_refuses_a_public_address_without_a_token() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("protected mode") && stderr.contains("--auth-token-file"), "{stderr}");
 }
+
+/// The cases the probe below compares against the same 32-byte token, in
+/// groups of one presented length: the comparison's work may depend on the
+/// length the client chose, never on the bytes.
+const PROBE_GROUPS: [&[&str]; 2] = [&["equal", "first-byte", "last-byte"], &["prefix", "prefix-first-byte"]];
+/// Comparisons per probe run.
+const PROBE_ROUNDS: u32 = 2_000;
+const PROBE_TOKEN: [u8; 32] = *b"0123456789abcdef0123456789abcdef";
+
+/// What a naive comparison does: stops at the first difference.
+#[inline(never)]
+fn naive_token_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    for (x, y) in a.iter().zip(b) {
+        if x != y {
+            return false;
+        }
+    }
+    true
+}
+
+/// Run by the test below under callgrind, one case at a time (the case and
+/// the comparison in HONGBAO_PROBE, "CASE COMPARISON"); not a test by itself.
+#[test]
+#[ignore = "a probe for token_comparison_costs_the_same_wherever_the_token_differs"]
+fn probe_token_comparison() {
+    let Ok(probe) = std::env::var("HONGBAO_PROBE") else { return };
+    let (case, comparison) = probe.split_once(' ').expect("CASE COMPARISON");
+    let mut presented = PROBE_TOKEN.to_vec();
+    match case {
+        "equal" => {}
+        "first-byte" => presented[0] ^= 1,
+        "last-byte" => presented[31] ^= 1,
+        "prefix" => presented.truncate(31),
+        "prefix-first-byte" => {
+            presented.truncate(31);
+            presented[0] ^= 1;
+        }
+        other => panic!("no case {other}"),
+    }
+    let mut accepted = 0;
+    for _ in 0..PROBE_ROUNDS {
+        let presented = std::hint::black_box(&presented[..]);
+        let equal = match comparison {
+            "constant" => hongbao_server::auth::constant_time_eq(&PROBE_TOKEN, presented),
+            _ => naive_token_eq(&PROBE_TOKEN, presented),
+        };
+        accepted += u32::from(equal);
+    }
+    assert_eq!(accepted, if case == "equal" { PROBE_ROUNDS } else { 0 });
+}
+
+/// Instructions spent inside `function` by the probe for `case`, counted by
+/// callgrind: exact and repeatable, where a clock is neither.
+fn probe_instructions(function: &str, case: &str, comparison: &str) -> u64 {
+    let out = std::env::temp_dir().join(format!("hongbao-probe-{}-{case}-{comparison}", std::process::id()));
+    let run = Command::new("valgrind")
+        .arg("--tool=callgrind")
+        .arg(format!("--callgrind-out-file={}", out.display()))
+        .arg(format!("--toggle-collect=*{function}*"))
+        .arg(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "probe_token_comparison", "--test-threads=1"])
+        .env("HONGBAO_PROBE", format!("{case} {comparison}"))
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "probe {case} {comparison}: {}", String::from_utf8_lossy(&run.stderr));
+    let counts = std::fs::read_to_string(&out).unwrap();
+    std::fs::remove_file(&out).unwrap();
+    let total = counts
+        .lines()
+        .find_map(|line| line.strip_prefix("summary:").or_else(|| line.strip_prefix("totals:")))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("callgrind's summary line");
+    assert!(total > 0, "nothing counted inside {function}: is it inlined away?");
+    total
+}
+
+/// The server's token comparison does the same work whether a presented
+/// token of some length matches or differs in its first or last byte:
+/// instructions counted by callgrind inside the comparison, equal to the
+/// instruction. (Only the presented length, which the client chose, may
+/// change the count.) The same probe finds a naive comparison's work depend
+/// on where the token differs, so the check can catch a leak. Skipped (with
+/// a note) where valgrind is missing; CI installs it.
+#[test]
+fn token_comparison_costs_the_same_wherever_the_token_differs() {
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        println!("token comparison probe skipped: valgrind is not installed (apt-get install valgrind)");
+        return;
+    }
+    for group in PROBE_GROUPS {
+        let counts: Vec<u64> =
+            group.iter().map(|case| probe_instructions("constant_time_eq", case, "constant")).collect();
+        assert!(counts.iter().all(|&n| n == counts[0]), "constant_time_eq by case {group:?}: {counts:?}");
+    }
+    let first = probe_instructions("naive_token_eq", "first-byte", "naive");
+    let last = probe_instructions("naive_token_eq", "last-byte", "naive");
+    assert!(
+        last > first + u64::from(PROBE_ROUNDS) * 16,
+        "the probe must see a naive comparison stop early: {first} and {last} instructions"
+    );
+}
