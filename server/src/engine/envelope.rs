@@ -49,9 +49,10 @@ pub struct Envelope {
     /// No reservation lapses before this time (Unix ms); `u64::MAX` when none
     /// is held. A lower bound: it may be earlier than the earliest deadline.
     lapse_ms: u64,
-    /// The number of the last log record of a change to it (0: none since
-    /// start-up, so all of it is durable). An answer that shows this
-    /// envelope goes out only once that record is durable.
+    /// The number of the log record of its CREATE or its last OPEN (0: none
+    /// since start-up, so all of it is durable). An answer that shows this
+    /// envelope's state goes out only once that record is durable. (Expiry
+    /// and eviction do not count: they follow from the clock and these.)
     pub changed_seq: u64,
 }
 

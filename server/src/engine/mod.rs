@@ -86,19 +86,9 @@ pub struct Engine {
     rng: Rng,
     counters: EngineCounters,
     journal: Journal,
-    /// What the answers given since the last [`Engine::take_depends`] show.
-    depends: Depends,
-}
-
-/// The log records answers rest on.
-#[derive(Debug, Default)]
-struct Depends {
-    /// The highest record the answers show: an envelope's last change, or
-    /// the last eviction for an envelope not found. They may go out once it
-    /// is durable.
-    on: u64,
-    /// The record of the last eviction.
-    evicted_seq: u64,
+    /// The highest log record the answers given since the last
+    /// [`Engine::take_depends`] show (see there); 0 for none.
+    depends: u64,
 }
 
 impl Engine {
@@ -113,7 +103,7 @@ impl Engine {
             rng,
             counters: EngineCounters::default(),
             journal: Journal::new(false, 1),
-            depends: Depends::default(),
+            depends: 0,
         }
     }
 
@@ -139,7 +129,7 @@ impl Engine {
     /// durable: a repeated OPEN answers the amount of the first, a QUERY
     /// lists claims, and the server may crash before their records are synced.
     pub fn take_depends(&mut self) -> u64 {
-        std::mem::take(&mut self.depends.on)
+        std::mem::take(&mut self.depends)
     }
 
     /// Records waiting for the log.
@@ -231,7 +221,7 @@ impl Engine {
         envelope.changed_seq = self
             .journal
             .push(|seq| Record::create(seq, id, sender, total, count, kind_code, now_ms, expires_at_ms));
-        self.depends.on = self.depends.on.max(envelope.changed_seq);
+        self.depends = self.depends.max(envelope.changed_seq);
         let inserted = self.envelopes.insert(envelope);
         assert_eq!(inserted, key);
         self.claims_held += count64;
@@ -255,14 +245,8 @@ impl Engine {
         let cap = self.config.share_cap_cents;
         let ttl_ms = self.config.reservation_ttl_ms;
         let key = self.lookup(envelope_id);
-        let Some(env) = current(
-            &mut self.envelopes,
-            &mut self.journal,
-            &mut self.counters,
-            &mut self.depends,
-            key,
-            now_ms,
-        ) else {
+        let Some(env) = current(&mut self.envelopes, &mut self.journal, &mut self.counters, key, now_ms)
+        else {
             return (Status::NotFound, answer);
         };
         let status = match env.holding(user) {
@@ -290,6 +274,13 @@ impl Engine {
         if matches!(status, Status::Ok | Status::AlreadyGrabbed) {
             answer.shares_free = U32::new(env.shares_free());
         }
+        if status != Status::Ok {
+            // "Already paid X", "sold out", "expired" rest on the envelope's
+            // changes. A fresh reservation promises nothing durable (it is
+            // never logged, and its OPEN waits for its own record), so it
+            // need not wait for other users' OPENs.
+            self.depends = self.depends.max(env.changed_seq);
+        }
         (status, answer)
     }
 
@@ -303,16 +294,11 @@ impl Engine {
         }
         let cap = self.config.share_cap_cents;
         let key = self.lookup(envelope_id);
-        let Some(env) = current(
-            &mut self.envelopes,
-            &mut self.journal,
-            &mut self.counters,
-            &mut self.depends,
-            key,
-            now_ms,
-        ) else {
+        let Some(env) = current(&mut self.envelopes, &mut self.journal, &mut self.counters, key, now_ms)
+        else {
             return (Status::NotFound, answer);
         };
+        self.depends = self.depends.max(env.changed_seq);
         match env.holding(user) {
             Some(Holding::Paid { index }) => {
                 let claim = &env.claims()[index as usize];
@@ -337,7 +323,7 @@ impl Engine {
         let order = env.pay(user, amount);
         env.assert_invariants(cap);
         env.changed_seq = self.journal.push(|seq| Record::open(seq, envelope_id, user, amount, order));
-        self.depends.on = self.depends.on.max(env.changed_seq);
+        self.depends = self.depends.max(env.changed_seq);
         self.counters.opens += 1;
         answer.amount_cents = U64::new(amount);
         answer.order = U32::new(order);
@@ -353,15 +339,9 @@ impl Engine {
         page_limit: u32,
     ) -> Result<(QueryResponse, &[ClaimEntry]), Status> {
         let key = self.lookup(envelope_id);
-        let env = current(
-            &mut self.envelopes,
-            &mut self.journal,
-            &mut self.counters,
-            &mut self.depends,
-            key,
-            now_ms,
-        )
-        .ok_or(Status::NotFound)?;
+        let env = current(&mut self.envelopes, &mut self.journal, &mut self.counters, key, now_ms)
+            .ok_or(Status::NotFound)?;
+        self.depends = self.depends.max(env.changed_seq);
         let limit = page_limit.min(hongbao_protocol::limits::MAX_QUERY_PAGE) as usize;
         let start = (page_start as usize).min(env.claims().len());
         let page = &env.claims()[start..(start + limit).min(env.claims().len())];
@@ -432,7 +412,7 @@ impl Engine {
         self.claims_held -= u64::from(env.count);
         self.counters.evicted += 1;
         let at_ms = env.expires_at_ms + u64::from(self.config.retention_secs) * 1000;
-        self.depends.evicted_seq = self.journal.push(|seq| Record::evict(seq, id, at_ms));
+        self.journal.push(|seq| Record::evict(seq, id, at_ms));
     }
 
     /// Applies one record read back from the log. Records come in sequence
@@ -604,32 +584,30 @@ impl Engine {
 /// The envelope with `key` (`None`: an id that names none) as of `now_ms`:
 /// expired (its refund journaled) if its time has come, and its lapsed
 /// reservations returned. Every request starts here, so time-driven changes
-/// never wait for the timer tick; and here the answer takes on what it
-/// shows (`depends`): the envelope's last change, or if there is no such
-/// envelope, the last eviction.
+/// never wait for the timer tick.
 fn current<'a>(
     envelopes: &'a mut Slab,
     journal: &mut Journal,
     counters: &mut EngineCounters,
-    depends: &mut Depends,
     key: Option<u64>,
     now_ms: u64,
 ) -> Option<&'a mut Envelope> {
-    let Some(env) = key.and_then(|key| envelopes.get_mut(key)) else {
-        depends.on = depends.on.max(depends.evicted_seq);
-        return None;
-    };
+    let env = envelopes.get_mut(key?)?;
     if env.expire_if_due(now_ms) {
         note_expired(journal, counters, env);
     }
     env.release_lapsed(now_ms);
-    depends.on = depends.on.max(env.changed_seq);
     Some(env)
 }
 
 /// Counts an expiry and writes its record.
-fn note_expired(journal: &mut Journal, counters: &mut EngineCounters, env: &mut Envelope) {
+///
+/// The record does not become the envelope's `changed_seq`: an expiry follows
+/// from the clock and the durable CREATE and OPENs alone (the refund is what
+/// they left), so a recovered log that lost it expires the envelope again,
+/// the same. Answers that show it need not wait for it, and an eviction
+/// (of an envelope already settled) likewise.
+fn note_expired(journal: &mut Journal, counters: &mut EngineCounters, env: &Envelope) {
     counters.expired += 1;
-    let (id, refunded, expires_at_ms) = (env.id, env.refunded_cents, env.expires_at_ms);
-    env.changed_seq = journal.push(|seq| Record::expire(seq, id, refunded, expires_at_ms));
+    journal.push(|seq| Record::expire(seq, env.id, env.refunded_cents, env.expires_at_ms));
 }

@@ -279,6 +279,11 @@ impl State {
                         self.journaled |= answer(&self.shard, conn, Some(data));
                     } else {
                         conn.input.extend_from_slice(data);
+                        if bytes_to_complete(&conn.input) == 0 {
+                            // Whole frames wait for the server, not for the
+                            // client: no frame clock runs.
+                            conn.partial_since = None;
+                        }
                     }
                 }
                 self.touched.push(slot as u32);
@@ -521,7 +526,9 @@ impl State {
                 // It does not read what it is sent: nothing more can reach it.
                 conn.life = Life::Closing;
                 self.touched.push(slot as u32);
-            } else if conn.life == Life::Open && (late_auth || late_frame) {
+            } else if conn.life == Life::Open && conn.forwarder.is_some() && (late_auth || late_frame) {
+                // (With a forwarded batch out, at the next sweep: its answers
+                // come before the timeout, not after where none would read them.)
                 // Say why (unasked: opcode 0, request id 0), then close as
                 // after a frame that closes the connection.
                 conn.input.clear();
