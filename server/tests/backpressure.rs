@@ -146,23 +146,68 @@ fn the_last_answers_survive_a_closing_frame() {
     assert_eq!(at, all.len(), "nothing but whole frames");
 }
 
+/// A client that writes everything before it reads a byte, past a frame
+/// that closes the connection: the server goes on reading (and dropping)
+/// what it sends, so its write finishes and it then reads every answer,
+/// rather than both sides waiting on full windows until the server's send
+/// times out and resets the connection.
+#[test]
+fn a_client_that_writes_everything_first_is_not_stuck_behind_a_closing_frame() {
+    const PINGS: u64 = 20_000;
+    let server = TestServer::start(1, &["--max-buffered-bytes", "196608", "--frame-timeout", "30"]);
+    let mut stream = TcpStream::connect(server.main).unwrap();
+    // A small receive buffer, so the answers back up in the server; the send
+    // buffer as the kernel sizes it (a 16 KiB one would be paced by the
+    // server's delayed ACKs, as it sends nothing back while it drains).
+    set_buffer(&stream, libc::SO_RCVBUF);
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    stream.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut bytes = Vec::new();
+    for id in 1..=PINGS {
+        Request::Ping.encode(id, &mut bytes);
+    }
+    let mut oversized = Vec::new();
+    Request::Ping.encode(PINGS + 1, &mut oversized);
+    oversized[8..12].copy_from_slice(&(1u32 << 30).to_le_bytes());
+    bytes.extend_from_slice(&oversized);
+    bytes.extend(std::iter::repeat_n(0x5au8, 4 << 20));
+    // One thread: nothing is read until all of it is written.
+    stream.write_all(&bytes).expect("the server keeps reading what follows the closing frame");
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut all = Vec::new();
+    stream.read_to_end(&mut all).unwrap();
+    let mut statuses = Vec::new();
+    let mut at = 0;
+    while let Ok(Some(frame)) = decode_frame(&all[at..]) {
+        statuses.push(frame.header.status());
+        at += frame.wire_len();
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == Status::Ok).count() as u64, PINGS);
+    assert_eq!(statuses.last(), Some(&Status::FrameTooLarge));
+}
+
 fn small_socket_buffers(stream: &TcpStream) {
+    for option in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
+        set_buffer(stream, option);
+    }
+}
+
+/// Sets socket buffer `option` (SO_RCVBUF or SO_SNDBUF) to 16 KiB.
+fn set_buffer(stream: &TcpStream, option: libc::c_int) {
     use std::os::fd::AsRawFd;
     let bytes: libc::c_int = 16 * 1024;
-    for option in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
-        #[allow(unsafe_code)]
-        // SAFETY: a plain setsockopt with a valid int on an open socket.
-        let done = unsafe {
-            libc::setsockopt(
-                stream.as_raw_fd(),
-                libc::SOL_SOCKET,
-                option,
-                (&bytes as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(done, 0, "setsockopt {option}");
-    }
+    #[allow(unsafe_code)]
+    // SAFETY: a plain setsockopt with a valid int on an open socket.
+    let done = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            option,
+            (&bytes as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(done, 0, "setsockopt {option}");
 }
 
 #[test]
