@@ -1159,12 +1159,13 @@ proptest! {
     }
 }
 
-/// Every answer names the last log record it shows, so that the socket loop
-/// holds it until that record is durable: a change's own record, and also
-/// another request's change it reveals (a repeated OPEN's amount, a QUERY's
-/// claims, GRAB's "already grabbed" or "sold out"). A fresh reservation, an
-/// unknown envelope, and expiry and eviction (which follow from the clock and
-/// the CREATE and OPENs) wait for nothing of their own.
+/// Every answer that shows money names the last log record it shows, so that
+/// the socket loop holds it until that record is durable: a change's own
+/// record, and also a change it reveals (a repeated OPEN's or GRAB's amount,
+/// a QUERY's claims and totals). Passing state (a fresh reservation, "sold
+/// out", "no reservation", "expired"), an unknown envelope, and expiry and
+/// eviction (which follow from the clock and the CREATE and OPENs) wait for
+/// nothing.
 #[test]
 fn answers_name_the_log_record_they_show() {
     let mut engine = Engine::new(config());
@@ -1191,22 +1192,27 @@ fn answers_name_the_log_record_they_show() {
     grab_ok(&mut engine, T0, b, 8);
     totals(&mut engine, T0, a);
     assert_eq!(engine.take_depends(), 3);
-    // A user with nothing on envelope b sees only its CREATE.
+    // A user with nothing on envelope b is told so: no money shown.
     assert_eq!(engine.open(T0, b, 9).0, Status::NoReservation);
-    assert_eq!(engine.take_depends(), 2);
-    // Sold out shows the OPEN that took the last share.
+    assert_eq!(engine.take_depends(), 0);
+    // Sold out is a passing state (reservations lapse), not a promise.
     take(&mut engine, T0, a, 11);
-    engine.take_depends();
+    assert_eq!(engine.take_depends(), 4);
     assert_eq!(engine.grab(T0, a, 12).0, Status::SoldOut);
-    assert_eq!(engine.take_depends(), 4, "sold out rests on the last OPEN");
+    assert_eq!(engine.take_depends(), 0, "sold out waits for no one's OPEN");
+    assert_eq!(engine.grab(T0, a, 11).0, Status::AlreadyGrabbed);
+    assert_eq!(engine.take_depends(), 4, "already paid: the amount is shown");
     // Unknown envelopes show nothing.
     assert_eq!(engine.grab(T0, a + (1 << 40), 1).0, Status::NotFound);
     assert_eq!(engine.take_depends(), 0);
 
-    // Expiry found by a request: the answer rests on what the refund
-    // follows from (b's CREATE), not on the expiry's own record.
+    // Expiry found by a request: "expired" shows no money; a QUERY, which
+    // shows the refund, rests on what it follows from (b's CREATE), not on
+    // the expiry's own record.
     let later = T0 + 61_000;
     assert_eq!(engine.grab(later, b, 10).0, Status::Expired);
+    assert_eq!(engine.take_depends(), 0);
+    totals(&mut engine, later, b);
     assert_eq!(engine.take_depends(), 2);
     assert!(engine.journal_last_seq() > 4, "the expiry was journaled all the same");
     // Eviction by the timers, then a request for the evicted envelope.

@@ -124,10 +124,12 @@ impl Engine {
     }
 
     /// The highest log record the answers given since the last call depend
-    /// on (0: none), and starts over. An answer that shows a change, the
-    /// caller's own or another's, must not go out before the change is
-    /// durable: a repeated OPEN answers the amount of the first, a QUERY
-    /// lists claims, and the server may crash before their records are synced.
+    /// on (0: none), and starts over. An answer that shows money, the
+    /// caller's change or another's, must not go out before the change is
+    /// durable: a repeated OPEN or GRAB answers the amount of the first, a
+    /// QUERY lists claims and totals, and the server may crash before their
+    /// records are synced. (Answers that show only passing state, a fresh
+    /// reservation, "sold out", "no reservation", "expired", do not wait.)
     pub fn take_depends(&mut self) -> u64 {
         std::mem::take(&mut self.depends)
     }
@@ -252,6 +254,8 @@ impl Engine {
         let status = match env.holding(user) {
             Some(Holding::Paid { index }) => {
                 answer.amount_cents = env.claims()[index as usize].amount_cents;
+                // "Already paid X": money shown, so it waits for the records.
+                self.depends = self.depends.max(env.changed_seq);
                 Status::AlreadyGrabbed
             }
             Some(Holding::Reserved { until_ms }) => {
@@ -274,13 +278,10 @@ impl Engine {
         if matches!(status, Status::Ok | Status::AlreadyGrabbed) {
             answer.shares_free = U32::new(env.shares_free());
         }
-        if status != Status::Ok {
-            // "Already paid X", "sold out", "expired" rest on the envelope's
-            // changes. A fresh reservation promises nothing durable (it is
-            // never logged, and its OPEN waits for its own record), so it
-            // need not wait for other users' OPENs.
-            self.depends = self.depends.max(env.changed_seq);
-        }
+        // Nothing else a GRAB says shows money: a reservation is never logged
+        // (its OPEN waits for its own record), and "sold out" or a count of
+        // free shares is a passing state, as reservations lapse, not a
+        // promise; so they wait for no one's OPEN.
         (status, answer)
     }
 
@@ -298,9 +299,12 @@ impl Engine {
         else {
             return (Status::NotFound, answer);
         };
-        self.depends = self.depends.max(env.changed_seq);
         match env.holding(user) {
             Some(Holding::Paid { index }) => {
+                // Asked again: the amount paid the first time, which must be
+                // durable before it is shown (it may have been paid a moment
+                // ago, on another connection).
+                self.depends = self.depends.max(env.changed_seq);
                 let claim = &env.claims()[index as usize];
                 assert_eq!(claim.user.get(), user, "holding points at another user's claim");
                 answer.amount_cents = claim.amount_cents;
