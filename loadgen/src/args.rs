@@ -87,6 +87,14 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     pub rate: Option<u64>,
 
+    /// Open loop: a connection's requests that fall due within this many
+    /// microseconds of the first go out in one write (the wait counts in
+    /// their latency, which runs from when each was due). One write per
+    /// request would cost the server and the load generator a system call
+    /// for every few requests at millions a second. 0 writes every turn.
+    #[arg(long, default_value_t = 20, value_name = "MICROS")]
+    pub batch_us: u64,
+
     /// Write every figure as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,

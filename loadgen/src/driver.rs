@@ -39,6 +39,8 @@ use crate::workload::{ShardWork, Tag};
 const SLOT_BITS: u32 = 20;
 /// How long after the end of the run the server has to answer everything.
 const DRAIN_MAX: Duration = Duration::from_secs(10);
+/// Open loop: a batch this large goes out without waiting for its window.
+const BATCH_BYTES_MAX: usize = 64 << 10;
 
 /// When a run starts, starts measuring, and stops.
 #[derive(Clone, Copy, Debug)]
@@ -58,6 +60,9 @@ pub struct DriveSettings {
     pub depth: usize,
     /// Open loop: time between one connection's requests. `None`: closed loop.
     pub interval: Option<Duration>,
+    /// Open loop: how long the first request due waits for others to share
+    /// its write.
+    pub batch: Duration,
     /// Run timing.
     pub timing: Timing,
     /// Expiry of the envelopes created.
@@ -121,6 +126,8 @@ struct Conn {
     spare: Option<Vec<u8>>,
     /// Open loop: when this connection's next request is due (ns since the start).
     next_due: u64,
+    /// Open loop: when the first request in `out` fell due (ns since the start).
+    out_due: u64,
     /// Its multishot receive is armed.
     receiving: bool,
     /// The write side is shut: the run is over for this connection.
@@ -165,6 +172,7 @@ pub async fn drive(
                 out: Vec::with_capacity(settings.depth * 64),
                 spare: Some(Vec::with_capacity(settings.depth * 64)),
                 next_due: 0,
+                out_due: 0,
                 receiving: true,
                 half_closed: false,
                 done: false,
@@ -173,6 +181,7 @@ pub async fn drive(
         .collect();
     let mut figures = Figures { works, tally: Tally::default(), recorder, timing };
     let mut failure: Option<String> = None;
+    let batch_ns = settings.interval.map_or(0, |_| settings.batch.as_nanos() as u64);
     loop {
         let now = Instant::now();
         let running = now < timing.stop_at;
@@ -181,7 +190,7 @@ pub async fn drive(
             if running {
                 fill(conn, &mut figures.works[conn.shard], settings, now_ns);
             }
-            if conn.spare.is_some() && !conn.out.is_empty() {
+            if conn.spare.is_some() && !conn.out.is_empty() && ripe(conn, now_ns, batch_ns, running) {
                 let mut batch = conn.spare.take().expect("checked");
                 std::mem::swap(&mut batch, &mut conn.out);
                 ring.send(conn.fd.as_raw_fd(), i as u64, batch, 0);
@@ -265,6 +274,13 @@ pub async fn drive(
     Ok(())
 }
 
+/// Whether the requests in `conn.out` should go now. Open loop: the first
+/// one due waits up to `batch_ns` for company; a full batch, and anything at
+/// the end of the run, goes at once. Closed loop (`batch_ns` 0): always.
+fn ripe(conn: &Conn, now_ns: u64, batch_ns: u64, running: bool) -> bool {
+    now_ns >= conn.out_due.saturating_add(batch_ns) || conn.out.len() >= BATCH_BYTES_MAX || !running
+}
+
 /// Queues as many requests as the connection may send now: up to its free
 /// slots (closed loop), or those due by now (open loop).
 fn fill(conn: &mut Conn, work: &mut ShardWork, settings: &DriveSettings, now: u64) {
@@ -287,6 +303,9 @@ fn fill(conn: &mut Conn, work: &mut ShardWork, settings: &DriveSettings, now: u6
             }
             None => now,
         };
+        if conn.out.is_empty() {
+            conn.out_due = start;
+        }
         let id = conn.in_flight.insert(tag, start);
         match tag {
             // The storm's bulk, written in one copy.
@@ -415,4 +434,53 @@ fn since(start: Instant, now: Instant) -> u64 {
 /// per turn, with room to spare.
 fn ring_entries(connections: usize) -> u32 {
     (connections * 4).next_power_of_two().clamp(256, 32_768) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn_with(out_len: usize, out_due: u64) -> Conn {
+        let fd = std::fs::File::open("/dev/null").unwrap().into();
+        Conn {
+            fd,
+            shard: 0,
+            in_flight: InFlight::new(4),
+            input: Vec::new(),
+            out: vec![0; out_len],
+            spare: Some(Vec::new()),
+            next_due: 0,
+            out_due,
+            receiving: false,
+            half_closed: false,
+            done: false,
+        }
+    }
+
+    #[test]
+    fn open_loop_batches_wait_their_window_and_no_longer() {
+        let conn = conn_with(40, 1_000);
+        assert!(!ripe(&conn, 1_000, 20_000, true), "the first request just fell due");
+        assert!(!ripe(&conn, 20_999, 20_000, true));
+        assert!(ripe(&conn, 21_000, 20_000, true), "its window is over");
+        assert!(ripe(&conn, 1_000, 20_000, false), "the run is over: send at once");
+        assert!(ripe(&conn_with(BATCH_BYTES_MAX, 1_000), 1_000, 20_000, true), "a full batch goes");
+        assert!(ripe(&conn, 1_000, 0, true), "closed loop: no window");
+        assert!(ripe(&conn_with(40, u64::MAX), 0, 20_000, false), "no overflow past the clock");
+    }
+
+    #[test]
+    fn in_flight_ids_are_never_0_and_come_back_once() {
+        let mut in_flight = InFlight::new(2);
+        let a = in_flight.insert(Tag::Ping, 5);
+        let b = in_flight.insert(Tag::Ping, 6);
+        assert!(a != 0 && b != 0 && a != b, "0 is the server's own request id");
+        assert_eq!(in_flight.free(), 0);
+        assert_eq!(in_flight.remove(a).map(|(_, start)| start), Some(5));
+        assert!(in_flight.remove(a).is_none(), "answered once");
+        let c = in_flight.insert(Tag::Ping, 7);
+        assert_ne!(c, a, "a reused slot gets a new id");
+        assert!(in_flight.remove(a).is_none());
+        assert_eq!(in_flight.len(), 2);
+    }
 }

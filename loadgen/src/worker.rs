@@ -60,7 +60,13 @@ pub async fn run_worker(plan: WorkerPlan) -> Result<WorkerOutcome, String> {
         let connections = (plan.workers * connections.len()) as f64;
         Duration::from_secs_f64(connections / rate as f64)
     });
-    let settings = DriveSettings { depth: args.depth, interval, timing, expires_in_secs: args.expires_in };
+    let settings = DriveSettings {
+        depth: args.depth,
+        interval,
+        batch: Duration::from_micros(args.batch_us),
+        timing,
+        expires_in_secs: args.expires_in,
+    };
     drive(connections, &mut works, &mut recorder, &settings, plan.progress.clone()).await?;
 
     for (shard, work) in works.iter().enumerate() {
