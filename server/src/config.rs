@@ -145,8 +145,8 @@ pub struct Args {
     #[arg(long, default_value_t = hongbao_protocol::limits::MAX_BODY_LEN, value_name = "BYTES")]
     pub max_body_bytes: u32,
 
-    /// Most connections one source address may hold on one shard; more are
-    /// told busy and closed at accept.
+    /// Most connections one source address (an IPv4 address, or an IPv6
+    /// /64) may hold on one shard; more are told busy and closed at accept.
     #[arg(long, default_value_t = CONNECTIONS_PER_IP_MAX_DEFAULT, value_name = "N")]
     pub max_connections_per_ip: usize,
 

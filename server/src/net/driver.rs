@@ -32,7 +32,7 @@ use crate::counters::add;
 use crate::forward::Forwarder;
 use crate::net::conn::{Conn, Life, LINGER_MAX};
 use crate::net::frames::answer_buffer;
-use crate::net::listener::{count_source, over_limit, refuse, release_source, Listener};
+use crate::net::listener::{count_source, over_limit, refuse, release_source, source_of, Listener};
 use crate::shard::{MeshSenders, Shard};
 
 /// How often deadlines are checked.
@@ -377,7 +377,7 @@ impl State {
 
     /// A new connection: within the limits it gets a slot and a receive.
     fn admit(&mut self, ring: &mut Ring, fd: OwnedFd) {
-        let source = socket::peer_addr(fd.as_raw_fd()).ok().map(|a| a.ip());
+        let source = socket::peer_addr(fd.as_raw_fd()).ok().map(|a| source_of(a.ip()));
         if self.shard.is_stopping() || over_limit(&self.shard, source) {
             add(&self.shard.counters.connections_refused, 1);
             refuse(fd);

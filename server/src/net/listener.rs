@@ -64,6 +64,24 @@ pub fn refuse(fd: OwnedFd) {
 /// Most bytes read and dropped from a refused connection before it closes.
 pub const REFUSE_DRAIN_BYTES: usize = 64 * 1024;
 
+/// The source a connection counts against for `--max-connections-per-ip`:
+/// an IPv4 address (also when it comes mapped into IPv6), or an IPv6
+/// address's /64, the block one host or one subscriber is usually handed,
+/// so that a client cannot take a fresh address from its block for every
+/// thousand connections.
+pub fn source_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(std::net::Ipv6Addr::from(prefix))
+            }
+        },
+    }
+}
+
 /// Counts a connection against its source address.
 pub fn count_source(shard: &Shard, ip: IpAddr) {
     *shard.per_source.borrow_mut().entry(ip).or_insert(0) += 1;
@@ -77,5 +95,21 @@ pub fn release_source(shard: &Shard, ip: IpAddr) {
         if *count == 0 {
             per_source.remove(&ip);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_are_ipv4_addresses_and_ipv6_blocks_of_64() {
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        assert_eq!(source_of(ip("192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(source_of(ip("::ffff:192.0.2.7")), ip("192.0.2.7"), "IPv4 mapped into IPv6");
+        assert_eq!(source_of(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd")), ip("2001:db8:1:2::"));
+        assert_eq!(source_of(ip("2001:db8:1:2::1")), source_of(ip("2001:db8:1:2:ffff::9")), "one /64");
+        assert_ne!(source_of(ip("2001:db8:1:2::1")), source_of(ip("2001:db8:1:3::1")));
+        assert_eq!(source_of(ip("::1")), ip("::"), "loopback's /64");
     }
 }
