@@ -109,14 +109,7 @@ fn the_last_answers_survive_a_closing_frame() {
     stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     // 480 KB of answers, far more than the client's 16 KiB receive buffer
     // holds, then a header that announces a body past every limit.
-    let mut bytes = Vec::new();
-    for id in 1..=PINGS {
-        Request::Ping.encode(id, &mut bytes);
-    }
-    let mut oversized = Vec::new();
-    Request::Ping.encode(PINGS + 1, &mut oversized);
-    oversized[8..12].copy_from_slice(&(1u32 << 30).to_le_bytes());
-    bytes.extend_from_slice(&oversized);
+    let bytes = pings_then_oversized(PINGS);
     let mut writer = stream.try_clone().unwrap();
     let sender = std::thread::spawn(move || {
         if writer.write_all(&bytes).is_err() {
@@ -162,14 +155,7 @@ fn a_client_that_writes_everything_first_is_not_stuck_behind_a_closing_frame() {
     set_buffer(&stream, libc::SO_RCVBUF);
     stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     stream.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut bytes = Vec::new();
-    for id in 1..=PINGS {
-        Request::Ping.encode(id, &mut bytes);
-    }
-    let mut oversized = Vec::new();
-    Request::Ping.encode(PINGS + 1, &mut oversized);
-    oversized[8..12].copy_from_slice(&(1u32 << 30).to_le_bytes());
-    bytes.extend_from_slice(&oversized);
+    let mut bytes = pings_then_oversized(PINGS);
     bytes.extend(std::iter::repeat_n(0x5au8, 4 << 20));
     // One thread: nothing is read until all of it is written.
     stream.write_all(&bytes).expect("the server keeps reading what follows the closing frame");
@@ -184,6 +170,19 @@ fn a_client_that_writes_everything_first_is_not_stuck_behind_a_closing_frame() {
     }
     assert_eq!(statuses.iter().filter(|s| **s == Status::Ok).count() as u64, PINGS);
     assert_eq!(statuses.last(), Some(&Status::FrameTooLarge));
+}
+
+/// `pings` PINGs (ids from 1), then the header of a PING that announces a
+/// body of 1 GiB: answered frame_too_large, and the connection closes.
+fn pings_then_oversized(pings: u64) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for id in 1..=pings {
+        Request::Ping.encode(id, &mut bytes);
+    }
+    let at = bytes.len();
+    Request::Ping.encode(pings + 1, &mut bytes);
+    bytes[at + 8..at + 12].copy_from_slice(&(1u32 << 30).to_le_bytes());
+    bytes
 }
 
 fn small_socket_buffers(stream: &TcpStream) {
