@@ -28,6 +28,10 @@ pub enum Scenario {
     Query,
     /// PING.
     Ping,
+    /// No server and no traffic: spin on every core of --cores for --duration
+    /// and count how long the machine took each core away (see `stalls`).
+    /// Run it before a benchmark: no load generator's tail can beat it.
+    Hiccup,
 }
 
 impl Scenario {
@@ -40,6 +44,7 @@ impl Scenario {
             Scenario::Open => "open",
             Scenario::Query => "query",
             Scenario::Ping => "ping",
+            Scenario::Hiccup => "hiccup",
         }
     }
 }
@@ -161,8 +166,28 @@ pub fn check(args: &Args) -> Result<(), String> {
     if args.rate == Some(0) {
         return Err("--rate must be above 0".into());
     }
+    if args.scenario == Scenario::Hiccup && (args.plot.is_some() || args.rate.is_some()) {
+        return Err("--scenario hiccup sends nothing: --plot and --rate do not apply".into());
+    }
     if args.query_every == 0 || args.hot_count == 0 || args.hot_users == 0 || args.expires_in == 0 {
         return Err("--query-every, --hot-count, --hot-users and --expires-in must be above 0".into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(flags: &[&str]) -> Result<(), String> {
+        check(&Args::try_parse_from(std::iter::once("hongbao-loadgen").chain(flags.iter().copied())).unwrap())
+    }
+
+    #[test]
+    fn hiccup_takes_no_traffic_flags() {
+        assert_eq!(parse(&["--scenario", "hiccup", "--cores", "0"]), Ok(()));
+        assert!(parse(&["--scenario", "hiccup", "--plot", "x.png"]).is_err());
+        assert!(parse(&["--scenario", "hiccup", "--rate", "1000"]).is_err());
+        assert_eq!(parse(&["--scenario", "storm", "--plot", "x.png", "--rate", "1000"]), Ok(()));
+    }
 }

@@ -33,6 +33,7 @@ use hongbao_protocol::Opcode;
 use hongbao_uring::{Completion, Ring, RingConfig};
 
 use crate::results::{slot_of, Recorder, Tally};
+use crate::stalls::Stalls;
 use crate::workload::{ShardWork, Tag};
 
 /// Bits of a request id that name its in-flight slot.
@@ -182,10 +183,14 @@ pub async fn drive(
     let mut figures = Figures { works, tally: Tally::default(), recorder, timing };
     let mut failure: Option<String> = None;
     let batch_ns = settings.interval.map_or(0, |_| settings.batch.as_nanos() as u64);
+    let mut stalls = Stalls::default();
     loop {
         let now = Instant::now();
         let running = now < timing.stop_at;
         let now_ns = since(timing.start, now);
+        if running && now >= timing.measure_from {
+            stalls.observe(now_ns);
+        }
         for (i, conn) in conns.iter_mut().enumerate() {
             if running {
                 fill(conn, &mut figures.works[conn.shard], settings, now_ns);
@@ -267,6 +272,7 @@ pub async fn drive(
         futures_lite::future::yield_now().await;
     }
     figures.tally.fold_into(figures.recorder);
+    figures.recorder.stalls.merge(&stalls);
     let lost: usize = conns.iter().map(|c| c.in_flight.len()).sum();
     if lost > 0 {
         return Err(format!("the server closed with {lost} requests unanswered"));

@@ -22,5 +22,6 @@ pub mod money;
 pub mod plot;
 pub mod report;
 pub mod results;
+pub mod stalls;
 pub mod worker;
 pub mod workload;

@@ -62,6 +62,7 @@ fn run(args: Args) -> Result<i32, String> {
     for (index, core) in cores.iter().enumerate() {
         let plan = WorkerPlan {
             index,
+            core: *core,
             workers,
             args: args.clone(),
             start_line: start_line.clone(),

@@ -14,6 +14,7 @@ use hongbao_protocol::{Opcode, Status};
 use serde::Serializer;
 
 use crate::results::{OpResult, RunResult, RunSettings, LATENCY_US_MAX};
+use crate::stalls::StallSummary;
 
 /// Most violation messages [`text`] prints; the rest are counted, not shown.
 pub const VIOLATION_LINES_MAX: usize = 20;
@@ -139,6 +140,11 @@ pub struct Summary {
     pub envelopes_verified: u64,
     /// Answers (every operation) per second of the measured period.
     pub per_second: Vec<u64>,
+    /// Gaps in the load generator's loops (every worker together): time the
+    /// generator itself did not run, so every request due then was late.
+    pub stalls: StallSummary,
+    /// The same per core, in core order.
+    pub stalls_by_core: Vec<CoreStalls>,
     /// Per operation, in opcode order; serialized as an object keyed by name.
     #[serde(serialize_with = "serialize_ops")]
     pub ops: Vec<OpSummary>,
@@ -153,6 +159,16 @@ impl Summary {
     pub fn op(&self, opcode: Opcode) -> Option<&OpSummary> {
         self.ops.iter().find(|op| op.name == opcode.name())
     }
+}
+
+/// Stall figures of one core's worker.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct CoreStalls {
+    /// The core.
+    pub core: usize,
+    /// Its worker's loop gaps.
+    #[serde(flatten)]
+    pub stalls: StallSummary,
 }
 
 /// Computes the figures of a run.
@@ -184,6 +200,16 @@ pub fn summary(result: &RunResult) -> Summary {
         violation_messages: recorder.violations.clone(),
         envelopes_verified: recorder.envelopes_verified,
         per_second: recorder.per_second.clone(),
+        stalls: recorder.stalls.summary(),
+        stalls_by_core: {
+            let mut by_core: Vec<CoreStalls> = recorder
+                .stalls_by_core
+                .iter()
+                .map(|(core, stalls)| CoreStalls { core: *core, stalls: stalls.summary() })
+                .collect();
+            by_core.sort_by_key(|c| c.core);
+            by_core
+        },
         ops,
         all,
     }
@@ -201,6 +227,18 @@ pub fn to_json(summary: &Summary) -> serde_json::Value {
 pub fn text(summary: &Summary) -> String {
     let mut out = String::new();
     let s = &summary.settings;
+    if s.scenario == "hiccup" {
+        let _ = writeln!(
+            out,
+            "hiccup: {:.1} s measured on {} cores: gaps in a loop that only reads the clock",
+            summary.elapsed_secs,
+            s.cores.len()
+        );
+        for core in &summary.stalls_by_core {
+            let _ = writeln!(out, "core {:<3} {}", core.core, stall_line(&core.stalls));
+        }
+        return out;
+    }
     let _ = writeln!(
         out,
         "{} ({} loop{}): {:.1} s measured, {} cores, {} connections x {} deep per shard, {} shards",
@@ -228,8 +266,23 @@ pub fn text(summary: &Summary) -> String {
         group_f(summary.shares_paid_per_sec),
         group_f(summary.ops_per_sec),
     );
+    let _ = writeln!(out, "generator stalls: {}", stall_line(&summary.stalls));
     violations(&mut out, summary);
     out
+}
+
+/// "3 gaps of 1 ms or more (7.20ms in all, 0.07% of the time), longest 4.10ms;
+/// 41 of 100 µs or more; 0 of 10 ms or more".
+fn stall_line(s: &StallSummary) -> String {
+    format!(
+        "{} gaps of 1 ms or more ({} in all, {:.2}% of the time), longest {}; {} of 100 µs or more; {} of 10 ms or more",
+        group(s.over_1ms.count),
+        duration(s.over_1ms.total_us),
+        100.0 * s.stalled_fraction(),
+        duration(s.max_us),
+        group(s.over_100us.count),
+        group(s.over_10ms.count),
+    )
 }
 
 /// The live progress line printed once a second while a run goes on.

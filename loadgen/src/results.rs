@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use hdrhistogram::Histogram;
 use hongbao_protocol::{Opcode, Status};
 
+use crate::stalls::Stalls;
+
 /// Highest latency a histogram tracks, in microseconds (60 s); higher values
 /// are clamped to it, so a stall is still counted.
 pub const LATENCY_US_MAX: u64 = 60_000_000;
@@ -157,6 +159,10 @@ pub struct Recorder {
     pub violations: Vec<String>,
     /// Envelopes whose QUERY was compared with what the worker saw.
     pub envelopes_verified: u64,
+    /// Gaps in the workers' loops during the measured period.
+    pub stalls: Stalls,
+    /// The same, per core (a worker's core and its loop's gaps).
+    pub stalls_by_core: Vec<(usize, Stalls)>,
 }
 
 impl Recorder {
@@ -188,6 +194,8 @@ impl Recorder {
         }
         self.violations.extend(other.violations.iter().cloned());
         self.envelopes_verified += other.envelopes_verified;
+        self.stalls.merge(&other.stalls);
+        self.stalls_by_core.extend(other.stalls_by_core.iter().cloned());
     }
 }
 

@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 use hongbao_client::glommio_net::connect_sharded;
 use hongbao_client::{Client, EnvelopeId, Status};
 
-use crate::args::Args;
+use crate::args::{Args, Scenario};
 use crate::driver::{drive, DriveSettings, Timing};
 use crate::money::Ledger;
 use crate::results::Recorder;
+use crate::stalls::Stalls;
 use crate::workload::{ShardWork, WorkSettings};
 
 /// What a worker hands back.
@@ -31,6 +32,8 @@ pub struct WorkerOutcome {
 pub struct WorkerPlan {
     /// Index among workers.
     pub index: usize,
+    /// The core it is pinned to.
+    pub core: usize,
     /// Total workers.
     pub workers: usize,
     /// Flags.
@@ -44,6 +47,10 @@ pub struct WorkerPlan {
 /// Runs one worker to the end of the run and the final money check.
 pub async fn run_worker(plan: WorkerPlan) -> Result<WorkerOutcome, String> {
     let args = &plan.args;
+    if args.scenario == Scenario::Hiccup {
+        plan.start_line.wait();
+        return Ok(WorkerOutcome { recorder: hiccup(args, plan.core), shards: 0 });
+    }
     // Every worker reaches the start line, even one that failed to set up, so
     // that none of the others waits forever.
     let setup = set_up(&plan).await;
@@ -68,6 +75,7 @@ pub async fn run_worker(plan: WorkerPlan) -> Result<WorkerOutcome, String> {
         expires_in_secs: args.expires_in,
     };
     drive(connections, &mut works, &mut recorder, &settings, plan.progress.clone()).await?;
+    recorder.stalls_by_core.push((plan.core, recorder.stalls.clone()));
 
     for (shard, work) in works.iter().enumerate() {
         recorder.violations.extend(work.violations.iter().cloned());
@@ -77,6 +85,29 @@ pub async fn run_worker(plan: WorkerPlan) -> Result<WorkerOutcome, String> {
         recorder.envelopes_verified += verified;
     }
     Ok(WorkerOutcome { recorder, shards })
+}
+
+/// `--scenario hiccup`: reads the clock in a tight loop for the warm-up and
+/// the measured period, and counts the gaps of the measured period. Nothing
+/// else runs on this executor, so every gap is time the machine took away.
+fn hiccup(args: &Args, core: usize) -> Recorder {
+    let start = Instant::now();
+    let measure_from = start + Duration::from_secs_f64(args.warmup);
+    let stop_at = measure_from + Duration::from_secs_f64(args.duration);
+    let mut stalls = Stalls::default();
+    loop {
+        let now = Instant::now();
+        if now >= stop_at {
+            break;
+        }
+        if now >= measure_from {
+            stalls.observe(now.duration_since(start).as_nanos() as u64);
+        }
+    }
+    let mut recorder = Recorder::default();
+    recorder.stalls_by_core.push((core, stalls.clone()));
+    recorder.stalls = stalls;
+    recorder
 }
 
 /// Shard addresses, connections (shard, socket) and each shard's workload.

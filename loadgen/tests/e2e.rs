@@ -95,6 +95,43 @@ fn storm_for_a_second_passes_its_money_checks() {
         assert!(op["statuses"]["ok"].as_u64().unwrap() > 0);
     }
     assert!(text.contains("money checks: 0 violations"), "{text}");
+    // The generator's own loop was watched for the measured second.
+    let stalls = &report["stalls"];
+    let watched = stalls["observed_secs"].as_f64().unwrap();
+    assert!(watched > 0.5 && watched <= 1.0, "{stalls}");
+    assert_eq!(report["stalls_by_core"][0]["core"].as_u64(), Some(0), "{report}");
+    assert!(text.contains("generator stalls: "), "{text}");
+}
+
+/// `--scenario hiccup` needs no server: it watches every core it is given for
+/// the measured period, and its bands nest (a 10 ms gap is also a 1 ms gap).
+#[test]
+fn hiccup_watches_each_core_without_a_server() {
+    let json = std::env::temp_dir().join(format!("hongbao-loadgen-hiccup-{}.json", std::process::id()));
+    let output = Command::new(env!("CARGO_BIN_EXE_hongbao-loadgen"))
+        .args(["--scenario", "hiccup", "--cores", "0", "--duration", "0.5", "--warmup", "0.1", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{text}{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&json);
+    assert_eq!(report["ops_per_sec"].as_f64(), Some(0.0));
+    assert_eq!(report["violations"].as_u64(), Some(0));
+    let cores = report["stalls_by_core"].as_array().unwrap();
+    assert_eq!(cores.len(), 1, "{report}");
+    let core = &cores[0];
+    assert_eq!(core["core"].as_u64(), Some(0));
+    let watched = core["observed_secs"].as_f64().unwrap();
+    assert!((0.45..=0.5).contains(&watched), "watched {watched} s of 0.5");
+    let band = |name: &str| (core[name]["count"].as_u64().unwrap(), core[name]["total_us"].as_u64().unwrap());
+    let (over_100us, over_1ms, over_10ms) = (band("over_100us"), band("over_1ms"), band("over_10ms"));
+    assert!(over_100us.0 >= over_1ms.0 && over_1ms.0 >= over_10ms.0, "{core}");
+    assert!(over_100us.1 >= over_100us.0 * 100 && over_1ms.1 >= over_1ms.0 * 1_000, "{core}");
+    assert!(core["max_us"].as_u64().unwrap() as f64 <= watched * 1e6, "{core}");
+    assert!(text.starts_with("hiccup: 0.5 s measured on 1 cores"), "{text}");
+    assert!(text.contains("core 0 "), "{text}");
 }
 
 #[test]

@@ -17,6 +17,10 @@ pub const BUCKETS: usize = LATENCY_BUCKETS_US.len() + 1;
 pub const OPS: usize = Opcode::ALL.len() + 1;
 /// Statuses counted.
 pub const STATUSES: usize = Status::ALL.len();
+/// A gap between two turns of a shard's socket loop at least this long is a
+/// stall: the loop turns in tens of microseconds under load, so a millisecond
+/// means the core was taken away (or one turn's work ran that long).
+pub const LOOP_STALL_MIN: Duration = Duration::from_millis(1);
 
 /// What a shard counts besides its engine.
 #[derive(Debug, Default)]
@@ -39,6 +43,25 @@ pub struct ShardCounters {
     pub answers: LocalRequests,
     /// Latency of the requests received on this shard's connections, by opcode.
     pub latency: LocalLatency,
+    /// Socket-loop gaps of [`LOOP_STALL_MIN`] or more (not counting parks).
+    pub loop_stalls: Cell<u64>,
+    /// Their lengths added up, in microseconds.
+    pub loop_stall_us: Cell<u64>,
+    /// The longest, in microseconds.
+    pub loop_stall_max_us: Cell<u64>,
+}
+
+impl ShardCounters {
+    /// The socket loop ran again `gap` after its last turn (it did not park
+    /// in between): a stall if the gap is [`LOOP_STALL_MIN`] or more.
+    pub fn note_turn_gap(&self, gap: Duration) {
+        if gap >= LOOP_STALL_MIN {
+            let us = gap.as_micros().min(u128::from(u64::MAX)) as u64;
+            add(&self.loop_stalls, 1);
+            add(&self.loop_stall_us, us);
+            self.loop_stall_max_us.set(self.loop_stall_max_us.get().max(us));
+        }
+    }
 }
 
 /// Adds `n` to a counter.
@@ -186,6 +209,19 @@ mod tests {
     use hongbao_protocol::codec::write_response;
 
     use super::*;
+
+    #[test]
+    fn loop_gaps_of_a_millisecond_or_more_are_stalls() {
+        let counters = ShardCounters::default();
+        counters.note_turn_gap(Duration::from_micros(999));
+        assert_eq!(counters.loop_stalls.get(), 0);
+        counters.note_turn_gap(LOOP_STALL_MIN);
+        counters.note_turn_gap(Duration::from_micros(7_250));
+        counters.note_turn_gap(Duration::from_micros(1_500));
+        assert_eq!(counters.loop_stalls.get(), 3);
+        assert_eq!(counters.loop_stall_us.get(), 1_000 + 7_250 + 1_500);
+        assert_eq!(counters.loop_stall_max_us.get(), 7_250);
+    }
 
     #[test]
     fn op_slots_follow_the_opcode_table() {

@@ -77,6 +77,12 @@ pub struct Gauges {
     pub claims_max: u64,
     /// Log writes made durable.
     pub log_syncs: u64,
+    /// Socket-loop stalls (gaps of 1 ms or more between turns).
+    pub loop_stalls: u64,
+    /// Their time in all, microseconds.
+    pub loop_stall_us: u64,
+    /// The longest, microseconds.
+    pub loop_stall_max_us: u64,
 }
 
 impl Gauges {
@@ -94,6 +100,9 @@ impl Gauges {
             self.claims,
             self.claims_max,
             self.log_syncs,
+            self.loop_stalls,
+            self.loop_stall_us,
+            self.loop_stall_max_us,
         ]
     }
 }
@@ -109,7 +118,7 @@ pub struct ShardMetrics {
 }
 
 /// Single-valued metrics: name, type, help.
-pub const GAUGES: [(&str, &str, &str); 11] = [
+pub const GAUGES: [(&str, &str, &str); 14] = [
     ("hongbao_connections", "gauge", "Connections open."),
     ("hongbao_connections_refused_total", "counter", "Connections refused at accept (a limit)."),
     ("hongbao_bytes_received_total", "counter", "Bytes read from clients."),
@@ -121,6 +130,13 @@ pub const GAUGES: [(&str, &str, &str); 11] = [
     ("hongbao_claims", "gauge", "Share slots held (counts of the envelopes held)."),
     ("hongbao_claims_max", "gauge", "Most share slots this shard may hold."),
     ("hongbao_log_syncs_total", "counter", "Log writes made durable (one fdatasync each)."),
+    (
+        "hongbao_loop_stalls_total",
+        "counter",
+        "Gaps of 1 ms or more between two turns of the shard's socket loop (parks not counted): the shard answered no one.",
+    ),
+    ("hongbao_loop_stall_microseconds_total", "counter", "Time in those gaps, microseconds."),
+    ("hongbao_loop_stall_max_microseconds", "gauge", "The longest of those gaps, microseconds."),
 ];
 
 impl Default for ShardMetrics {
@@ -301,7 +317,7 @@ mod tests {
         let metrics = Metrics::new(1);
         let latency = LocalLatency::default();
         latency.slot(crate::counters::op_slot(0x11)).record_n(Duration::from_micros(30), 4);
-        let gauges = Gauges { connections: 2, ..Gauges::default() };
+        let gauges = Gauges { connections: 2, loop_stalls: 3, loop_stall_max_us: 4_100, ..Gauges::default() };
         let log_sync = LocalHistogram::default();
         metrics.shards[0].publish(&LocalRequests::default(), &gauges, &log_sync, &latency);
         let text = metrics.render();
@@ -313,6 +329,9 @@ mod tests {
         assert!(text.contains("hongbao_request_duration_seconds_count{shard=\"0\",op=\"stats\"} 0"));
         assert!(!text.contains("op=\"other\""), "an empty 'other' is left out");
         assert!(text.contains("hongbao_connections{shard=\"0\"} 2"));
+        assert!(text.contains("hongbao_loop_stalls_total{shard=\"0\"} 3"));
+        assert!(text.contains("hongbao_loop_stall_max_microseconds{shard=\"0\"} 4100"));
+        assert!(text.contains("# TYPE hongbao_loop_stall_microseconds_total counter"));
         assert!(text.contains("hongbao_log_sync_seconds_count{shard=\"0\"} 0"));
     }
 }

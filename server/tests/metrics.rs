@@ -73,3 +73,40 @@ fn the_endpoint_counts_what_was_sent() {
     other.read_to_string(&mut response).unwrap();
     assert!(response.starts_with("HTTP/1.1 404"));
 }
+
+/// A shard's loop kept from running while it should be turning shows as a
+/// loop stall: here the whole process is stopped for 150 ms while the loop
+/// spins after a request (`--spin-us` 1 s, so it has not parked).
+#[test]
+fn a_loop_kept_from_running_shows_as_a_stall() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let metrics = format!("127.0.0.1:{port}");
+    let server = TestServer::start(1, &["--metrics", &metrics, "--spin-us", "1000000"]);
+    let mut client = Client::connect(server.main).unwrap();
+    assert_eq!(client.ping().unwrap(), Status::Ok);
+    let pid = server.child.id().to_string();
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill").args([name, &pid]).status().unwrap();
+        assert!(status.success(), "kill {name} {pid}");
+    };
+    signal("-STOP");
+    std::thread::sleep(Duration::from_millis(150));
+    signal("-CONT");
+
+    let addr = metrics.parse().unwrap();
+    let value = |samples: &[Sample], name: &str| {
+        samples.iter().filter(|(n, l, _)| n == name && l["shard"] == "0").map(|(_, _, v)| *v).sum::<f64>()
+    };
+    let mut samples = Vec::new();
+    for _ in 0..100 {
+        samples = parse(&scrape(addr));
+        if value(&samples, "hongbao_loop_stalls_total") >= 1.0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(value(&samples, "hongbao_loop_stalls_total") >= 1.0, "the stop was not counted");
+    let longest = value(&samples, "hongbao_loop_stall_max_microseconds");
+    assert!(longest >= 140_000.0, "the longest stall is {longest} us, the stop was 150 ms");
+    assert!(value(&samples, "hongbao_loop_stall_microseconds_total") >= longest);
+}

@@ -134,7 +134,7 @@ impl ShardWork {
             Scenario::Storm => settings.in_flight / 4 + 4,
             Scenario::Hot => 1,
             Scenario::Grab | Scenario::Open => 2,
-            Scenario::Query | Scenario::Ping => 0,
+            Scenario::Query | Scenario::Ping | Scenario::Hiccup => 0,
         };
         ShardWork {
             scenario: settings.scenario,
@@ -162,6 +162,7 @@ impl ShardWork {
     pub fn next_tag(&mut self) -> Option<Tag> {
         match self.scenario {
             Scenario::Ping => return Some(Tag::Ping),
+            Scenario::Hiccup => return None,
             Scenario::Query => return self.next_query_micro(),
             _ => {}
         }
@@ -229,7 +230,7 @@ impl ShardWork {
             }
             Scenario::Hot => (self.hot_count, self.hot_users.min(u64::from(u32::MAX)) as u32),
             Scenario::Grab | Scenario::Open => (MICRO_COUNT, MICRO_COUNT),
-            Scenario::Query | Scenario::Ping => (QUERY_PAGE, QUERY_PAGE),
+            Scenario::Query | Scenario::Ping | Scenario::Hiccup => (QUERY_PAGE, QUERY_PAGE),
         };
         let total_cents = match self.scenario {
             Scenario::Storm => shape::total_cents(&mut self.rng, count, self.cap_cents),

@@ -141,6 +141,8 @@ pub async fn run(shard: Rc<Shard>, mesh: Rc<MeshSenders>, listeners: Vec<Listene
     let mut next_breath = Instant::now() + BREATHE_EVERY;
     let mut next_sweep = Instant::now() + SWEEP_INTERVAL;
     let mut draining_since: Option<Instant> = None;
+    // When the last turn ended; `None` after a park (a wait, not a stall).
+    let mut last_turn: Option<Instant> = None;
     loop {
         let worked = match state.turn(&mut ring) {
             Ok(worked) => worked,
@@ -150,6 +152,10 @@ pub async fn run(shard: Rc<Shard>, mesh: Rc<MeshSenders>, listeners: Vec<Listene
             }
         };
         let now = Instant::now();
+        if let Some(last) = last_turn {
+            state.shard.counters.note_turn_gap(now.duration_since(last));
+        }
+        last_turn = Some(now);
         // Answers waiting for the log count as work: the log's write and
         // sync are seen only while glommio polls, and parking would leave
         // them to a wake-up.
@@ -173,6 +179,7 @@ pub async fn run(shard: Rc<Shard>, mesh: Rc<MeshSenders>, listeners: Vec<Listene
             let timeout = glommio::timer::sleep(PARK_MAX.min(next_sweep.saturating_duration_since(now)));
             futures_lite::future::or(doorbell.wait(), timeout).await;
             ring.unpark();
+            last_turn = None;
         } else if !worked || now >= next_breath || state.waits_for_log() {
             // A timer that is not due yet takes the loop off the run queue,
             // so glommio polls its rings (spinning, see `--spin-us`) and
