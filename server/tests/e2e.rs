@@ -284,3 +284,33 @@ fn the_configured_body_limit_is_enforced_and_announced() {
     assert_eq!((frame.request_id(), frame.header.status()), (8, Status::FrameTooLarge));
     assert_eq!(client.ping().unwrap(), Status::Ok, "other connections go on");
 }
+
+/// The shard's timers run in slices (`TICK_SLICE`, 256) with the socket loop
+/// served in between: a backlog of many slices (3,000 envelopes that expire
+/// together, then leave together with no retention) is worked off entirely,
+/// while the connection keeps being answered.
+#[test]
+fn a_backlog_of_expiries_and_evictions_is_worked_off() {
+    let server = TestServer::start(1, &["--retention", "0"]);
+    let mut client = Client::connect(server.main).unwrap();
+    let mut ids = Vec::new();
+    for i in 0..3_000u64 {
+        let reply = client.create(1 + i, 200, 2, EnvelopeKind::Random, 1).unwrap();
+        assert_eq!(reply.status, Status::Ok);
+        ids.push(reply.body.unwrap().envelope);
+    }
+    let last = *ids.last().unwrap();
+    assert_eq!(client.grab(last, 7).unwrap().status, Status::Ok);
+    assert_eq!(client.open(last, 7).unwrap().status, Status::Ok);
+    let held = |client: &mut Client| client.stats().unwrap().body.unwrap().envelopes;
+    assert!(held(&mut client) > 256, "more than one slice of envelopes is due at once");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while held(&mut client) > 0 {
+        assert!(std::time::Instant::now() < deadline, "{} envelopes still held", held(&mut client));
+        assert_eq!(client.ping().unwrap(), Status::Ok, "the connection is served meanwhile");
+        thread::sleep(std::time::Duration::from_millis(20));
+    }
+    for id in [ids[0], last] {
+        assert_eq!(client.query(id, 0, 0).unwrap().status, Status::NotFound, "evicted");
+    }
+}
