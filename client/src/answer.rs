@@ -262,13 +262,8 @@ fn refused_body(sent: Opcode) -> AnswerBody<'static> {
     }
 }
 
-/// Statuses with which the server could not read the request; their answers
-/// carry no body, whatever the opcode.
 fn is_frame_level(status: Status) -> bool {
-    matches!(
-        status,
-        Status::MalformedFrame | Status::UnsupportedVersion | Status::UnknownOpcode | Status::FrameTooLarge
-    )
+    status.is_frame_level()
 }
 
 /// The fixed body of a GRAB or OPEN answer: all zeros after a frame-level

@@ -138,17 +138,8 @@ fn fixed<T: FixedBody + FromBytes>(bytes: &[u8]) -> Option<T> {
     body.reserved_not_zero().is_none().then_some(body)
 }
 
-/// Statuses with which a server could not read a request: their answers have
-/// no body, whatever the opcode.
 fn is_frame_level(status: Status) -> bool {
-    matches!(
-        status,
-        Status::MalformedFrame
-            | Status::UnsupportedVersion
-            | Status::UnknownOpcode
-            | Status::FrameTooLarge
-            | Status::Timeout
-    )
+    status.is_frame_level()
 }
 
 #[cfg(test)]

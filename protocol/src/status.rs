@@ -79,6 +79,21 @@ impl Status {
         Status::Timeout,
     ];
 
+    /// Whether this status says the server could not read the request (or
+    /// ended the connection, `Timeout`): such an answer carries no body,
+    /// whatever its opcode. One list for every decoder, so that the fast
+    /// paths and the general decoder judge an answer alike.
+    pub const fn is_frame_level(self) -> bool {
+        matches!(
+            self,
+            Status::MalformedFrame
+                | Status::UnsupportedVersion
+                | Status::UnknownOpcode
+                | Status::FrameTooLarge
+                | Status::Timeout
+        )
+    }
+
     /// The status for a wire code, or `None` for a code the table does not name.
     pub fn from_u16(value: u16) -> Option<Status> {
         Status::ALL.get(usize::from(value)).copied()
@@ -130,6 +145,21 @@ mod tests {
         }
         assert_eq!(Status::from_u16(Status::ALL.len() as u16), None);
         assert_eq!(Status::from_u16(u16::MAX), None);
+    }
+
+    #[test]
+    fn frame_level_statuses_are_those_without_a_request() {
+        let frame_level: Vec<Status> = Status::ALL.iter().copied().filter(|s| s.is_frame_level()).collect();
+        assert_eq!(
+            frame_level,
+            [
+                Status::MalformedFrame,
+                Status::UnsupportedVersion,
+                Status::UnknownOpcode,
+                Status::FrameTooLarge,
+                Status::Timeout
+            ]
+        );
     }
 
     #[test]
