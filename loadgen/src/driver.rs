@@ -135,6 +135,32 @@ struct Conn {
     half_closed: bool,
     /// The server closed: every answer that will come has come.
     done: bool,
+    /// Open loop: since when (ns) requests have been due while every slot
+    /// was taken; `None` while the connection keeps up.
+    full_since: Option<u64>,
+    /// Open loop, measured period: times the connection reached its depth
+    /// with requests due, and the time it spent so.
+    full_episodes: u64,
+    full_ns: u64,
+}
+
+impl Conn {
+    /// Open loop: whether, at `now`, requests are due that no free slot can
+    /// take (`limited`). Episodes start only while `measuring`; one that
+    /// started is timed to its end.
+    fn note_room(&mut self, now: u64, limited: bool, measuring: bool) {
+        match (limited, self.full_since) {
+            (true, None) if measuring => {
+                self.full_since = Some(now);
+                self.full_episodes += 1;
+            }
+            (false, Some(since)) => {
+                self.full_ns += now.saturating_sub(since);
+                self.full_since = None;
+            }
+            _ => {}
+        }
+    }
 }
 
 /// What answers feed: the workloads, and the figures.
@@ -177,6 +203,9 @@ pub async fn drive(
                 receiving: true,
                 half_closed: false,
                 done: false,
+                full_since: None,
+                full_episodes: 0,
+                full_ns: 0,
             }
         })
         .collect();
@@ -273,6 +302,12 @@ pub async fn drive(
     }
     figures.tally.fold_into(figures.recorder);
     figures.recorder.stalls.merge(&stalls);
+    let stop_ns = since(timing.start, timing.stop_at);
+    for conn in &mut conns {
+        conn.note_room(stop_ns, false, false);
+        figures.recorder.depth_limited.episodes += conn.full_episodes;
+        figures.recorder.depth_limited.total_ns += conn.full_ns;
+    }
     let lost: usize = conns.iter().map(|c| c.in_flight.len()).sum();
     if lost > 0 {
         return Err(format!("the server closed with {lost} requests unanswered"));
@@ -293,10 +328,15 @@ fn fill(conn: &mut Conn, work: &mut ShardWork, settings: &DriveSettings, now: u6
     let mut room = conn.in_flight.free();
     let interval = settings.interval.map(|i| (i.as_nanos() as u64).max(1));
     if let Some(interval) = interval {
+        let timing = settings.timing;
+        let measuring =
+            now >= since(timing.start, timing.measure_from) && now < since(timing.start, timing.stop_at);
         if conn.next_due > now {
+            conn.note_room(now, false, measuring);
             return;
         }
         let due = ((now - conn.next_due) / interval) as usize + 1;
+        conn.note_room(now, due > room, measuring);
         room = room.min(due);
     }
     for _ in 0..room {
@@ -460,6 +500,9 @@ mod tests {
             receiving: false,
             half_closed: false,
             done: false,
+            full_since: None,
+            full_episodes: 0,
+            full_ns: 0,
         }
     }
 
@@ -473,6 +516,57 @@ mod tests {
         assert!(ripe(&conn_with(BATCH_BYTES_MAX, 1_000), 1_000, 20_000, true), "a full batch goes");
         assert!(ripe(&conn, 1_000, 0, true), "closed loop: no window");
         assert!(ripe(&conn_with(40, u64::MAX), 0, 20_000, false), "no overflow past the clock");
+    }
+
+    #[test]
+    fn open_loop_times_the_connection_at_its_depth_limit() {
+        use crate::args::Scenario;
+        use crate::workload::WorkSettings;
+        let work_settings = WorkSettings {
+            scenario: Scenario::Ping,
+            worker: 0,
+            in_flight: 4,
+            seed: 1,
+            query_every: 64,
+            hot_count: 1,
+            hot_users: 1,
+            cap_cents: 100,
+            verify_sample: 0,
+        };
+        let mut work = ShardWork::new(&work_settings, 0);
+        let start = Instant::now();
+        let timing = Timing { start, measure_from: start, stop_at: start + Duration::from_secs(10) };
+        let settings = DriveSettings {
+            depth: 4,
+            interval: Some(Duration::from_nanos(100)),
+            batch: Duration::ZERO,
+            timing,
+            expires_in_secs: 5,
+        };
+        let mut conn = conn_with(0, 0);
+        fill(&mut conn, &mut work, &settings, 250);
+        assert_eq!(conn.in_flight.len(), 3, "three requests were due by 250 ns");
+        assert_eq!(conn.full_episodes, 0);
+        fill(&mut conn, &mut work, &settings, 1_000);
+        assert_eq!(conn.in_flight.len(), 4, "one slot was left for the eight due");
+        assert_eq!((conn.full_episodes, conn.full_since), (1, Some(1_000)));
+        fill(&mut conn, &mut work, &settings, 1_500);
+        assert_eq!(conn.full_episodes, 1, "the same episode goes on");
+        // Every answer comes back: the backlog (next due at 400 ns) is sent.
+        for slot in 0..4u64 {
+            let id = conn.in_flight.slots[slot as usize].unwrap().2;
+            conn.in_flight.remove(id);
+        }
+        fill(&mut conn, &mut work, &settings, 1_600);
+        assert_eq!(conn.full_episodes, 1);
+        assert!(conn.full_since.is_some(), "still more due (400..1600 ns) than 4 slots");
+        for slot in 0..4u64 {
+            let id = conn.in_flight.slots[slot as usize].unwrap().2;
+            conn.in_flight.remove(id);
+        }
+        conn.next_due = 5_000; // caught up: nothing due until then
+        fill(&mut conn, &mut work, &settings, 2_000);
+        assert_eq!((conn.full_since, conn.full_ns), (None, 1_000), "at the limit from 1,000 to 2,000 ns");
     }
 
     #[test]

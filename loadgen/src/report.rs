@@ -145,6 +145,9 @@ pub struct Summary {
     pub stalls: StallSummary,
     /// The same per core, in core order.
     pub stalls_by_core: Vec<CoreStalls>,
+    /// Open loop: times a connection had every slot taken while requests
+    /// fell due, and the time it spent so (summed over connections).
+    pub depth_limited: DepthLimitedSummary,
     /// Per operation, in opcode order; serialized as an object keyed by name.
     #[serde(serialize_with = "serialize_ops")]
     pub ops: Vec<OpSummary>,
@@ -159,6 +162,15 @@ impl Summary {
     pub fn op(&self, opcode: Opcode) -> Option<&OpSummary> {
         self.ops.iter().find(|op| op.name == opcode.name())
     }
+}
+
+/// Open loop: how often connections were held back by their depth.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct DepthLimitedSummary {
+    /// Times a connection reached its depth with requests due.
+    pub episodes: u64,
+    /// Time spent so, summed over connections, in milliseconds.
+    pub total_ms: f64,
 }
 
 /// Stall figures of one core's worker.
@@ -201,6 +213,10 @@ pub fn summary(result: &RunResult) -> Summary {
         envelopes_verified: recorder.envelopes_verified,
         per_second: recorder.per_second.clone(),
         stalls: recorder.stalls.summary(),
+        depth_limited: DepthLimitedSummary {
+            episodes: recorder.depth_limited.episodes,
+            total_ms: recorder.depth_limited.total_ns as f64 / 1e6,
+        },
         stalls_by_core: {
             let mut by_core: Vec<CoreStalls> = recorder
                 .stalls_by_core
@@ -267,6 +283,16 @@ pub fn text(summary: &Summary) -> String {
         group_f(summary.ops_per_sec),
     );
     let _ = writeln!(out, "generator stalls: {}", stall_line(&summary.stalls));
+    if s.rate > 0 {
+        let d = &summary.depth_limited;
+        let _ = writeln!(
+            out,
+            "depth limit: connections had all {} slots taken with requests due {} times ({} in all)",
+            s.depth,
+            group(d.episodes),
+            duration((d.total_ms * 1e3) as u64),
+        );
+    }
     violations(&mut out, summary);
     out
 }

@@ -163,6 +163,20 @@ pub struct Recorder {
     pub stalls: Stalls,
     /// The same, per core (a worker's core and its loop's gaps).
     pub stalls_by_core: Vec<(usize, Stalls)>,
+    /// Open loop: connections that reached their depth with requests due.
+    pub depth_limited: DepthLimited,
+}
+
+/// Open loop: how often, and how long, a connection had every slot taken
+/// while requests fell due. Those requests wait for answers to free a slot,
+/// so they are late; a figure here means the server (or the path to it) fell
+/// behind, or `--depth` is too small for the rate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DepthLimited {
+    /// Times a connection reached its depth with requests due.
+    pub episodes: u64,
+    /// Time spent so, summed over connections, nanoseconds.
+    pub total_ns: u64,
 }
 
 impl Recorder {
@@ -196,6 +210,8 @@ impl Recorder {
         self.envelopes_verified += other.envelopes_verified;
         self.stalls.merge(&other.stalls);
         self.stalls_by_core.extend(other.stalls_by_core.iter().cloned());
+        self.depth_limited.episodes += other.depth_limited.episodes;
+        self.depth_limited.total_ns += other.depth_limited.total_ns;
     }
 }
 

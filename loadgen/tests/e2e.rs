@@ -144,6 +144,9 @@ fn open_loop_and_hot_scenario_run_clean() {
     assert_eq!(report["settings"]["load_model"].as_str(), Some("open"));
     let rate = report["ops_per_sec"].as_f64().unwrap();
     assert!(rate > 0.0 && rate < 40_000.0, "open loop at 20,000/s answered {rate}/s");
+    assert!(report["depth_limited"]["episodes"].is_u64(), "{report}");
+    assert!(report["depth_limited"]["total_ms"].as_f64().unwrap() >= 0.0);
+    assert!(text.contains("depth limit: connections had all 32 slots taken"), "{text}");
 }
 
 #[test]
