@@ -208,7 +208,7 @@ pub fn decode<'a>(sent: Opcode, response: &Response<'a>) -> Result<Answer<'a>, C
     let status = response.status;
     let refused = status != Status::Ok;
     let body_allowed =
-        if is_frame_level(status) { false } else { !refused || matches!(sent, Opcode::Grab | Opcode::Open) };
+        if status.is_frame_level() { false } else { !refused || matches!(sent, Opcode::Grab | Opcode::Open) };
     if !body_allowed && !response.body.is_empty() {
         return Err(ClientError::UnexpectedBody { opcode: sent, status, len: response.body.len() });
     }
@@ -262,14 +262,10 @@ fn refused_body(sent: Opcode) -> AnswerBody<'static> {
     }
 }
 
-fn is_frame_level(status: Status) -> bool {
-    status.is_frame_level()
-}
-
 /// The fixed body of a GRAB or OPEN answer: all zeros after a frame-level
 /// refusal (checked empty by the caller), else exactly the body's size.
 fn always_body<T: FixedBody + FromZeros>(response: &Response<'_>) -> Result<T, ClientError> {
-    if is_frame_level(response.status) {
+    if response.status.is_frame_level() {
         return Ok(T::new_zeroed());
     }
     Ok(response.fixed()?)

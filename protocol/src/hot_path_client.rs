@@ -119,7 +119,7 @@ pub fn read_envelope_user_response(buf: &[u8]) -> Option<(EnvelopeUserResponse, 
     let low = head.low.get();
     let high = head.high.get();
     let status = Status::from_u16((low >> STATUS_SHIFT) as u16)?;
-    if is_frame_level(status) {
+    if status.is_frame_level() {
         return None;
     }
     let body = match (low & ((1 << STATUS_SHIFT) - 1), high) {
@@ -136,10 +136,6 @@ pub fn read_envelope_user_response(buf: &[u8]) -> Option<(EnvelopeUserResponse, 
 fn fixed<T: FixedBody + FromBytes>(bytes: &[u8]) -> Option<T> {
     let (body, _) = T::read_from_prefix(bytes).ok()?;
     body.reserved_not_zero().is_none().then_some(body)
-}
-
-fn is_frame_level(status: Status) -> bool {
-    status.is_frame_level()
 }
 
 #[cfg(test)]
@@ -172,7 +168,7 @@ mod tests {
             reserved: U32::new(0),
         };
         let open = OpenResponse { amount_cents: U64::new(8), order: U32::new(2), reserved: U32::new(0) };
-        for status in Status::ALL.iter().copied().filter(|s| !is_frame_level(*s)) {
+        for status in Status::ALL.iter().copied().filter(|s| !s.is_frame_level()) {
             let mut bytes = Vec::new();
             write_response(&mut bytes, Opcode::Grab as u8, 11, status, &[grab.as_bytes()]);
             write_response(&mut bytes, Opcode::Open as u8, 12, status, &[open.as_bytes()]);
@@ -191,7 +187,7 @@ mod tests {
     fn general_read(bytes: &[u8]) -> Option<(EnvelopeUserResponse, usize)> {
         let frame = decode_frame(bytes).ok()??;
         let response = crate::response::Response::from_frame(&frame).ok()?;
-        if is_frame_level(response.status) {
+        if response.status.is_frame_level() {
             return None;
         }
         let body = match Opcode::from_u8(response.opcode)? {
