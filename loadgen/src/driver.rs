@@ -217,12 +217,13 @@ pub async fn drive(
         let now = Instant::now();
         let running = now < timing.stop_at;
         let now_ns = since(timing.start, now);
-        if running && now >= timing.measure_from {
+        let measuring = running && now >= timing.measure_from;
+        if measuring {
             stalls.observe(now_ns);
         }
         for (i, conn) in conns.iter_mut().enumerate() {
             if running {
-                fill(conn, &mut figures.works[conn.shard], settings, now_ns);
+                fill(conn, &mut figures.works[conn.shard], settings, now_ns, measuring);
             }
             if conn.spare.is_some() && !conn.out.is_empty() && ripe(conn, now_ns, batch_ns, running) {
                 let mut batch = conn.spare.take().expect("checked");
@@ -323,14 +324,12 @@ fn ripe(conn: &Conn, now_ns: u64, batch_ns: u64, running: bool) -> bool {
 }
 
 /// Queues as many requests as the connection may send now: up to its free
-/// slots (closed loop), or those due by now (open loop).
-fn fill(conn: &mut Conn, work: &mut ShardWork, settings: &DriveSettings, now: u64) {
+/// slots (closed loop), or those due by now (open loop). `measuring`: `now`
+/// is inside the measured period.
+fn fill(conn: &mut Conn, work: &mut ShardWork, settings: &DriveSettings, now: u64, measuring: bool) {
     let mut room = conn.in_flight.free();
     let interval = settings.interval.map(|i| (i.as_nanos() as u64).max(1));
     if let Some(interval) = interval {
-        let timing = settings.timing;
-        let measuring =
-            now >= since(timing.start, timing.measure_from) && now < since(timing.start, timing.stop_at);
         if conn.next_due > now {
             conn.note_room(now, false, measuring);
             return;
@@ -544,20 +543,20 @@ mod tests {
             expires_in_secs: 5,
         };
         let mut conn = conn_with(0, 0);
-        fill(&mut conn, &mut work, &settings, 250);
+        fill(&mut conn, &mut work, &settings, 250, true);
         assert_eq!(conn.in_flight.len(), 3, "three requests were due by 250 ns");
         assert_eq!(conn.full_episodes, 0);
-        fill(&mut conn, &mut work, &settings, 1_000);
+        fill(&mut conn, &mut work, &settings, 1_000, true);
         assert_eq!(conn.in_flight.len(), 4, "one slot was left for the eight due");
         assert_eq!((conn.full_episodes, conn.full_since), (1, Some(1_000)));
-        fill(&mut conn, &mut work, &settings, 1_500);
+        fill(&mut conn, &mut work, &settings, 1_500, true);
         assert_eq!(conn.full_episodes, 1, "the same episode goes on");
         // Every answer comes back: the backlog (next due at 400 ns) is sent.
         for slot in 0..4u64 {
             let id = conn.in_flight.slots[slot as usize].unwrap().2;
             conn.in_flight.remove(id);
         }
-        fill(&mut conn, &mut work, &settings, 1_600);
+        fill(&mut conn, &mut work, &settings, 1_600, true);
         assert_eq!(conn.full_episodes, 1);
         assert!(conn.full_since.is_some(), "still more due (400..1600 ns) than 4 slots");
         for slot in 0..4u64 {
@@ -565,7 +564,7 @@ mod tests {
             conn.in_flight.remove(id);
         }
         conn.next_due = 5_000; // caught up: nothing due until then
-        fill(&mut conn, &mut work, &settings, 2_000);
+        fill(&mut conn, &mut work, &settings, 2_000, true);
         assert_eq!((conn.full_since, conn.full_ns), (None, 1_000), "at the limit from 1,000 to 2,000 ns");
     }
 

@@ -243,7 +243,7 @@ pub fn to_json(summary: &Summary) -> serde_json::Value {
 pub fn text(summary: &Summary) -> String {
     let mut out = String::new();
     let s = &summary.settings;
-    if s.scenario == "hiccup" {
+    if s.scenario == crate::args::Scenario::Hiccup.name() {
         let _ = writeln!(
             out,
             "hiccup: {:.1} s measured on {} cores: gaps in a loop that only reads the clock",
