@@ -213,13 +213,15 @@ pub async fn drive(
     let mut failure: Option<String> = None;
     let batch_ns = settings.interval.map_or(0, |_| settings.batch.as_nanos() as u64);
     let mut stalls = Stalls::default();
+    // Whether the last turn found answers to read or requests to send.
+    let mut worked = false;
     loop {
         let now = Instant::now();
         let running = now < timing.stop_at;
         let now_ns = since(timing.start, now);
         let measuring = running && now >= timing.measure_from;
         if measuring {
-            stalls.observe(now_ns);
+            stalls.observe(now_ns, worked);
         }
         for (i, conn) in conns.iter_mut().enumerate() {
             if running {
@@ -236,47 +238,49 @@ pub async fn drive(
             }
         }
         let mut answered = 0u64;
-        ring.poll(|completion| match completion {
-            Completion::Received { token, data, armed } => {
-                let conn = &mut conns[token as usize];
-                match read_answers(conn, data, &mut figures) {
-                    Ok(n) => answered += n,
-                    Err(why) => {
-                        failure.get_or_insert(why);
+        let handled = ring
+            .poll(|completion| match completion {
+                Completion::Received { token, data, armed } => {
+                    let conn = &mut conns[token as usize];
+                    match read_answers(conn, data, &mut figures) {
+                        Ok(n) => answered += n,
+                        Err(why) => {
+                            failure.get_or_insert(why);
+                        }
+                    }
+                    // Re-armed below, outside the callback.
+                    conn.receiving &= armed;
+                }
+                Completion::ReceiveEnded { token, error } => {
+                    let conn = &mut conns[token as usize];
+                    conn.receiving = false;
+                    match error {
+                        None => conn.done = true,
+                        Some(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {}
+                        Some(e) => {
+                            conn.done = true;
+                            failure.get_or_insert(format!("read: {e}"));
+                        }
                     }
                 }
-                // Re-armed below, outside the callback.
-                conn.receiving &= armed;
-            }
-            Completion::ReceiveEnded { token, error } => {
-                let conn = &mut conns[token as usize];
-                conn.receiving = false;
-                match error {
-                    None => conn.done = true,
-                    Some(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {}
-                    Some(e) => {
-                        conn.done = true;
-                        failure.get_or_insert(format!("read: {e}"));
+                Completion::Sent { token, mut buffer, result, .. } => {
+                    let conn = &mut conns[token as usize];
+                    match result {
+                        Ok(n) if n == buffer.len() => {}
+                        Ok(n) => {
+                            failure.get_or_insert(format!("short write: {n} of {} bytes", buffer.len()));
+                        }
+                        Err(e) => {
+                            failure.get_or_insert(format!("write: {e}"));
+                        }
                     }
+                    buffer.clear();
+                    conn.spare = Some(buffer);
                 }
-            }
-            Completion::Sent { token, mut buffer, result, .. } => {
-                let conn = &mut conns[token as usize];
-                match result {
-                    Ok(n) if n == buffer.len() => {}
-                    Ok(n) => {
-                        failure.get_or_insert(format!("short write: {n} of {} bytes", buffer.len()));
-                    }
-                    Err(e) => {
-                        failure.get_or_insert(format!("write: {e}"));
-                    }
-                }
-                buffer.clear();
-                conn.spare = Some(buffer);
-            }
-            Completion::Accepted { .. } | Completion::AcceptEnded { .. } => {}
-        })
-        .map_err(|e| format!("the socket ring failed: {e}"))?;
+                Completion::Accepted { .. } | Completion::AcceptEnded { .. } => {}
+            })
+            .map_err(|e| format!("the socket ring failed: {e}"))?;
+        worked = handled > 0 || ring.last_submitted() > 0;
         if answered > 0 {
             progress.fetch_add(answered, Ordering::Relaxed);
         }

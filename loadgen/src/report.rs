@@ -283,6 +283,11 @@ pub fn text(summary: &Summary) -> String {
         group_f(summary.ops_per_sec),
     );
     let _ = writeln!(out, "generator stalls: {}", stall_line(&summary.stalls));
+    let _ = writeln!(
+        out,
+        "generator busy: {:.1}% of its loop's time in turns that read answers or sent requests",
+        100.0 * summary.stalls.busy_fraction
+    );
     if s.rate > 0 {
         let d = &summary.depth_limited;
         let _ = writeln!(

@@ -9,6 +9,11 @@
 //! the generator's (or the machine's) own stalls; `--scenario hiccup` does
 //! nothing but this on every core it is given, to measure the machine itself
 //! before a benchmark.
+//!
+//! The same watch splits the loop's time into busy (turns that found
+//! answers to read or requests to send) and idle (turns that found neither):
+//! a generator that is never idle in a closed loop is the side that limits
+//! the run, whatever the server could do.
 
 /// Gaps at least this long are counted, in three bands (microseconds).
 pub const BANDS_US: [u64; 3] = [100, 1_000, 10_000];
@@ -28,16 +33,21 @@ pub struct Stalls {
     bands: [Band; BANDS_US.len()],
     max_us: u64,
     observed_ns: u64,
+    busy_ns: u64,
     last_ns: Option<u64>,
 }
 
 impl Stalls {
     /// The loop is running at `now_ns` (any monotonic nanosecond count).
-    /// The gap since the last observation is counted if it is long enough.
-    pub fn observe(&mut self, now_ns: u64) {
+    /// The gap since the last observation is counted if it is long enough,
+    /// and as busy time if the turn it held `worked`.
+    pub fn observe(&mut self, now_ns: u64, worked: bool) {
         if let Some(last) = self.last_ns {
             let gap_ns = now_ns.saturating_sub(last);
             self.observed_ns += gap_ns;
+            if worked {
+                self.busy_ns += gap_ns;
+            }
             let gap_us = gap_ns / 1_000;
             if gap_us >= BANDS_US[0] {
                 for (band, threshold) in self.bands.iter_mut().zip(BANDS_US) {
@@ -60,6 +70,7 @@ impl Stalls {
         }
         self.max_us = self.max_us.max(other.max_us);
         self.observed_ns += other.observed_ns;
+        self.busy_ns += other.busy_ns;
     }
 
     /// The figures, for reports.
@@ -70,6 +81,11 @@ impl Stalls {
             over_1ms: self.bands[1],
             over_10ms: self.bands[2],
             max_us: self.max_us,
+            busy_fraction: if self.observed_ns > 0 {
+                self.busy_ns as f64 / self.observed_ns as f64
+            } else {
+                0.0
+            },
         }
     }
 }
@@ -87,6 +103,8 @@ pub struct StallSummary {
     pub over_10ms: Band,
     /// The longest gap, in microseconds (0 if none reached 100 µs).
     pub max_us: u64,
+    /// Share of the watched time in turns that found work (0 to 1).
+    pub busy_fraction: f64,
 }
 
 impl StallSummary {
@@ -111,10 +129,10 @@ mod tests {
         let mut stalls = Stalls::default();
         // Turns 20 us apart, then gaps of 150 us, 2 ms and 12 ms.
         let mut now = 5_000 * US;
-        stalls.observe(now);
+        stalls.observe(now, true);
         for gap in [20, 20, 150, 20, 2_000, 20, 12_000, 20] {
             now += gap * US;
-            stalls.observe(now);
+            stalls.observe(now, true);
         }
         let s = stalls.summary();
         assert_eq!(s.over_100us, Band { count: 3, total_us: 14_150 });
@@ -129,7 +147,7 @@ mod tests {
     fn short_gaps_count_as_time_only() {
         let mut stalls = Stalls::default();
         for i in 0..1_000 {
-            stalls.observe(i * 99 * US);
+            stalls.observe(i * 99 * US, false);
         }
         let s = stalls.summary();
         assert_eq!((s.over_100us.count, s.max_us, s.stalled_fraction()), (0, 0, 0.0));
@@ -139,12 +157,12 @@ mod tests {
     #[test]
     fn merged_loops_add_up_and_keep_the_longest() {
         let mut a = Stalls::default();
-        a.observe(0);
-        a.observe(3_000 * US);
+        a.observe(0, false);
+        a.observe(3_000 * US, true);
         let mut b = Stalls::default();
-        b.observe(1_000 * US);
-        b.observe(1_200 * US);
-        b.observe(21_200 * US);
+        b.observe(1_000 * US, false);
+        b.observe(1_200 * US, true);
+        b.observe(21_200 * US, false);
         a.merge(&b);
         let s = a.summary();
         assert_eq!(s.over_100us, Band { count: 3, total_us: 23_200 });
@@ -152,14 +170,27 @@ mod tests {
         assert_eq!(s.over_10ms, Band { count: 1, total_us: 20_000 });
         assert_eq!(s.max_us, 20_000);
         assert_eq!(s.observed_secs, 0.0232);
+        assert!((s.busy_fraction - 3_200.0 / 23_200.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn busy_time_is_the_time_of_turns_that_worked() {
+        let mut stalls = Stalls::default();
+        stalls.observe(0, true);
+        stalls.observe(30 * US, true);
+        stalls.observe(40 * US, false);
+        stalls.observe(100 * US, true);
+        let s = stalls.summary();
+        assert!((s.busy_fraction - 0.9).abs() < 1e-12, "30 + 60 of 100 us");
+        assert_eq!(Stalls::default().summary().busy_fraction, 0.0);
     }
 
     #[test]
     fn a_clock_that_steps_back_is_no_stall() {
         let mut stalls = Stalls::default();
-        stalls.observe(10_000 * US);
-        stalls.observe(9_000 * US);
-        stalls.observe(9_010 * US);
+        stalls.observe(10_000 * US, false);
+        stalls.observe(9_000 * US, false);
+        stalls.observe(9_010 * US, false);
         assert_eq!(stalls.summary(), StallSummary { observed_secs: 10e-6, ..StallSummary::default() });
     }
 }

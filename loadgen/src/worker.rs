@@ -101,7 +101,7 @@ fn hiccup(args: &Args, core: usize) -> Recorder {
             break;
         }
         if now >= measure_from {
-            stalls.observe(now.duration_since(start).as_nanos() as u64);
+            stalls.observe(now.duration_since(start).as_nanos() as u64, false);
         }
     }
     let mut recorder = Recorder::default();

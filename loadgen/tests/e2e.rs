@@ -101,6 +101,10 @@ fn storm_for_a_second_passes_its_money_checks() {
     assert!(watched > 0.5 && watched <= 1.0, "{stalls}");
     assert_eq!(report["stalls_by_core"][0]["core"].as_u64(), Some(0), "{report}");
     assert!(text.contains("generator stalls: "), "{text}");
+    // And its turns split into busy and idle: a storm has answers to read.
+    let busy = stalls["busy_fraction"].as_f64().unwrap();
+    assert!(busy > 0.0 && busy <= 1.0, "{stalls}");
+    assert!(text.contains("generator busy: "), "{text}");
 }
 
 /// `--scenario hiccup` needs no server: it watches every core it is given for
@@ -130,6 +134,7 @@ fn hiccup_watches_each_core_without_a_server() {
     assert!(over_100us.0 >= over_1ms.0 && over_1ms.0 >= over_10ms.0, "{core}");
     assert!(over_100us.1 >= over_100us.0 * 100 && over_1ms.1 >= over_1ms.0 * 1_000, "{core}");
     assert!(core["max_us"].as_u64().unwrap() as f64 <= watched * 1e6, "{core}");
+    assert_eq!(core["busy_fraction"].as_f64(), Some(0.0), "a clock-reading loop has no work: {core}");
     assert!(text.starts_with("hiccup: 0.5 s measured on 1 cores"), "{text}");
     assert!(text.contains("core 0 "), "{text}");
 }

@@ -49,18 +49,33 @@ pub struct ShardCounters {
     pub loop_stall_us: Cell<u64>,
     /// The longest, in microseconds.
     pub loop_stall_max_us: Cell<u64>,
+    /// Time of the socket loop's turns that found work, nanoseconds.
+    pub loop_busy_ns: Cell<u64>,
+    /// Time of the turns that found none, and of parks, nanoseconds: with
+    /// `loop_busy_ns` it says whether the shard is the side that limits.
+    pub loop_idle_ns: Cell<u64>,
 }
 
 impl ShardCounters {
-    /// The socket loop ran again `gap` after its last turn (it did not park
-    /// in between): a stall if the gap is [`LOOP_STALL_MIN`] or more.
-    pub fn note_turn_gap(&self, gap: Duration) {
+    /// The socket loop ended a turn `gap` after its last one (it did not
+    /// park in between); `worked`: the turn found something to do. The whole
+    /// gap counts as busy or idle, since a turn that found nothing was
+    /// waiting since the last one ended. A stall if the gap is
+    /// [`LOOP_STALL_MIN`] or more.
+    pub fn note_turn(&self, gap: Duration, worked: bool) {
+        let ns = gap.as_nanos().min(u128::from(u64::MAX)) as u64;
+        add(if worked { &self.loop_busy_ns } else { &self.loop_idle_ns }, ns);
         if gap >= LOOP_STALL_MIN {
             let us = gap.as_micros().min(u128::from(u64::MAX)) as u64;
             add(&self.loop_stalls, 1);
             add(&self.loop_stall_us, us);
             self.loop_stall_max_us.set(self.loop_stall_max_us.get().max(us));
         }
+    }
+
+    /// The socket loop was parked (no work, waiting for a wake-up) for `time`.
+    pub fn note_parked(&self, time: Duration) {
+        add(&self.loop_idle_ns, time.as_nanos().min(u128::from(u64::MAX)) as u64);
     }
 }
 
@@ -213,14 +228,25 @@ mod tests {
     #[test]
     fn loop_gaps_of_a_millisecond_or_more_are_stalls() {
         let counters = ShardCounters::default();
-        counters.note_turn_gap(Duration::from_micros(999));
+        counters.note_turn(Duration::from_micros(999), true);
         assert_eq!(counters.loop_stalls.get(), 0);
-        counters.note_turn_gap(LOOP_STALL_MIN);
-        counters.note_turn_gap(Duration::from_micros(7_250));
-        counters.note_turn_gap(Duration::from_micros(1_500));
+        counters.note_turn(LOOP_STALL_MIN, true);
+        counters.note_turn(Duration::from_micros(7_250), false);
+        counters.note_turn(Duration::from_micros(1_500), true);
         assert_eq!(counters.loop_stalls.get(), 3);
         assert_eq!(counters.loop_stall_us.get(), 1_000 + 7_250 + 1_500);
         assert_eq!(counters.loop_stall_max_us.get(), 7_250);
+    }
+
+    #[test]
+    fn turns_count_as_busy_or_idle_and_parks_as_idle() {
+        let counters = ShardCounters::default();
+        counters.note_turn(Duration::from_nanos(1_500), true);
+        counters.note_turn(Duration::from_nanos(700), false);
+        counters.note_turn(Duration::from_nanos(2_000), true);
+        counters.note_parked(Duration::from_micros(3));
+        assert_eq!(counters.loop_busy_ns.get(), 3_500);
+        assert_eq!(counters.loop_idle_ns.get(), 700 + 3_000);
     }
 
     #[test]

@@ -83,6 +83,10 @@ pub struct Gauges {
     pub loop_stall_us: u64,
     /// The longest, microseconds.
     pub loop_stall_max_us: u64,
+    /// Socket-loop time in turns that found work, microseconds.
+    pub loop_busy_us: u64,
+    /// Socket-loop time in turns that found none and parked, microseconds.
+    pub loop_idle_us: u64,
 }
 
 impl Gauges {
@@ -103,6 +107,8 @@ impl Gauges {
             self.loop_stalls,
             self.loop_stall_us,
             self.loop_stall_max_us,
+            self.loop_busy_us,
+            self.loop_idle_us,
         ]
     }
 }
@@ -118,7 +124,7 @@ pub struct ShardMetrics {
 }
 
 /// Single-valued metrics: name, type, help.
-pub const GAUGES: [(&str, &str, &str); 14] = [
+pub const GAUGES: [(&str, &str, &str); 16] = [
     ("hongbao_connections", "gauge", "Connections open."),
     ("hongbao_connections_refused_total", "counter", "Connections refused at accept (a limit)."),
     ("hongbao_bytes_received_total", "counter", "Bytes read from clients."),
@@ -137,6 +143,16 @@ pub const GAUGES: [(&str, &str, &str); 14] = [
     ),
     ("hongbao_loop_stall_microseconds_total", "counter", "Time in those gaps, microseconds."),
     ("hongbao_loop_stall_max_microseconds", "gauge", "The longest of those gaps, microseconds."),
+    (
+        "hongbao_loop_busy_microseconds_total",
+        "counter",
+        "Time of the socket loop's turns that found work (answers, sends, accepts), microseconds.",
+    ),
+    (
+        "hongbao_loop_idle_microseconds_total",
+        "counter",
+        "Time of the turns that found nothing, and parked, microseconds: near 0 next to busy means the shard is the limit.",
+    ),
 ];
 
 impl Default for ShardMetrics {
@@ -317,7 +333,14 @@ mod tests {
         let metrics = Metrics::new(1);
         let latency = LocalLatency::default();
         latency.slot(crate::counters::op_slot(0x11)).record_n(Duration::from_micros(30), 4);
-        let gauges = Gauges { connections: 2, loop_stalls: 3, loop_stall_max_us: 4_100, ..Gauges::default() };
+        let gauges = Gauges {
+            connections: 2,
+            loop_stalls: 3,
+            loop_stall_max_us: 4_100,
+            loop_busy_us: 900,
+            loop_idle_us: 100,
+            ..Gauges::default()
+        };
         let log_sync = LocalHistogram::default();
         metrics.shards[0].publish(&LocalRequests::default(), &gauges, &log_sync, &latency);
         let text = metrics.render();
@@ -332,6 +355,8 @@ mod tests {
         assert!(text.contains("hongbao_loop_stalls_total{shard=\"0\"} 3"));
         assert!(text.contains("hongbao_loop_stall_max_microseconds{shard=\"0\"} 4100"));
         assert!(text.contains("# TYPE hongbao_loop_stall_microseconds_total counter"));
+        assert!(text.contains("hongbao_loop_busy_microseconds_total{shard=\"0\"} 900"));
+        assert!(text.contains("hongbao_loop_idle_microseconds_total{shard=\"0\"} 100"));
         assert!(text.contains("hongbao_log_sync_seconds_count{shard=\"0\"} 0"));
     }
 }

@@ -132,6 +132,8 @@ impl Shard {
             loop_stalls: c.loop_stalls.get(),
             loop_stall_us: c.loop_stall_us.get(),
             loop_stall_max_us: c.loop_stall_max_us.get(),
+            loop_busy_us: c.loop_busy_ns.get() / 1_000,
+            loop_idle_us: c.loop_idle_ns.get() / 1_000,
         }
     }
 

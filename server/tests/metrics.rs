@@ -110,3 +110,57 @@ fn a_loop_kept_from_running_shows_as_a_stall() {
     assert!(longest >= 140_000.0, "the longest stall is {longest} us, the stop was 150 ms");
     assert!(value(&samples, "hongbao_loop_stall_microseconds_total") >= longest);
 }
+
+/// The socket loop's time splits into busy (turns that found work) and idle
+/// (turns that found none, and parks): requests make busy time, a quiet
+/// spell makes idle time and next to no busy time. `spin`: how long the loop
+/// spins before it parks (1 s: the quiet spell is all idle turns).
+fn busy_and_idle(spin_us: &str) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let metrics = format!("127.0.0.1:{port}");
+    let server = TestServer::start(1, &["--metrics", &metrics, "--spin-us", spin_us]);
+    let addr = metrics.parse().unwrap();
+    let value = |samples: &[Sample], name: &str| {
+        samples.iter().filter(|(n, l, _)| n == name && l["shard"] == "0").map(|(_, _, v)| *v).sum::<f64>()
+    };
+    let busy = "hongbao_loop_busy_microseconds_total";
+    let idle = "hongbao_loop_idle_microseconds_total";
+    let mut client = Client::connect(server.main).unwrap();
+    for _ in 0..2_000 {
+        assert_eq!(client.ping().unwrap(), Status::Ok);
+    }
+    let mut before = Vec::new();
+    for _ in 0..100 {
+        before = parse(&scrape(addr));
+        if value(&before, busy) > 0.0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(value(&before, busy) > 0.0, "2,000 answered pings made no busy time");
+
+    let quiet_us = 400_000.0;
+    std::thread::sleep(Duration::from_micros(quiet_us as u64));
+    let mut after = Vec::new();
+    for _ in 0..100 {
+        after = parse(&scrape(addr));
+        if value(&after, idle) - value(&before, idle) >= quiet_us / 2.0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let idle_grew = value(&after, idle) - value(&before, idle);
+    let busy_grew = value(&after, busy) - value(&before, busy);
+    assert!(idle_grew >= quiet_us / 2.0, "idle grew by {idle_grew} us over a {quiet_us} us quiet spell");
+    assert!(busy_grew < idle_grew, "busy grew by {busy_grew} us, idle by {idle_grew} us, with nothing to do");
+}
+
+#[test]
+fn a_spinning_loop_counts_its_busy_and_idle_time() {
+    busy_and_idle("1000000");
+}
+
+#[test]
+fn a_parking_loop_counts_its_parks_as_idle() {
+    busy_and_idle("0");
+}

@@ -141,6 +141,8 @@ pub struct Ring {
     in_flight: usize,
     task_run: TaskRun,
     reaped: Vec<(u64, i32, u32)>,
+    /// Entries the last [`Ring::poll`] submitted.
+    last_submitted: u32,
 }
 
 impl Ring {
@@ -156,12 +158,20 @@ impl Ring {
             in_flight: 0,
             task_run,
             reaped: Vec::with_capacity(REAP_BATCH),
+            last_submitted: 0,
         })
     }
 
     /// How the kernel runs this ring's completion work.
     pub fn task_run(&self) -> TaskRun {
         self.task_run
+    }
+
+    /// Entries (sends, receives, accepts) the last [`Ring::poll`] handed to
+    /// the kernel: a poll that reaped nothing but submitted sends still did
+    /// work (on loopback the send runs the peer's TCP receive, too).
+    pub fn last_submitted(&self) -> u32 {
+        self.last_submitted
     }
 
     /// Operations not finished yet.
@@ -229,6 +239,7 @@ impl Ring {
     /// Submits everything queued and hands every completion that is ready to
     /// `handle`, without waiting. Returns how many it handled.
     pub fn poll(&mut self, mut handle: impl FnMut(Completion<'_>)) -> io::Result<usize> {
+        self.last_submitted = self.uring.submission().len() as u32;
         self.enter(0)?;
         let mut handled = 0;
         loop {

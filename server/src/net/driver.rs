@@ -153,7 +153,9 @@ pub async fn run(shard: Rc<Shard>, mesh: Rc<MeshSenders>, listeners: Vec<Listene
         };
         let now = Instant::now();
         if let Some(last) = last_turn {
-            state.shard.counters.note_turn_gap(now.duration_since(last));
+            // Sends submitted count as work even when nothing was reaped.
+            let busy = worked || ring.last_submitted() > 0;
+            state.shard.counters.note_turn(now.duration_since(last), busy);
         }
         last_turn = Some(now);
         // Answers waiting for the log count as work: the log's write and
@@ -179,6 +181,7 @@ pub async fn run(shard: Rc<Shard>, mesh: Rc<MeshSenders>, listeners: Vec<Listene
             let timeout = glommio::timer::sleep(PARK_MAX.min(next_sweep.saturating_duration_since(now)));
             futures_lite::future::or(doorbell.wait(), timeout).await;
             ring.unpark();
+            state.shard.counters.note_parked(now.elapsed());
             last_turn = None;
         } else if !worked || now >= next_breath || state.waits_for_log() {
             // A timer that is not due yet takes the loop off the run queue,
