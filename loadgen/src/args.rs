@@ -28,9 +28,11 @@ pub enum Scenario {
     Query,
     /// PING.
     Ping,
-    /// No server and no traffic: spin on every core of --cores for --duration
-    /// and count how long the machine took each core away (see `stalls`).
-    /// Run it before a benchmark: no load generator's tail can beat it.
+    /// No server and no traffic: run a fixed chunk of work over and over on
+    /// every core of --cores for --duration, and count how long the machine
+    /// took each core away (see `stalls`) and how often it ran the chunk at
+    /// half speed or worse (see `slowness`). Run it before a benchmark: no
+    /// load generator's tail can beat it.
     Hiccup,
 }
 

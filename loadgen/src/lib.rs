@@ -22,6 +22,7 @@ pub mod money;
 pub mod plot;
 pub mod report;
 pub mod results;
+pub mod slowness;
 pub mod stalls;
 pub mod worker;
 pub mod workload;

@@ -14,6 +14,7 @@ use hongbao_protocol::{Opcode, Status};
 use serde::Serializer;
 
 use crate::results::{OpResult, RunResult, RunSettings, LATENCY_US_MAX};
+use crate::slowness::SlownessSummary;
 use crate::stalls::StallSummary;
 
 /// Most violation messages [`text`] prints; the rest are counted, not shown.
@@ -181,6 +182,9 @@ pub struct CoreStalls {
     /// Its worker's loop gaps.
     #[serde(flatten)]
     pub stalls: StallSummary,
+    /// `--scenario hiccup`: how often the core ran slow.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slowness: Option<SlownessSummary>,
 }
 
 /// Computes the figures of a run.
@@ -221,7 +225,11 @@ pub fn summary(result: &RunResult) -> Summary {
             let mut by_core: Vec<CoreStalls> = recorder
                 .stalls_by_core
                 .iter()
-                .map(|(core, stalls)| CoreStalls { core: *core, stalls: stalls.summary() })
+                .map(|(core, stalls)| CoreStalls {
+                    core: *core,
+                    stalls: stalls.summary(),
+                    slowness: recorder.slowness_by_core.iter().find(|(c, _)| c == core).map(|(_, s)| *s),
+                })
                 .collect();
             by_core.sort_by_key(|c| c.core);
             by_core
@@ -246,12 +254,15 @@ pub fn text(summary: &Summary) -> String {
     if s.scenario == crate::args::Scenario::Hiccup.name() {
         let _ = writeln!(
             out,
-            "hiccup: {:.1} s measured on {} cores: gaps in a loop that only reads the clock",
+            "hiccup: {:.1} s measured on {} cores: gaps and slow stretches of a loop running a fixed chunk of work",
             summary.elapsed_secs,
             s.cores.len()
         );
         for core in &summary.stalls_by_core {
             let _ = writeln!(out, "core {:<3} {}", core.core, stall_line(&core.stalls));
+            if let Some(slow) = &core.slowness {
+                let _ = writeln!(out, "core {:<3} {}", core.core, slowness_line(slow));
+            }
         }
         return out;
     }
@@ -313,6 +324,20 @@ fn stall_line(s: &StallSummary) -> String {
         duration(s.max_us),
         group(s.over_100us.count),
         group(s.over_10ms.count),
+    )
+}
+
+/// "slow: 13.3% of 1 ms windows (1,330 of 9,999) ran a fixed chunk at 2x
+/// its fast time (16.0µs) or slower; longest stretch 103 ms".
+fn slowness_line(s: &SlownessSummary) -> String {
+    format!(
+        "slow: {:.1}% of 1 ms windows ({} of {}) ran a fixed chunk at {}x its fast time ({:.1}µs) or slower; longest stretch {} ms",
+        100.0 * s.slow_fraction,
+        group(s.slow_windows),
+        group(s.windows),
+        crate::slowness::SLOW_FACTOR,
+        s.chunk_fast_ns as f64 / 1e3,
+        group(s.longest_slow_ms),
     )
 }
 

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use hdrhistogram::Histogram;
 use hongbao_protocol::{Opcode, Status};
 
+use crate::slowness::SlownessSummary;
 use crate::stalls::Stalls;
 
 /// Highest latency a histogram tracks, in microseconds (60 s); higher values
@@ -163,6 +164,8 @@ pub struct Recorder {
     pub stalls: Stalls,
     /// The same, per core (a worker's core and its loop's gaps).
     pub stalls_by_core: Vec<(usize, Stalls)>,
+    /// `--scenario hiccup`: per core, how often it ran slow.
+    pub slowness_by_core: Vec<(usize, SlownessSummary)>,
     /// Open loop: connections that reached their depth with requests due.
     pub depth_limited: DepthLimited,
 }
@@ -210,6 +213,7 @@ impl Recorder {
         self.envelopes_verified += other.envelopes_verified;
         self.stalls.merge(&other.stalls);
         self.stalls_by_core.extend(other.stalls_by_core.iter().cloned());
+        self.slowness_by_core.extend(other.slowness_by_core.iter().copied());
         self.depth_limited.episodes += other.depth_limited.episodes;
         self.depth_limited.total_ns += other.depth_limited.total_ns;
     }

@@ -7,8 +7,8 @@
 //! every request due during it is late by as much, whoever serves it. The
 //! figures go with every run so that an open-loop tail can be told apart from
 //! the generator's (or the machine's) own stalls; `--scenario hiccup` does
-//! nothing but this on every core it is given, to measure the machine itself
-//! before a benchmark.
+//! nothing but this (around a fixed chunk of work, see `slowness`) on every
+//! core it is given, to measure the machine itself before a benchmark.
 //!
 //! The same watch splits the loop's time into busy (turns that found
 //! answers to read or requests to send) and idle (turns that found neither):

@@ -15,6 +15,7 @@ use crate::args::{Args, Scenario};
 use crate::driver::{drive, DriveSettings, Timing};
 use crate::money::Ledger;
 use crate::results::Recorder;
+use crate::slowness::{Probe, Slowness};
 use crate::stalls::Stalls;
 use crate::workload::{ShardWork, WorkSettings};
 
@@ -87,25 +88,36 @@ pub async fn run_worker(plan: WorkerPlan) -> Result<WorkerOutcome, String> {
     Ok(WorkerOutcome { recorder, shards })
 }
 
-/// `--scenario hiccup`: reads the clock in a tight loop for the warm-up and
-/// the measured period, and counts the gaps of the measured period. Nothing
-/// else runs on this executor, so every gap is time the machine took away.
+/// `--scenario hiccup`: for the warm-up and the measured period, runs a
+/// fixed chunk of work over and over, reading the clock around each, and
+/// counts the gaps between chunks (time the machine took the core away) and
+/// the windows in which the chunk ran slow (see `slowness`). Nothing else
+/// runs on this executor.
 fn hiccup(args: &Args, core: usize) -> Recorder {
     let start = Instant::now();
     let measure_from = start + Duration::from_secs_f64(args.warmup);
     let stop_at = measure_from + Duration::from_secs_f64(args.duration);
     let mut stalls = Stalls::default();
+    let mut slowness = Slowness::default();
+    let mut probe = Probe::default();
     loop {
         let now = Instant::now();
         if now >= stop_at {
             break;
         }
-        if now >= measure_from {
+        let measuring = now >= measure_from;
+        if measuring {
             stalls.observe(now.duration_since(start).as_nanos() as u64, false);
+        }
+        probe.run();
+        if measuring {
+            let at = now.duration_since(measure_from).as_nanos() as u64;
+            slowness.record(at, now.elapsed().as_nanos() as u64);
         }
     }
     let mut recorder = Recorder::default();
     recorder.stalls_by_core.push((core, stalls.clone()));
+    recorder.slowness_by_core.push((core, slowness.summary()));
     recorder.stalls = stalls;
     recorder
 }

@@ -134,7 +134,16 @@ fn hiccup_watches_each_core_without_a_server() {
     assert!(over_100us.0 >= over_1ms.0 && over_1ms.0 >= over_10ms.0, "{core}");
     assert!(over_100us.1 >= over_100us.0 * 100 && over_1ms.1 >= over_1ms.0 * 1_000, "{core}");
     assert!(core["max_us"].as_u64().unwrap() as f64 <= watched * 1e6, "{core}");
-    assert_eq!(core["busy_fraction"].as_f64(), Some(0.0), "a clock-reading loop has no work: {core}");
+    assert_eq!(core["busy_fraction"].as_f64(), Some(0.0), "the probe's loop serves no requests: {core}");
+    // The probe's chunks were timed in every whole 1 ms window.
+    let slow = &core["slowness"];
+    let windows = slow["windows"].as_u64().unwrap();
+    assert!((400..=500).contains(&windows), "{slow}");
+    assert!(slow["slow_windows"].as_u64().unwrap() <= windows, "{slow}");
+    assert!(slow["chunk_fast_ns"].as_u64().unwrap() > 0, "{slow}");
+    assert!(slow["chunk_median_ns"].as_u64().unwrap() >= slow["chunk_fast_ns"].as_u64().unwrap(), "{slow}");
+    assert!(slow["longest_slow_ms"].as_u64().unwrap() <= windows, "{slow}");
+    assert!(text.contains("core 0   slow: "), "{text}");
     assert!(text.starts_with("hiccup: 0.5 s measured on 1 cores"), "{text}");
     assert!(text.contains("core 0 "), "{text}");
 }
