@@ -215,6 +215,41 @@ fn envelopes_max_makes_the_server_full_until_eviction() {
     engine.assert_all_invariants();
 }
 
+/// Evicted envelopes' share storage is reused by the next CREATEs of their
+/// size: an envelope made in it starts with no holder, no claim and every
+/// share, whoever held the old one.
+#[test]
+fn an_envelope_in_an_evicted_envelopes_storage_starts_empty() {
+    let cfg = EngineConfig { retention_secs: 0, ..config() };
+    let mut engine = Engine::new(cfg);
+    let old: Vec<u64> = (0..20).map(|i| create(&mut engine, T0 + i, 500, 5, RANDOM, 10)).collect();
+    for &id in &old {
+        for user in 1..=3 {
+            take(&mut engine, T0 + 100, id, user);
+        }
+        grab_ok(&mut engine, T0 + 100, id, 4); // a reservation left behind
+    }
+    let later = T0 + 60_000;
+    engine.tick(later, usize::MAX);
+    assert_eq!((engine.envelope_count(), engine.counters().evicted), (0, 20));
+    for i in 0..20 {
+        let id = create(&mut engine, later + i, 500, 5, RANDOM, 10);
+        let q = totals(&mut engine, later + i, id);
+        assert_eq!((q.paid_count.get(), q.reserved_count.get(), q.remaining_cents.get()), (0, 0, 500));
+        for user in 1..=5 {
+            take(&mut engine, later + i, id, user);
+        }
+        let (status, _) = engine.grab(later + i, id, 6);
+        assert_eq!(status, Status::SoldOut);
+        let (q, page) = query(&mut engine, later + i, id, 0, 10).unwrap();
+        assert_eq!((q.paid_count.get(), q.paid_cents.get()), (5, 500));
+        assert_sums(&q);
+        let users: Vec<u64> = page.iter().map(|c| c.user.get()).collect();
+        assert_eq!(users, [1, 2, 3, 4, 5]);
+    }
+    engine.assert_all_invariants();
+}
+
 #[test]
 fn claims_max_makes_the_server_full_until_eviction() {
     let cfg = EngineConfig { claims_max: 100, retention_secs: 0, ..config() };

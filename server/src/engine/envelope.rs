@@ -57,7 +57,7 @@ pub struct Envelope {
 }
 
 impl Envelope {
-    /// A new, active envelope.
+    /// A new, active envelope, with `shares` made for its `count`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: u64,
@@ -67,6 +67,7 @@ impl Envelope {
         kind: EnvelopeKind,
         created_at_ms: u64,
         expires_at_ms: u64,
+        shares: Shares,
     ) -> Envelope {
         Envelope {
             id,
@@ -83,10 +84,15 @@ impl Envelope {
             state: EnvelopeState::Active,
             best: None,
             paid: 0,
-            shares: Shares::new(count),
+            shares,
             lapse_ms: u64::MAX,
             changed_seq: 0,
         }
+    }
+
+    /// Its shares' storage, once it is evicted.
+    pub fn into_shares(self) -> Shares {
+        self.shares
     }
 
     /// Shares paid.

@@ -23,6 +23,7 @@
 mod config;
 mod envelope;
 mod journal;
+mod pool;
 mod rng;
 mod shares;
 mod slab;
@@ -44,6 +45,8 @@ pub use slab::SLOTS_MAX;
 
 use crate::wal::{Record, RecordKind};
 pub use journal::Journal;
+use pool::SharePool;
+use shares::Shares;
 use slab::Slab;
 use timers::Timers;
 
@@ -89,6 +92,8 @@ pub struct Engine {
     /// The highest log record the answers given since the last
     /// [`Engine::take_depends`] show (see there); 0 for none.
     depends: u64,
+    /// Small envelopes' share storage, taken back at eviction.
+    pool: SharePool,
 }
 
 impl Engine {
@@ -104,6 +109,7 @@ impl Engine {
             counters: EngineCounters::default(),
             journal: Journal::new(false, 1),
             depends: 0,
+            pool: SharePool::default(),
         }
     }
 
@@ -217,7 +223,8 @@ impl Engine {
         };
         let id = EnvelopeId::new(cfg.shard_id, key).0;
         let expires_at_ms = now_ms + u64::from(expires_in) * 1000;
-        let mut envelope = Envelope::new(id, sender, total, count, kind, now_ms, expires_at_ms);
+        let shares = Shares::new_in(count, &mut self.pool);
+        let mut envelope = Envelope::new(id, sender, total, count, kind, now_ms, expires_at_ms, shares);
         envelope.assert_invariants(cfg.share_cap_cents);
         let kind_code = kind as u8;
         envelope.changed_seq = self
@@ -417,6 +424,9 @@ impl Engine {
         self.counters.evicted += 1;
         let at_ms = env.expires_at_ms + u64::from(self.config.retention_secs) * 1000;
         self.journal.push(|seq| Record::evict(seq, id, at_ms));
+        if let Shares::Inline(inline) = env.into_shares() {
+            self.pool.recycle(inline);
+        }
     }
 
     /// Applies one record read back from the log. Records come in sequence
@@ -448,7 +458,9 @@ impl Engine {
                     return Err(contradiction("shares do not fit the share cap"));
                 }
                 let (created, expires) = (record.field(3), record.field(4));
-                let env = Envelope::new(id, record.field(0), total, count, envelope_kind, created, expires);
+                let shares = Shares::new_in(count, &mut self.pool);
+                let env =
+                    Envelope::new(id, record.field(0), total, count, envelope_kind, created, expires, shares);
                 if !self.envelopes.insert_at(key, env) {
                     return Err(contradiction("its slot is taken"));
                 }

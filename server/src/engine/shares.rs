@@ -83,7 +83,7 @@ pub struct Indexed {
 }
 
 /// A table slot that points at no entry.
-const EMPTY: u8 = u8::MAX;
+pub(super) const EMPTY: u8 = u8::MAX;
 /// Slots of the largest table.
 const TABLE_SLOTS_MAX: usize = 2 * INLINE_SHARES_MAX as usize;
 /// Fibonacci hashing's multiplier (2^64 / golden ratio): spreads sequential
@@ -98,6 +98,15 @@ impl Shares {
     pub fn new(count: u32) -> Shares {
         if count <= INLINE_SHARES_MAX {
             Shares::Inline(Inline::new(count))
+        } else {
+            Shares::Indexed(Box::default())
+        }
+    }
+
+    /// The same, a small envelope's storage taken from `pool` when it has it.
+    pub fn new_in(count: u32, pool: &mut super::pool::SharePool) -> Shares {
+        if count <= INLINE_SHARES_MAX {
+            Shares::Inline(pool.inline(count))
         } else {
             Shares::Indexed(Box::default())
         }
@@ -307,12 +316,39 @@ fn entry(user: u64, amount_cents: u64, order: u32) -> ClaimEntry {
     }
 }
 
+/// Slots of the holder table of an envelope of `count` inline shares: a
+/// power of two at least twice the count.
+pub(super) fn table_slots(count: u32) -> usize {
+    let slots = (2 * count as usize).next_power_of_two();
+    assert!(slots <= TABLE_SLOTS_MAX, "inline shares for a count of {count}");
+    slots
+}
+
 impl Inline {
     /// Room for `count` shares, none taken.
     fn new(count: u32) -> Inline {
-        let slots = (2 * count as usize).next_power_of_two();
-        assert!(slots <= TABLE_SLOTS_MAX, "inline shares for a count of {count}");
+        let slots = table_slots(count);
         Inline { entries: Vec::with_capacity(count as usize), table: vec![EMPTY; slots].into_boxed_slice() }
+    }
+
+    /// Room for `count` shares in storage that held another envelope's (see
+    /// `pool`): `entries` empty with room for `count`, `table` all empty.
+    pub(super) fn from_storage(count: u32, entries: Vec<ClaimEntry>, table: Box<[u8]>) -> Inline {
+        assert!(entries.is_empty() && entries.capacity() >= count as usize, "reused entries");
+        assert_eq!(table.len(), table_slots(count), "reused table");
+        debug_assert!(table.iter().all(|&slot| slot == EMPTY), "reused table holds no one");
+        Inline { entries, table }
+    }
+
+    /// The storage, for reuse.
+    pub(super) fn into_storage(self) -> (Vec<ClaimEntry>, Box<[u8]>) {
+        (self.entries, self.table)
+    }
+
+    /// Where the storage lies (tests of its reuse).
+    #[cfg(test)]
+    pub(super) fn storage_addresses(&self) -> (usize, usize) {
+        (self.entries.as_ptr() as usize, self.table.as_ptr() as usize)
     }
 
     /// Where `user`'s probe sequence starts.
