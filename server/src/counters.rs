@@ -49,22 +49,22 @@ pub struct ShardCounters {
     pub loop_stall_us: Cell<u64>,
     /// The longest, in microseconds.
     pub loop_stall_max_us: Cell<u64>,
-    /// Time of the socket loop's turns that found work, nanoseconds.
+    /// Time of the socket loop's turns that found work, and of the other
+    /// tasks' work between turns, nanoseconds.
     pub loop_busy_ns: Cell<u64>,
-    /// Time of the turns that found none, and of parks, nanoseconds: with
-    /// `loop_busy_ns` it says whether the shard is the side that limits.
+    /// Time of the turns that found none, and between turns with no task
+    /// working (breaths, parks), nanoseconds: with `loop_busy_ns` it says
+    /// whether the shard is the side that limits.
     pub loop_idle_ns: Cell<u64>,
+    /// Work of other tasks not yet counted into `loop_busy_ns`.
+    other_work_ns: Cell<u64>,
 }
 
 impl ShardCounters {
-    /// The socket loop ended a turn `gap` after its last one (it did not
-    /// park in between); `worked`: the turn found something to do. The whole
-    /// gap counts as busy or idle, since a turn that found nothing was
-    /// waiting since the last one ended. A stall if the gap is
-    /// [`LOOP_STALL_MIN`] or more.
-    pub fn note_turn(&self, gap: Duration, worked: bool) {
-        let ns = gap.as_nanos().min(u128::from(u64::MAX)) as u64;
-        add(if worked { &self.loop_busy_ns } else { &self.loop_idle_ns }, ns);
+    /// The socket loop ran again `gap` after the end of its last turn (it
+    /// did not park in between): a stall if the gap is [`LOOP_STALL_MIN`]
+    /// or more.
+    pub fn note_turn_gap(&self, gap: Duration) {
         if gap >= LOOP_STALL_MIN {
             let us = gap.as_micros().min(u128::from(u64::MAX)) as u64;
             add(&self.loop_stalls, 1);
@@ -73,10 +73,32 @@ impl ShardCounters {
         }
     }
 
-    /// The socket loop was parked (no work, waiting for a wake-up) for `time`.
-    pub fn note_parked(&self, time: Duration) {
-        add(&self.loop_idle_ns, time.as_nanos().min(u128::from(u64::MAX)) as u64);
+    /// One turn of the socket loop took `time`; `worked`: it found
+    /// something to do. Only the turn itself counts: the time between turns
+    /// goes to [`ShardCounters::note_between_turns`].
+    pub fn note_turn(&self, time: Duration, worked: bool) {
+        add(if worked { &self.loop_busy_ns } else { &self.loop_idle_ns }, nanos(time));
     }
+
+    /// The shard's other tasks (the timer tick) worked for `time`, between
+    /// two turns of the socket loop.
+    pub fn note_other_work(&self, time: Duration) {
+        add(&self.other_work_ns, nanos(time));
+    }
+
+    /// `time` passed between two turns of the socket loop (a yield, a
+    /// breath, a park): busy for as long as the other tasks said they
+    /// worked in it, idle for the rest.
+    pub fn note_between_turns(&self, time: Duration) {
+        let outside = nanos(time);
+        let other = self.other_work_ns.replace(0).min(outside);
+        add(&self.loop_busy_ns, other);
+        add(&self.loop_idle_ns, outside - other);
+    }
+}
+
+fn nanos(time: Duration) -> u64 {
+    time.as_nanos().min(u128::from(u64::MAX)) as u64
 }
 
 /// Adds `n` to a counter.
@@ -228,25 +250,38 @@ mod tests {
     #[test]
     fn loop_gaps_of_a_millisecond_or_more_are_stalls() {
         let counters = ShardCounters::default();
-        counters.note_turn(Duration::from_micros(999), true);
+        counters.note_turn_gap(Duration::from_micros(999));
         assert_eq!(counters.loop_stalls.get(), 0);
-        counters.note_turn(LOOP_STALL_MIN, true);
-        counters.note_turn(Duration::from_micros(7_250), false);
-        counters.note_turn(Duration::from_micros(1_500), true);
+        counters.note_turn_gap(LOOP_STALL_MIN);
+        counters.note_turn_gap(Duration::from_micros(7_250));
+        counters.note_turn_gap(Duration::from_micros(1_500));
         assert_eq!(counters.loop_stalls.get(), 3);
         assert_eq!(counters.loop_stall_us.get(), 1_000 + 7_250 + 1_500);
         assert_eq!(counters.loop_stall_max_us.get(), 7_250);
     }
 
     #[test]
-    fn turns_count_as_busy_or_idle_and_parks_as_idle() {
+    fn turns_count_as_busy_or_idle_and_time_between_them_as_idle() {
         let counters = ShardCounters::default();
         counters.note_turn(Duration::from_nanos(1_500), true);
         counters.note_turn(Duration::from_nanos(700), false);
+        counters.note_between_turns(Duration::from_micros(3));
         counters.note_turn(Duration::from_nanos(2_000), true);
-        counters.note_parked(Duration::from_micros(3));
         assert_eq!(counters.loop_busy_ns.get(), 3_500);
         assert_eq!(counters.loop_idle_ns.get(), 700 + 3_000);
+    }
+
+    #[test]
+    fn other_tasks_work_between_turns_counts_as_busy_once() {
+        let counters = ShardCounters::default();
+        counters.note_other_work(Duration::from_nanos(400));
+        counters.note_between_turns(Duration::from_nanos(1_000));
+        assert_eq!((counters.loop_busy_ns.get(), counters.loop_idle_ns.get()), (400, 600));
+        // Never more than the time between the turns, and not again.
+        counters.note_other_work(Duration::from_nanos(5_000));
+        counters.note_between_turns(Duration::from_nanos(2_000));
+        counters.note_between_turns(Duration::from_nanos(1_000));
+        assert_eq!((counters.loop_busy_ns.get(), counters.loop_idle_ns.get()), (2_400, 1_600));
     }
 
     #[test]

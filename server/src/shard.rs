@@ -243,6 +243,7 @@ pub async fn run_shard(
         // a yield: glommio runs its timers, the socket loop's breath among
         // them, only between tasks that wait, and a yielding task never does.)
         sleep(if behind { TICK_BEHIND_WAIT } else { TICK_INTERVAL }).await;
+        let woke = Instant::now();
         let now_ms = shard.now_ms();
         let (pending, last) = {
             let mut engine = shard.engine.borrow_mut();
@@ -254,6 +255,8 @@ pub async fn run_shard(
             publish_metrics(&shard, &metrics.shards[usize::from(plan.id)]);
             next_publish = now + METRICS_EVERY;
         }
+        // The tick's expiries and evictions are the shard's work too.
+        shard.counters.note_other_work(now.duration_since(woke));
         // Expiries and evictions are logged too, though nobody waits for them.
         if let (Some(commit), true) = (&shard.commit, pending > 0) {
             commit.poke();

@@ -143,7 +143,14 @@ pub async fn run(shard: Rc<Shard>, mesh: Rc<MeshSenders>, listeners: Vec<Listene
     let mut draining_since: Option<Instant> = None;
     // When the last turn ended; `None` after a park (a wait, not a stall).
     let mut last_turn: Option<Instant> = None;
+    // When the last turn ended, parks or not: the time from there to the
+    // next turn's start is between turns (busy or idle, see the counters).
+    let mut turn_ended: Option<Instant> = None;
     loop {
+        let turn_start = Instant::now();
+        if let Some(ended) = turn_ended {
+            state.shard.counters.note_between_turns(turn_start.duration_since(ended));
+        }
         let worked = match state.turn(&mut ring) {
             Ok(worked) => worked,
             Err(error) => {
@@ -153,11 +160,13 @@ pub async fn run(shard: Rc<Shard>, mesh: Rc<MeshSenders>, listeners: Vec<Listene
         };
         let now = Instant::now();
         if let Some(last) = last_turn {
-            // Sends submitted count as work even when nothing was reaped.
-            let busy = worked || ring.last_submitted() > 0;
-            state.shard.counters.note_turn(now.duration_since(last), busy);
+            state.shard.counters.note_turn_gap(now.duration_since(last));
         }
+        // Sends submitted count as work even when nothing was reaped.
+        let busy = worked || ring.last_submitted() > 0;
+        state.shard.counters.note_turn(now.duration_since(turn_start), busy);
         last_turn = Some(now);
+        turn_ended = Some(now);
         // Answers waiting for the log count as work: the log's write and
         // sync are seen only while glommio polls, and parking would leave
         // them to a wake-up.
@@ -181,7 +190,6 @@ pub async fn run(shard: Rc<Shard>, mesh: Rc<MeshSenders>, listeners: Vec<Listene
             let timeout = glommio::timer::sleep(PARK_MAX.min(next_sweep.saturating_duration_since(now)));
             futures_lite::future::or(doorbell.wait(), timeout).await;
             ring.unpark();
-            state.shard.counters.note_parked(now.elapsed());
             last_turn = None;
         } else if !worked || now >= next_breath || state.waits_for_log() {
             // A timer that is not due yet takes the loop off the run queue,
