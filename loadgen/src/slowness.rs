@@ -20,9 +20,9 @@ pub const SLOW_FACTOR: f64 = 2.0;
 /// The fast time is this quantile of all chunk times: the speed the core
 /// reaches when nothing gets in its way.
 pub const FAST_QUANTILE: f64 = 0.10;
-/// Windows kept at most (one hour): past that, chunks only go to the
-/// histogram, so a long run cannot grow without bound.
-pub const WINDOWS_MAX: usize = 3_600_000;
+/// Windows kept at most (ten minutes, 8 bytes each): past that, chunks only
+/// go to the histogram, so a long run cannot grow without bound.
+pub const WINDOWS_MAX: usize = 600_000;
 /// Steps of the fixed chunk: about 15 µs on the machine this was written on,
 /// short next to a window, long next to reading the clock.
 pub const CHUNK_STEPS: u32 = 2_000;
@@ -60,11 +60,12 @@ impl Probe {
     }
 }
 
-/// Chunk times of one core, and per window their sum and count.
+/// Chunk times of one core, and per window their sum (nanoseconds, at most
+/// `u32::MAX`: 4 s is slow enough) and count.
 #[derive(Clone, Debug)]
 pub struct Slowness {
     chunks: Histogram<u64>,
-    windows: Vec<(u64, u32)>,
+    windows: Vec<(u32, u32)>,
 }
 
 impl Default for Slowness {
@@ -88,8 +89,8 @@ impl Slowness {
             self.windows.resize(window + 1, (0, 0));
         }
         let w = &mut self.windows[window];
-        w.0 += took_ns;
-        w.1 += 1;
+        w.0 = w.0.saturating_add(took_ns.min(u64::from(u32::MAX)) as u32);
+        w.1 = w.1.saturating_add(1);
     }
 
     /// The figures. A window in which no chunk started (the core was away
@@ -101,7 +102,7 @@ impl Slowness {
         let whole = self.windows.len().saturating_sub(1);
         let (mut slow, mut run, mut longest) = (0u64, 0u64, 0u64);
         for &(sum, count) in &self.windows[..whole] {
-            if count == 0 || sum as f64 / f64::from(count) >= limit {
+            if count == 0 || f64::from(sum) / f64::from(count) >= limit {
                 slow += 1;
                 run += 1;
                 longest = longest.max(run);
