@@ -20,70 +20,29 @@ pub struct Ledger {
     pub total_cents: u64,
     /// Shares.
     pub count: u32,
-    /// User to the amount an OPEN acknowledged.
-    paid: Paid,
+    /// The racers are users `first_user..first_user + racers`: what OPEN
+    /// acknowledged to each, by racer (0: nothing yet; a share is at least
+    /// a cent). An array, not a map: one indexed load per answer whatever
+    /// the envelope's size.
+    first_user: u64,
+    paid: Vec<u64>,
+    paid_count: u32,
     paid_cents: u64,
 }
 
-/// Acknowledged payouts: a short list for the usual few shares (a scan of a
-/// few cache lines beats hashing), a map for large envelopes.
-#[derive(Clone, Debug)]
-enum Paid {
-    Few(Vec<(u64, u64)>),
-    Many(HashMap<u64, u64>),
-}
-
-/// Largest share count kept as a list.
-const FEW_MAX: u32 = 64;
-
-impl Paid {
-    fn for_count(count: u32) -> Paid {
-        if count <= FEW_MAX {
-            Paid::Few(Vec::with_capacity(count as usize))
-        } else {
-            Paid::Many(HashMap::new())
-        }
-    }
-
-    /// Records `amount` for `user`; returns the amount recorded before, if any.
-    fn insert(&mut self, user: u64, amount: u64) -> Option<u64> {
-        match self {
-            Paid::Few(list) => match list.iter().find(|(u, _)| *u == user) {
-                Some((_, before)) => Some(*before),
-                None => {
-                    list.push((user, amount));
-                    None
-                }
-            },
-            Paid::Many(map) => match map.get(&user) {
-                Some(before) => Some(*before),
-                None => {
-                    map.insert(user, amount);
-                    None
-                }
-            },
-        }
-    }
-
-    fn len(&self) -> usize {
-        match self {
-            Paid::Few(list) => list.len(),
-            Paid::Many(map) => map.len(),
-        }
-    }
-
-    fn iter(&self) -> Box<dyn Iterator<Item = (u64, u64)> + '_> {
-        match self {
-            Paid::Few(list) => Box::new(list.iter().copied()),
-            Paid::Many(map) => Box::new(map.iter().map(|(u, a)| (*u, *a))),
-        }
-    }
-}
-
 impl Ledger {
-    /// A ledger for a new envelope.
-    pub fn new(envelope: u64, total_cents: u64, count: u32) -> Ledger {
-        Ledger { envelope, total_cents, count, paid: Paid::for_count(count), paid_cents: 0 }
+    /// A ledger for a new envelope raced for by `racers` users numbered from
+    /// `first_user`.
+    pub fn new(envelope: u64, total_cents: u64, count: u32, first_user: u64, racers: u32) -> Ledger {
+        Ledger {
+            envelope,
+            total_cents,
+            count,
+            first_user,
+            paid: vec![0; racers as usize],
+            paid_count: 0,
+            paid_cents: 0,
+        }
     }
 
     /// Sum of acknowledged shares.
@@ -93,7 +52,13 @@ impl Ledger {
 
     /// Acknowledged shares.
     pub fn paid_count(&self) -> usize {
-        self.paid.len()
+        self.paid_count as usize
+    }
+
+    /// Every (user, amount) acknowledged.
+    fn payouts(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        let first = self.first_user;
+        self.paid.iter().enumerate().filter(|(_, a)| **a > 0).map(move |(i, a)| (first + i as u64, *a))
     }
 
     /// Records an OPEN that answered OK; returns a violation if it breaks a rule.
@@ -104,7 +69,14 @@ impl Ledger {
                 self.envelope
             ));
         }
-        if let Some(before) = self.paid.insert(user, amount_cents) {
+        let Some(slot) = user.checked_sub(self.first_user).and_then(|i| self.paid.get_mut(i as usize)) else {
+            return Some(format!(
+                "envelope {}: user {user}, who never raced for it, was paid",
+                self.envelope
+            ));
+        };
+        let before = *slot;
+        if before != 0 {
             if before != amount_cents {
                 return Some(format!(
                     "envelope {}: user {user} paid twice ({before} then {amount_cents} cents)",
@@ -113,6 +85,8 @@ impl Ledger {
             }
             return None;
         }
+        *slot = amount_cents;
+        self.paid_count += 1;
         self.paid_cents += amount_cents;
         if self.paid_cents > self.total_cents {
             return Some(format!(
@@ -120,12 +94,10 @@ impl Ledger {
                 self.envelope, self.paid_cents, self.total_cents
             ));
         }
-        if self.paid.len() > self.count as usize {
+        if self.paid_count > self.count {
             return Some(format!(
                 "envelope {}: {} shares paid of {}",
-                self.envelope,
-                self.paid.len(),
-                self.count
+                self.envelope, self.paid_count, self.count
             ));
         }
         None
@@ -133,7 +105,7 @@ impl Ledger {
 
     /// Checks a fully paid envelope adds up exactly.
     pub fn check_complete(&self) -> Option<String> {
-        if self.paid.len() == self.count as usize && self.paid_cents != self.total_cents {
+        if self.paid_count == self.count && self.paid_cents != self.total_cents {
             return Some(format!(
                 "envelope {}: all {} shares paid but they sum to {} cents, not {}",
                 self.envelope, self.count, self.paid_cents, self.total_cents
@@ -164,7 +136,7 @@ impl Ledger {
                 violations.push(format!("envelope {id}: QUERY lists user {} twice", claim.user));
             }
         }
-        for (user, amount) in self.paid.iter() {
+        for (user, amount) in self.payouts() {
             match seen.get(&user) {
                 Some(listed) if *listed == amount => {}
                 Some(listed) => violations
@@ -213,7 +185,7 @@ mod tests {
 
     #[test]
     fn a_clean_envelope_has_no_violation() {
-        let mut ledger = Ledger::new(1, 100, 3);
+        let mut ledger = Ledger::new(1, 100, 3, 7, 4);
         assert_eq!(ledger.record_open(7, 30, 100), None);
         assert_eq!(ledger.record_open(7, 30, 100), None, "the same answer again is idempotence");
         assert_eq!(ledger.record_open(8, 50, 100), None);
@@ -224,22 +196,28 @@ mod tests {
 
     #[test]
     fn every_rule_break_is_caught() {
-        let mut ledger = Ledger::new(1, 100, 3);
+        let mut ledger = Ledger::new(1, 100, 3, 7, 4);
         assert!(ledger.record_open(7, 0, 100).is_some(), "zero share");
         assert!(ledger.record_open(7, 101, 100).is_some(), "above cap");
         assert_eq!(ledger.record_open(7, 60, 100), None);
         assert!(ledger.record_open(7, 61, 100).is_some(), "paid twice");
         assert!(ledger.record_open(8, 50, 100).is_some(), "more than the total");
 
-        let mut short = Ledger::new(2, 100, 2);
+        let mut short = Ledger::new(2, 100, 2, 1, 2);
         short.record_open(1, 10, 100);
         short.record_open(2, 10, 100);
         assert!(short.check_complete().is_some(), "complete but short");
 
-        let mut told = Ledger::new(1, 100, 3);
+        let mut told = Ledger::new(1, 100, 3, 7, 4);
         told.record_open(7, 30, 100);
         assert_eq!(told.check_report(&report(&[(7, 31)], 100, 3)).len(), 1, "amount changed");
         assert_eq!(told.check_report(&report(&[], 100, 3)).len(), 1, "acknowledged open lost");
         assert!(!told.check_report(&report(&[(7, 30), (7, 30)], 100, 3)).is_empty(), "user twice");
+
+        let mut stranger = Ledger::new(3, 100, 3, 7, 4);
+        assert!(stranger.record_open(6, 10, 100).is_some(), "a user below the racers");
+        assert!(stranger.record_open(11, 10, 100).is_some(), "a user past the racers");
+        assert_eq!(stranger.record_open(10, 10, 100), None, "the last racer");
+        assert_eq!(stranger.paid_count(), 1);
     }
 }

@@ -249,7 +249,7 @@ impl ShardWork {
                 self.creates_in_flight -= 1;
                 let Some(created) = created.filter(|_| answer.status == Status::Ok) else { return };
                 let active = Active {
-                    ledger: Ledger::new(created.envelope.0, total_cents, count),
+                    ledger: Ledger::new(created.envelope.0, total_cents, count, first_user, racers),
                     first_user,
                     racers,
                     next_racer: 0,
