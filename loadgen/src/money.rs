@@ -26,6 +26,8 @@ pub struct Ledger {
     /// the envelope's size.
     first_user: u64,
     paid: Vec<u64>,
+    /// After [`Ledger::compact`]: the (user, amount) acknowledged, `paid` empty.
+    settled: Vec<(u64, u64)>,
     paid_count: u32,
     paid_cents: u64,
 }
@@ -40,6 +42,7 @@ impl Ledger {
             count,
             first_user,
             paid: vec![0; racers as usize],
+            settled: Vec::new(),
             paid_count: 0,
             paid_cents: 0,
         }
@@ -58,7 +61,17 @@ impl Ledger {
     /// Every (user, amount) acknowledged.
     fn payouts(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         let first = self.first_user;
-        self.paid.iter().enumerate().filter(|(_, a)| **a > 0).map(move |(i, a)| (first + i as u64, *a))
+        let racing =
+            self.paid.iter().enumerate().filter(|(_, a)| **a > 0).map(move |(i, a)| (first + i as u64, *a));
+        self.settled.iter().copied().chain(racing)
+    }
+
+    /// Keeps only what was paid, for a ledger that is done racing and waits
+    /// for the final QUERY: a hot envelope's array of 100,000 racers becomes
+    /// its paid shares. No open is recorded after this.
+    pub fn compact(&mut self) {
+        self.settled = self.payouts().collect();
+        self.paid = Vec::new();
     }
 
     /// Records an OPEN that answered OK; returns a violation if it breaks a rule.
@@ -69,7 +82,11 @@ impl Ledger {
                 self.envelope
             ));
         }
-        let Some(slot) = user.checked_sub(self.first_user).and_then(|i| self.paid.get_mut(i as usize)) else {
+        let Some(slot) = user
+            .checked_sub(self.first_user)
+            .and_then(|i| usize::try_from(i).ok())
+            .and_then(|i| self.paid.get_mut(i))
+        else {
             return Some(format!(
                 "envelope {}: user {user}, who never raced for it, was paid",
                 self.envelope
@@ -213,6 +230,17 @@ mod tests {
         assert_eq!(told.check_report(&report(&[(7, 31)], 100, 3)).len(), 1, "amount changed");
         assert_eq!(told.check_report(&report(&[], 100, 3)).len(), 1, "acknowledged open lost");
         assert!(!told.check_report(&report(&[(7, 30), (7, 30)], 100, 3)).is_empty(), "user twice");
+
+        let mut done = Ledger::new(4, 100, 3, 7, 4);
+        assert_eq!(done.record_open(8, 30, 100), None);
+        assert_eq!(done.record_open(10, 70, 100), None);
+        done.compact();
+        assert_eq!((done.paid_count(), done.paid_cents()), (2, 100));
+        assert!(
+            done.check_report(&report(&[(8, 30), (10, 70)], 100, 3)).is_empty(),
+            "compacted, same payouts"
+        );
+        assert_eq!(done.check_report(&report(&[(8, 30)], 100, 3)).len(), 1, "a lost open is still seen");
 
         let mut stranger = Ledger::new(3, 100, 3, 7, 4);
         assert!(stranger.record_open(6, 10, 100).is_some(), "a user below the racers");

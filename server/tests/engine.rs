@@ -250,6 +250,38 @@ fn an_envelope_in_an_evicted_envelopes_storage_starts_empty() {
     engine.assert_all_invariants();
 }
 
+/// The same across sizes that share a table size (5 and 8 shares both get 16
+/// slots), after lapsed reservations were compacted away before eviction.
+#[test]
+fn reused_storage_of_another_count_and_after_lapses_starts_empty() {
+    let cfg = EngineConfig { retention_secs: 0, ..config() };
+    let mut engine = Engine::new(cfg);
+    let ttl = engine.config().reservation_ttl_ms;
+    let old: Vec<u64> = (0..10).map(|i| create(&mut engine, T0 + i, 500, 5, RANDOM, 3600)).collect();
+    for &id in &old {
+        take(&mut engine, T0 + 100, id, 1);
+        grab_ok(&mut engine, T0 + 100, id, 2);
+        grab_ok(&mut engine, T0 + 100, id, 3);
+        // The two reservations lapse and are compacted away; user 4 holds one.
+        assert_eq!(totals(&mut engine, T0 + 100 + ttl, id).reserved_count.get(), 0);
+        grab_ok(&mut engine, T0 + 100 + ttl, id, 4);
+    }
+    let later = T0 + 3_600_000 + 2 * ttl;
+    engine.tick(later, usize::MAX);
+    assert_eq!((engine.envelope_count(), engine.counters().evicted), (0, 10));
+    for i in 0..10 {
+        let id = create(&mut engine, later + i, 800, 8, RANDOM, 60);
+        for user in 1..=8 {
+            take(&mut engine, later + i, id, user);
+        }
+        let (q, page) = query(&mut engine, later + i, id, 0, 10).unwrap();
+        assert_eq!((q.paid_count.get(), q.paid_cents.get(), q.reserved_count.get()), (8, 800, 0));
+        let users: Vec<u64> = page.iter().map(|c| c.user.get()).collect();
+        assert_eq!(users, [1, 2, 3, 4, 5, 6, 7, 8]);
+    }
+    engine.assert_all_invariants();
+}
+
 #[test]
 fn claims_max_makes_the_server_full_until_eviction() {
     let cfg = EngineConfig { claims_max: 100, retention_secs: 0, ..config() };

@@ -338,7 +338,9 @@ impl ShardWork {
             if self.retired.len() == self.verify_sample {
                 self.retired.pop_front();
             }
-            self.retired.push_back(env.ledger);
+            let mut ledger = env.ledger;
+            ledger.compact();
+            self.retired.push_back(ledger);
         }
     }
 

@@ -69,6 +69,7 @@ impl Envelope {
         expires_at_ms: u64,
         shares: Shares,
     ) -> Envelope {
+        debug_assert!(shares.claims(0).is_empty());
         Envelope {
             id,
             sender,

@@ -8,7 +8,8 @@
 //! (`bench/callgrind --steady`). The pool keeps evicted blocks by size and
 //! hands them to the next CREATE of that size: a pop and a push instead.
 //!
-//! It holds at most [`POOL_BYTES_MAX`]; blocks past that go back to the
+//! It holds at most [`POOL_BYTES_MAX`] (counting the allocator's overhead
+//! per block and the pool's own handles); blocks past that go back to the
 //! allocator, so a storm that shrinks does not keep its peak memory here.
 
 use hongbao_protocol::body::ClaimEntry;
@@ -54,7 +55,7 @@ impl SharePool {
         };
         let table = match self.tables[slots.trailing_zeros() as usize].pop() {
             Some(table) => {
-                self.bytes -= table.len();
+                self.bytes -= table_bytes(&table);
                 table
             }
             None => vec![super::shares::EMPTY; slots].into_boxed_slice(),
@@ -74,10 +75,10 @@ impl SharePool {
         let class = table.len().trailing_zeros() as usize;
         if table.len().is_power_of_two()
             && class < TABLE_CLASSES
-            && self.bytes + table.len() <= POOL_BYTES_MAX
+            && self.bytes + table_bytes(&table) <= POOL_BYTES_MAX
         {
             table.fill(super::shares::EMPTY);
-            self.bytes += table.len();
+            self.bytes += table_bytes(&table);
             self.tables[class].push(table);
         }
     }
@@ -88,8 +89,20 @@ impl SharePool {
     }
 }
 
+/// What a heap block of `bytes` costs glibc: a 16-byte header, at least 32
+/// in all. The pool counts that and its own handle to each block, so that
+/// [`POOL_BYTES_MAX`] bounds the memory it really keeps.
+fn block_bytes(bytes: usize) -> usize {
+    (bytes + 16).max(32)
+}
+
 fn entries_bytes(entries: &Vec<ClaimEntry>) -> usize {
-    entries.capacity() * std::mem::size_of::<ClaimEntry>()
+    block_bytes(entries.capacity() * std::mem::size_of::<ClaimEntry>())
+        + std::mem::size_of::<Vec<ClaimEntry>>()
+}
+
+fn table_bytes(table: &[u8]) -> usize {
+    block_bytes(table.len()) + std::mem::size_of::<Box<[u8]>>()
 }
 
 #[cfg(test)]
@@ -126,8 +139,10 @@ mod tests {
     #[test]
     fn the_pool_keeps_no_more_than_its_limit() {
         let mut pool = SharePool::default();
-        let per_envelope =
-            INLINE_SHARES_MAX as usize * std::mem::size_of::<ClaimEntry>() + table_slots(INLINE_SHARES_MAX);
+        let probe = pool.inline(INLINE_SHARES_MAX);
+        let (entries, table) = probe.into_storage();
+        let per_envelope = entries_bytes(&entries) + table_bytes(&table);
+        assert!(per_envelope > INLINE_SHARES_MAX as usize * 24 + table_slots(INLINE_SHARES_MAX));
         let n = POOL_BYTES_MAX / per_envelope + 10;
         let made: Vec<Inline> = (0..n).map(|_| pool.inline(INLINE_SHARES_MAX)).collect();
         for inline in made {
