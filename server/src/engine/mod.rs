@@ -223,7 +223,7 @@ impl Engine {
         };
         let id = EnvelopeId::new(cfg.shard_id, key).0;
         let expires_at_ms = now_ms + u64::from(expires_in) * 1000;
-        let shares = Shares::new_in(count, &mut self.pool);
+        let shares = Shares::new(count, &mut self.pool);
         let mut envelope = Envelope::new(id, sender, total, count, kind, now_ms, expires_at_ms, shares);
         envelope.assert_invariants(cfg.share_cap_cents);
         let kind_code = kind as u8;
@@ -458,7 +458,7 @@ impl Engine {
                     return Err(contradiction("shares do not fit the share cap"));
                 }
                 let (created, expires) = (record.field(3), record.field(4));
-                let shares = Shares::new_in(count, &mut self.pool);
+                let shares = Shares::new(count, &mut self.pool);
                 let env =
                     Envelope::new(id, record.field(0), total, count, envelope_kind, created, expires, shares);
                 if !self.envelopes.insert_at(key, env) {

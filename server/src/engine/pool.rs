@@ -108,7 +108,7 @@ fn table_bytes(table: &[u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::shares::{Holding, Shares};
+    use crate::engine::shares::Shares;
 
     #[test]
     fn recycled_storage_comes_back_empty_and_for_its_size() {
@@ -133,7 +133,6 @@ mod tests {
         assert_eq!(shares.holding(8, 0), None);
         assert_eq!(shares.claims(0).len(), 0);
         assert_eq!(pool.bytes(), 0);
-        let _ = Holding::Paid { index: 0 };
     }
 
     #[test]

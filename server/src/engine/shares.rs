@@ -94,17 +94,9 @@ const _: () = assert!(TABLE_SLOTS_MAX.is_power_of_two());
 const _: () = assert!((INLINE_SHARES_MAX as usize) < EMPTY as usize, "entry indexes fit a byte");
 
 impl Shares {
-    /// No share taken yet, of `count`.
-    pub fn new(count: u32) -> Shares {
-        if count <= INLINE_SHARES_MAX {
-            Shares::Inline(Inline::new(count))
-        } else {
-            Shares::Indexed(Box::default())
-        }
-    }
-
-    /// The same, a small envelope's storage taken from `pool` when it has it.
-    pub fn new_in(count: u32, pool: &mut super::pool::SharePool) -> Shares {
+    /// No share taken yet, of `count`; a small envelope's storage comes
+    /// from `pool` when it has some of that size.
+    pub fn new(count: u32, pool: &mut super::pool::SharePool) -> Shares {
         if count <= INLINE_SHARES_MAX {
             Shares::Inline(pool.inline(count))
         } else {
@@ -325,14 +317,9 @@ pub(super) fn table_slots(count: u32) -> usize {
 }
 
 impl Inline {
-    /// Room for `count` shares, none taken.
-    fn new(count: u32) -> Inline {
-        let slots = table_slots(count);
-        Inline { entries: Vec::with_capacity(count as usize), table: vec![EMPTY; slots].into_boxed_slice() }
-    }
-
-    /// Room for `count` shares in storage that held another envelope's (see
-    /// `pool`): `entries` empty with room for `count`, `table` all empty.
+    /// Room for `count` shares in the storage given (new, or another
+    /// envelope's from the pool): `entries` empty with room for `count`,
+    /// `table` all empty.
     pub(super) fn from_storage(count: u32, entries: Vec<ClaimEntry>, table: Box<[u8]>) -> Inline {
         assert!(entries.is_empty() && entries.capacity() >= count as usize, "reused entries");
         assert_eq!(table.len(), table_slots(count), "reused table");
@@ -399,6 +386,7 @@ impl Inline {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::pool::SharePool;
     use crate::engine::Rng;
 
     /// What a user holds in the model.
@@ -447,12 +435,16 @@ mod tests {
     #[test]
     fn inline_and_indexed_shares_agree_with_a_list() {
         let mut rng = Rng::new(11);
+        // Every round's inline storage goes back to the pool, so later rounds
+        // run on reused storage too.
+        let mut pool = SharePool::default();
         for round in 0..150 {
             let count = 1 + rng.below(u64::from(INLINE_SHARES_MAX)) as u32;
             let users = u64::from(count) * 2 + 3;
             // Spread the ids in some rounds, so that others collide in the table.
             let id = |u: u64| if round % 2 == 0 { u } else { u << 40 | u };
-            let mut sides = [Side::new(Shares::new(count)), Side::new(Shares::Indexed(Box::default()))];
+            let mut sides =
+                [Side::new(Shares::new(count, &mut pool)), Side::new(Shares::Indexed(Box::default()))];
             assert!(matches!(sides[0].shares, Shares::Inline(_)));
             let mut model: Vec<(u64, Held, u64)> = Vec::new();
             let mut now_ms = 1_000;
@@ -521,6 +513,10 @@ mod tests {
                 for side in &sides {
                     side.check(&model, (1..=users).map(id));
                 }
+            }
+            let [inline, _] = sides;
+            if let Shares::Inline(storage) = inline.shares {
+                pool.recycle(storage);
             }
         }
     }
