@@ -83,9 +83,10 @@ pub struct Gauges {
     pub loop_stall_us: u64,
     /// The longest, microseconds.
     pub loop_stall_max_us: u64,
-    /// Socket-loop time in turns that found work, microseconds.
+    /// Socket-loop time in turns that found work, and the tick's work,
+    /// microseconds.
     pub loop_busy_us: u64,
-    /// Socket-loop time in turns that found none and parked, microseconds.
+    /// The rest of the loop's time (idle turns, breaths, parks), microseconds.
     pub loop_idle_us: u64,
 }
 
@@ -146,12 +147,12 @@ pub const GAUGES: [(&str, &str, &str); 16] = [
     (
         "hongbao_loop_busy_microseconds_total",
         "counter",
-        "Time of the socket loop's turns that found work (answers, sends, accepts), microseconds.",
+        "Time of the socket loop's turns that found work (answers, sends, accepts) and of the timer tick's work, microseconds.",
     ),
     (
         "hongbao_loop_idle_microseconds_total",
         "counter",
-        "Time of the turns that found nothing, and parked, microseconds: near 0 next to busy means the shard is the limit.",
+        "Time of the turns that found nothing and between turns with no work (breaths, parks), microseconds: near 0 next to busy means the shard is the limit.",
     ),
 ];
 
