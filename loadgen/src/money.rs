@@ -36,12 +36,28 @@ impl Ledger {
     /// A ledger for a new envelope raced for by `racers` users numbered from
     /// `first_user`.
     pub fn new(envelope: u64, total_cents: u64, count: u32, first_user: u64, racers: u32) -> Ledger {
+        Ledger::new_in(envelope, total_cents, count, first_user, racers, Vec::new())
+    }
+
+    /// [`Ledger::new`] on the storage of a retired ledger ([`Ledger::compact`]
+    /// hands it back), so that a storm's steady state does not allocate and
+    /// free an array per envelope.
+    pub fn new_in(
+        envelope: u64,
+        total_cents: u64,
+        count: u32,
+        first_user: u64,
+        racers: u32,
+        mut storage: Vec<u64>,
+    ) -> Ledger {
+        storage.clear();
+        storage.resize(racers as usize, 0);
         Ledger {
             envelope,
             total_cents,
             count,
             first_user,
-            paid: vec![0; racers as usize],
+            paid: storage,
             settled: Vec::new(),
             paid_count: 0,
             paid_cents: 0,
@@ -70,8 +86,21 @@ impl Ledger {
     /// for the final QUERY: a hot envelope's array of 100,000 racers becomes
     /// its paid shares. No open is recorded after this.
     pub fn compact(&mut self) {
-        self.settled = self.payouts().collect();
+        let mut settled = Vec::with_capacity(self.paid_count as usize);
+        settled.extend(self.payouts());
+        self.settled = settled;
         self.paid = Vec::new();
+    }
+
+    /// Users who race for the envelope.
+    pub fn racers(&self) -> usize {
+        self.paid.len()
+    }
+
+    /// The racers' array, for [`Ledger::new_in`], of a ledger not kept
+    /// (empty once compacted).
+    pub fn into_storage(self) -> Vec<u64> {
+        self.paid
     }
 
     /// Records an OPEN that answered OK; returns a violation if it breaks a rule.
@@ -235,12 +264,20 @@ mod tests {
         assert_eq!(done.record_open(8, 30, 100), None);
         assert_eq!(done.record_open(10, 70, 100), None);
         done.compact();
-        assert_eq!((done.paid_count(), done.paid_cents()), (2, 100));
+        assert_eq!((done.racers(), done.paid_count(), done.paid_cents()), (0, 2, 100));
         assert!(
             done.check_report(&report(&[(8, 30), (10, 70)], 100, 3)).is_empty(),
             "compacted, same payouts"
         );
         assert_eq!(done.check_report(&report(&[(8, 30)], 100, 3)).len(), 1, "a lost open is still seen");
+
+        let mut used = Ledger::new(5, 100, 3, 7, 4);
+        assert_eq!(used.record_open(9, 40, 100), None);
+        let mut reborn = Ledger::new_in(6, 100, 3, 20, 3, used.into_storage());
+        assert_eq!((reborn.racers(), reborn.paid_count(), reborn.paid_cents()), (3, 0, 0));
+        assert_eq!(reborn.record_open(22, 30, 100), None, "recycled storage starts with nothing paid");
+        assert!(reborn.record_open(23, 10, 100).is_some(), "and holds exactly this envelope's racers");
+        assert!(reborn.check_report(&report(&[(22, 30)], 100, 3)).is_empty());
 
         let mut stranger = Ledger::new(3, 100, 3, 7, 4);
         assert!(stranger.record_open(6, 10, 100).is_some(), "a user below the racers");

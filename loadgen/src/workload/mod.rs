@@ -25,6 +25,15 @@ const QUERY_POOL: usize = 64;
 const QUERY_PAGE: u32 = 16;
 /// Users are numbered from here up, per worker, so workers never share one.
 const USER_SPACE_BITS: u32 = 40;
+/// Racers' arrays of retired ledgers kept for new envelopes. A storm retires
+/// about as many envelopes as it creates, so a few suffice for the steady
+/// state not to allocate one per envelope; the bound caps what a burst of
+/// retirements leaves behind.
+const SPARE_LEDGERS_MAX: usize = 256;
+/// The largest racers' array kept for reuse, or kept uncompacted for the final
+/// QUERY (a storm's groups have at most 500 members and a few racers each; a
+/// hot envelope's 100,000 are compacted and let go).
+const SPARE_RACERS_MAX: usize = 4096;
 
 /// What a request in flight was, so its answer can be understood.
 #[derive(Clone, Copy, Debug)]
@@ -99,6 +108,8 @@ pub struct ShardWork {
     next_user: u64,
     /// The most recent envelopes fully driven and checked, for QUERY at the end.
     pub retired: VecDeque<Ledger>,
+    /// Racers' arrays of retired ledgers, for the next envelopes' ledgers.
+    spare_ledgers: Vec<Vec<u64>>,
     verify_sample: usize,
     /// Money-check failures.
     pub violations: Vec<String>,
@@ -152,6 +163,7 @@ impl ShardWork {
             hot_users: settings.hot_users,
             next_user: ((settings.worker << 8) | u64::from(shard)) << USER_SPACE_BITS | 1,
             retired: VecDeque::new(),
+            spare_ledgers: Vec::new(),
             verify_sample: settings.verify_sample,
             violations: Vec::new(),
         }
@@ -249,7 +261,14 @@ impl ShardWork {
                 self.creates_in_flight -= 1;
                 let Some(created) = created.filter(|_| answer.status == Status::Ok) else { return };
                 let active = Active {
-                    ledger: Ledger::new(created.envelope.0, total_cents, count, first_user, racers),
+                    ledger: Ledger::new_in(
+                        created.envelope.0,
+                        total_cents,
+                        count,
+                        first_user,
+                        racers,
+                        self.spare_ledgers.pop().unwrap_or_default(),
+                    ),
                     first_user,
                     racers,
                     next_racer: 0,
@@ -334,13 +353,24 @@ impl ShardWork {
         }
         // The most recent envelopes are kept: a server evicts envelopes some
         // time after their expiry, and the final QUERY must still find them.
-        if self.verify_sample > 0 {
-            if self.retired.len() == self.verify_sample {
-                self.retired.pop_front();
-            }
+        // The one leaving the sample lends its racers' array to a new envelope.
+        let storage = if self.verify_sample > 0 {
+            let leaving =
+                if self.retired.len() == self.verify_sample { self.retired.pop_front() } else { None };
             let mut ledger = env.ledger;
-            ledger.compact();
+            if ledger.racers() > SPARE_RACERS_MAX {
+                // A hot envelope's array would stay for the final QUERY.
+                ledger.compact();
+            }
             self.retired.push_back(ledger);
+            leaving.map(Ledger::into_storage)
+        } else {
+            Some(env.ledger.into_storage())
+        };
+        if let Some(storage) = storage.filter(|s| s.capacity() > 0 && s.capacity() <= SPARE_RACERS_MAX) {
+            if self.spare_ledgers.len() < SPARE_LEDGERS_MAX {
+                self.spare_ledgers.push(storage);
+            }
         }
     }
 

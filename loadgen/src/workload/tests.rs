@@ -63,8 +63,12 @@ fn serve(engine: &mut Engine, tag: Tag, lie: bool) -> (Status, AnswerBody<'stati
 
 /// Runs `steps` steps with up to 64 requests in flight answered out of order.
 fn run(scenario: Scenario, steps: usize, lie_every: usize) -> (ShardWork, [u64; 5]) {
+    run_with(&settings(scenario), steps, lie_every)
+}
+
+fn run_with(settings: &WorkSettings, steps: usize, lie_every: usize) -> (ShardWork, [u64; 5]) {
     let mut engine = Engine::new(EngineConfig { seed: 5, ..EngineConfig::default() });
-    let mut work = ShardWork::new(&settings(scenario), 0);
+    let mut work = ShardWork::new(settings, 0);
     let mut rng = fastrand::Rng::with_seed(11);
     let mut in_flight: VecDeque<Tag> = VecDeque::new();
     let mut sent = [0u64; 5];
@@ -103,6 +107,24 @@ fn storm_against_a_correct_engine_has_no_violation_and_the_published_shape() {
     assert!((6.0..=10.0).contains(&opens_per_create), "opens per create {opens_per_create}");
     assert!(grabs > opens, "more racers than shares: some grabs are too late");
     assert!(!work.retired.is_empty(), "envelopes are completed and kept for the final check");
+    // Far more envelopes than the sample retired: their racers' arrays went
+    // to later envelopes, whose money checks above stayed quiet.
+    assert_eq!(work.retired.len(), 16);
+    assert!(!work.spare_ledgers.is_empty(), "retired envelopes' arrays are kept for reuse");
+    assert!(work.retired.iter().all(|l| l.racers() > 0), "a storm's small arrays are kept as they are");
+}
+
+#[test]
+fn a_retired_hot_envelope_keeps_only_its_payouts() {
+    let hot = WorkSettings { hot_users: 5_000, ..settings(Scenario::Hot) };
+    let (work, _) = run_with(&hot, 100_000, 0);
+    assert!(work.violations.is_empty(), "{:?}", work.violations.first());
+    assert!(!work.retired.is_empty(), "hot envelopes were completed");
+    for ledger in &work.retired {
+        assert_eq!(ledger.racers(), 0, "5,000 racers' array compacted");
+        assert_eq!(ledger.paid_count(), 50, "every share of a hot envelope is paid");
+    }
+    assert!(work.spare_ledgers.is_empty(), "arrays past SPARE_RACERS_MAX are not kept");
 }
 
 #[test]
