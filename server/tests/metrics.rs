@@ -41,13 +41,20 @@ fn the_endpoint_counts_what_was_sent() {
     assert_eq!(client.query(EnvelopeId::new(0, 999), 0, 0).unwrap().status, Status::NotFound);
 
     // Each shard publishes on its own tick, and the requests went to both:
-    // poll (bounded) until the last request of each kind is in.
+    // poll (bounded) until the last request of each kind is in, and the
+    // last answer's duration too (it is taken when its send completes, which
+    // a busy machine may publish a tick after the request's count).
     let addr = metrics.parse().unwrap();
+    let sum = |samples: &[Sample], name: &str| {
+        samples.iter().filter(|(n, _, _)| n == name).map(|(_, _, v)| v).sum::<f64>()
+    };
     let mut samples = Vec::new();
     for _ in 0..100 {
         samples = parse(&scrape(addr));
         let arrived = [("create", "ok", 3.0), ("open", "ok", 2.0), ("query", "not_found", 1.0)];
-        if arrived.iter().all(|(op, status, n)| requests(&samples, op, status) == *n) {
+        if arrived.iter().all(|(op, status, n)| requests(&samples, op, status) == *n)
+            && sum(&samples, "hongbao_request_duration_seconds_count") >= 9.0
+        {
             break;
         }
         std::thread::sleep(Duration::from_millis(30));
@@ -57,7 +64,7 @@ fn the_endpoint_counts_what_was_sent() {
     assert_eq!(requests(&samples, "grab", "sold_out"), 1.0);
     assert_eq!(requests(&samples, "open", "ok"), 2.0);
     assert_eq!(requests(&samples, "query", "not_found"), 1.0);
-    let value = |name: &str| samples.iter().filter(|(n, _, _)| n == name).map(|(_, _, v)| v).sum::<f64>();
+    let value = |name: &str| sum(&samples, name);
     assert_eq!(value("hongbao_envelopes"), 3.0);
     assert_eq!(value("hongbao_claims"), 6.0);
     assert_eq!(value("hongbao_up"), 1.0);
