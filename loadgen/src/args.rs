@@ -137,8 +137,9 @@ pub struct Args {
     #[arg(long, default_value_t = 20_000, value_name = "CENTS")]
     pub share_cap: u64,
 
-    /// Envelopes per worker compared with QUERY at the end.
-    #[arg(long, default_value_t = 200, value_name = "N")]
+    /// Envelopes per worker compared with QUERY at the end (at most 10,000:
+    /// each is kept in memory until then, up to 8 KiB apiece).
+    #[arg(long, default_value_t = 200, value_name = "N", value_parser = verify_sample)]
     pub verify_sample: usize,
 
     /// File holding the server's token (one line), presented with HELLO on
@@ -177,12 +178,29 @@ pub fn check(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
+/// Most envelopes per worker kept for the final QUERY.
+pub const VERIFY_SAMPLE_MAX: usize = 10_000;
+
+fn verify_sample(text: &str) -> Result<usize, String> {
+    let n: usize = text.parse().map_err(|e| format!("{e}"))?;
+    if n > VERIFY_SAMPLE_MAX {
+        return Err(format!("at most {VERIFY_SAMPLE_MAX}"));
+    }
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn parse(flags: &[&str]) -> Result<(), String> {
         check(&Args::try_parse_from(std::iter::once("hongbao-loadgen").chain(flags.iter().copied())).unwrap())
+    }
+
+    #[test]
+    fn the_verify_sample_is_bounded() {
+        assert!(Args::try_parse_from(["hongbao-loadgen", "--verify-sample", "10000"]).is_ok());
+        assert!(Args::try_parse_from(["hongbao-loadgen", "--verify-sample", "10001"]).is_err());
     }
 
     #[test]

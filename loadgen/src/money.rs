@@ -39,8 +39,8 @@ impl Ledger {
         Ledger::new_in(envelope, total_cents, count, first_user, racers, Vec::new())
     }
 
-    /// [`Ledger::new`] on the storage of a retired ledger ([`Ledger::compact`]
-    /// hands it back), so that a storm's steady state does not allocate and
+    /// [`Ledger::new`] on the storage of a retired ledger (from
+    /// [`Ledger::into_storage`]), so that a storm's steady state does not allocate and
     /// free an array per envelope.
     pub fn new_in(
         envelope: u64,
@@ -92,9 +92,14 @@ impl Ledger {
         self.paid = Vec::new();
     }
 
-    /// Users who race for the envelope.
+    /// Users who race for the envelope (0 once compacted).
     pub fn racers(&self) -> usize {
         self.paid.len()
+    }
+
+    /// Racers the array has room for: what it holds on to, if reused storage.
+    pub fn storage_capacity(&self) -> usize {
+        self.paid.capacity()
     }
 
     /// The racers' array, for [`Ledger::new_in`], of a ledger not kept

@@ -30,10 +30,14 @@ const USER_SPACE_BITS: u32 = 40;
 /// state not to allocate one per envelope; the bound caps what a burst of
 /// retirements leaves behind.
 const SPARE_LEDGERS_MAX: usize = 256;
-/// The largest racers' array kept for reuse, or kept uncompacted for the final
-/// QUERY (a storm's groups have at most 500 members and a few racers each; a
-/// hot envelope's 100,000 are compacted and let go).
+/// The largest racers' array kept for reuse (a storm's groups have at most
+/// 500 members and a few racers each; a hot envelope's 100,000 are let go).
 const SPARE_RACERS_MAX: usize = 4096;
+/// A retired ledger whose array has room for more racers than this is
+/// compacted to its payouts before it joins the sample kept for the final
+/// QUERY, so the sample holds at most 8 KiB per envelope (a storm's arrays
+/// stay as they are: scanning them costs more than keeping them).
+const COMPACT_RACERS_OVER: usize = 1024;
 
 /// What a request in flight was, so its answer can be understood.
 #[derive(Clone, Copy, Debug)]
@@ -358,7 +362,7 @@ impl ShardWork {
             let leaving =
                 if self.retired.len() == self.verify_sample { self.retired.pop_front() } else { None };
             let mut ledger = env.ledger;
-            if ledger.racers() > SPARE_RACERS_MAX {
+            if ledger.storage_capacity() > COMPACT_RACERS_OVER {
                 // A hot envelope's array would stay for the final QUERY.
                 ledger.compact();
             }

@@ -116,15 +116,26 @@ fn storm_against_a_correct_engine_has_no_violation_and_the_published_shape() {
 
 #[test]
 fn a_retired_hot_envelope_keeps_only_its_payouts() {
-    let hot = WorkSettings { hot_users: 5_000, ..settings(Scenario::Hot) };
+    // A sample of 2, so that ledgers also leave it (about 10 envelopes retire).
+    let hot = WorkSettings { hot_users: 5_000, verify_sample: 2, ..settings(Scenario::Hot) };
     let (work, _) = run_with(&hot, 100_000, 0);
     assert!(work.violations.is_empty(), "{:?}", work.violations.first());
-    assert!(!work.retired.is_empty(), "hot envelopes were completed");
+    assert_eq!(work.retired.len(), 2, "hot envelopes were completed and some left the sample");
     for ledger in &work.retired {
         assert_eq!(ledger.racers(), 0, "5,000 racers' array compacted");
         assert_eq!(ledger.paid_count(), 50, "every share of a hot envelope is paid");
     }
-    assert!(work.spare_ledgers.is_empty(), "arrays past SPARE_RACERS_MAX are not kept");
+    assert!(work.spare_ledgers.is_empty(), "compacted ledgers leave no array to reuse");
+    // With no sample the arrays themselves are let go: past SPARE_RACERS_MAX.
+    let unsampled = WorkSettings { verify_sample: 0, ..hot };
+    let (work, _) = run_with(&unsampled, 100_000, 0);
+    assert!(work.violations.is_empty() && work.retired.is_empty());
+    assert!(work.spare_ledgers.is_empty(), "arrays of 5,000 racers are not kept");
+    // Small hot envelopes' arrays are reused.
+    let small = WorkSettings { hot_users: 200, verify_sample: 0, ..settings(Scenario::Hot) };
+    let (work, _) = run_with(&small, 100_000, 0);
+    assert!(work.violations.is_empty());
+    assert!(!work.spare_ledgers.is_empty(), "arrays of 200 racers are kept for reuse");
 }
 
 #[test]
