@@ -33,6 +33,8 @@ const KIND_SEND: u64 = 2;
 const KIND_ACCEPT: u64 = 3;
 const KIND_CANCEL: u64 = 4;
 const KIND_SHIFT: u32 = 56;
+/// How long the eventfd task waits after a failed read before reading again.
+const WAKEUP_RETRY: std::time::Duration = std::time::Duration::from_millis(1);
 /// `IORING_ENTER_GETEVENTS`: run completion work and reap, not only submit.
 const ENTER_GETEVENTS: u32 = 1;
 
@@ -287,7 +289,18 @@ impl Ring {
         // SAFETY: `fd` is a new eventfd this function owns; the file takes it.
         let file = unsafe { glommio::io::BufferedFile::from_raw_fd(fd) };
         let task = glommio::spawn_local(async move {
-            while file.read_at(0, 8).await.is_ok() {
+            // A failed read must not end the task: the parked loop would then
+            // wake only on its own timer. Say so once, ring anyway (a spurious
+            // turn is harmless), and read again a moment later.
+            let mut told = false;
+            loop {
+                if let Err(error) = file.read_at(0, 8).await {
+                    if !told {
+                        eprintln!("hongbao-uring: reading the ring's eventfd failed ({error}); reading on");
+                        told = true;
+                    }
+                    glommio::timer::sleep(WAKEUP_RETRY).await;
+                }
                 doorbell.ring();
             }
         });
