@@ -129,6 +129,7 @@ pub(crate) fn small_shard(settings: u8) -> Shard {
         max_connections_per_ip: 16,
         max_in_flight: 1_024,
         per_source: RefCell::new(ahash::AHashMap::new()),
+        metrics: Arc::new(crate::metrics::Metrics::new(2)),
     }
 }
 

@@ -44,3 +44,4 @@ pub mod shard;
 pub mod startup_checks;
 pub mod stats;
 pub mod wal;
+pub mod watchdog;

@@ -122,6 +122,8 @@ pub struct ShardMetrics {
     values: [AtomicU64; GAUGES.len()],
     log_sync: SharedHistogram,
     latency: [SharedHistogram; OPS],
+    /// What the watchdog sees of the shard's socket loop.
+    pub watch: crate::watchdog::Watch,
 }
 
 /// Single-valued metrics: name, type, help.
@@ -163,6 +165,7 @@ impl Default for ShardMetrics {
             values: std::array::from_fn(|_| AtomicU64::new(0)),
             log_sync: SharedHistogram::default(),
             latency: std::array::from_fn(|_| SharedHistogram::default()),
+            watch: crate::watchdog::Watch::default(),
         }
     }
 }
@@ -231,6 +234,14 @@ impl Metrics {
             for (shard, m) in self.shards.iter().enumerate() {
                 let _ = writeln!(out, "{name}{{shard=\"{shard}\"}} {}", m.values[i].load(Ordering::Relaxed));
             }
+        }
+        let name = "hongbao_shard_nudges_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Signals the watchdog sent a shard's thread because its socket loop had not turned for a second (each is logged too).\n# TYPE {name} counter"
+        );
+        for (shard, m) in self.shards.iter().enumerate() {
+            let _ = writeln!(out, "{name}{{shard=\"{shard}\"}} {}", m.watch.nudges());
         }
         let name = "hongbao_log_sync_seconds";
         let _ = writeln!(out, "# HELP {name} Time of one log write and fdatasync.\n# TYPE {name} histogram");

@@ -103,9 +103,14 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
         ports[ports.len() - 1],
         config.data_dir.display()
     );
+    let finished = Arc::new(AtomicBool::new(false));
+    if let Err(error) = crate::watchdog::spawn(metrics.clone(), finished.clone()) {
+        eprintln!("hongbao-server: warning: no shard watchdog ({error}): a shard asleep and not woken would stay so");
+    }
     for handle in handles {
         let _ = handle.join();
     }
+    finished.store(true, std::sync::atomic::Ordering::Relaxed);
     eprintln!("hongbao-server: stopped");
     Ok(())
 }

@@ -86,6 +86,8 @@ pub struct Shard {
     pub max_in_flight: usize,
     /// Open connections by source address.
     pub per_source: RefCell<ahash::AHashMap<std::net::IpAddr, usize>>,
+    /// Where the shard publishes its figures; its socket loop's watch is here.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Shard {
@@ -213,6 +215,7 @@ pub async fn run_shard(
         max_in_flight: config.max_in_flight,
         max_body_bytes: config.max_body_bytes,
         per_source: RefCell::new(ahash::AHashMap::new()),
+        metrics: metrics.clone(),
     });
 
     let Ok((senders, receivers)) = mesh.join().await else {

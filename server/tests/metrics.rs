@@ -171,3 +171,25 @@ fn a_spinning_loop_counts_its_busy_and_idle_time() {
 fn a_parking_loop_counts_its_parks_as_idle() {
     busy_and_idle("0");
 }
+
+/// A parked loop wakes on its own timer at least every 100 ms, so an idle
+/// server's loops keep turning and the watchdog (which signals a shard whose
+/// loop has not turned for a second) has nothing to do: the series is there
+/// for every shard, at 0, after well over a second of parking.
+#[test]
+fn an_idle_parking_server_is_never_nudged() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let metrics = format!("127.0.0.1:{port}");
+    let server = TestServer::start(2, &["--metrics", &metrics, "--spin-us", "0"]);
+    let mut client = Client::connect(server.main).unwrap();
+    assert_eq!(client.ping().unwrap(), Status::Ok);
+    std::thread::sleep(Duration::from_millis(2_500));
+    let samples = parse(&scrape(metrics.parse().unwrap()));
+    let nudges: Vec<(String, f64)> = samples
+        .iter()
+        .filter(|(n, _, _)| n == "hongbao_shard_nudges_total")
+        .map(|(_, l, v)| (l["shard"].clone(), *v))
+        .collect();
+    assert_eq!(nudges, [("0".to_string(), 0.0), ("1".to_string(), 0.0)]);
+    assert_eq!(client.ping().unwrap(), Status::Ok, "still answering");
+}

@@ -119,6 +119,11 @@ pub async fn run(shard: Rc<Shard>, mesh: Rc<MeshSenders>, listeners: Vec<Listene
     }
     let buffered_max = shard.read_buffer_bytes;
     let spin = shard.spin;
+    // The watchdog sees the loop's turns from here on (and nudges the thread
+    // should they stop, see `crate::watchdog`).
+    let metrics = shard.metrics.clone();
+    let watch = &metrics.shards[usize::from(shard.id)].watch;
+    watch.begin();
     let mut state = State {
         shard,
         mesh,
@@ -147,6 +152,7 @@ pub async fn run(shard: Rc<Shard>, mesh: Rc<MeshSenders>, listeners: Vec<Listene
     // next turn's start is between turns (busy or idle, see the counters).
     let mut turn_ended: Option<Instant> = None;
     loop {
+        watch.beat();
         let turn_start = Instant::now();
         if let Some(ended) = turn_ended {
             state.shard.counters.note_between_turns(turn_start.duration_since(ended));
@@ -209,6 +215,7 @@ pub async fn run(shard: Rc<Shard>, mesh: Rc<MeshSenders>, listeners: Vec<Listene
     // new socket, and a queued send would go to it.
     drop(ring);
     drop(state);
+    watch.end();
 }
 
 impl State {
