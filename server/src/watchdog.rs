@@ -31,12 +31,17 @@ use crate::metrics::Metrics;
 /// How long a loop may go without a turn before its thread is signalled:
 /// ten times the longest a parked loop sleeps.
 pub const STALL_AFTER: Duration = Duration::from_secs(1);
+/// The longest between two nudges of one stall. After the first, the wait
+/// doubles (1, 2, 4 ... s): a thread that one signal did not bring back is
+/// most likely busy (one long piece of work), and a log line a second would
+/// only bury the first.
+pub const NUDGE_BACKOFF_MAX: Duration = Duration::from_secs(64);
 /// How often the watchdog looks.
-const CHECK_EVERY: Duration = Duration::from_millis(100);
-/// A look this much later than planned means the watchdog itself was not
+pub const CHECK_EVERY: Duration = Duration::from_millis(100);
+/// A look this much later than the last means the watchdog itself was not
 /// running (the process stopped, the machine paused): quiet time it did not
 /// see is not held against the shards.
-const OVERSLEPT: Duration = Duration::from_millis(500);
+pub const OVERSLEPT: Duration = Duration::from_millis(600);
 /// The signal a nudge sends.
 const NUDGE_SIGNAL: libc::c_int = libc::SIGURG;
 
@@ -101,11 +106,17 @@ struct Seen {
 #[derive(Debug, Default)]
 pub struct Observer {
     seen: Vec<Option<Seen>>,
+    /// When the last look was.
+    looked: Option<Instant>,
 }
 
 impl Observer {
     /// Looks at every shard at `now`; appends what to do to `verdicts`.
     pub fn check(&mut self, watches: &[&Watch], now: Instant, verdicts: &mut Vec<Verdict>) {
+        if self.looked.is_some_and(|last| now.saturating_duration_since(last) >= OVERSLEPT) {
+            self.pardon(now);
+        }
+        self.looked = Some(now);
         self.seen.resize(watches.len(), None);
         for (shard, (watch, seen)) in watches.iter().zip(&mut self.seen).enumerate() {
             let thread = watch.thread.load(Ordering::Acquire);
@@ -123,8 +134,11 @@ impl Observer {
                 continue;
             }
             let quiet = now.saturating_duration_since(seen.changed);
-            let due = seen.nudged.map_or(seen.changed, |at| at) + STALL_AFTER;
-            if quiet >= STALL_AFTER && now >= due {
+            let due = match seen.nudged {
+                None => seen.changed + STALL_AFTER,
+                Some(at) => at + backoff(seen.nudges),
+            };
+            if now >= due {
                 seen.nudged = Some(now);
                 seen.nudges += 1;
                 verdicts.push(Verdict::Nudge { shard, thread, quiet, nth: seen.nudges });
@@ -135,12 +149,18 @@ impl Observer {
     /// Forgets the quiet time of every shard up to `now`: the watchdog was
     /// not running, so neither were the shards, most likely (a stopped
     /// process, a paused machine), and their loops get a fresh second.
-    pub fn pardon(&mut self, now: Instant) {
+    fn pardon(&mut self, now: Instant) {
         for seen in self.seen.iter_mut().flatten() {
             seen.changed = now;
             seen.nudged = None;
         }
     }
+}
+
+/// The wait after the `nudges`-th nudge of a stall before the next.
+fn backoff(nudges: u64) -> Duration {
+    let doublings = u32::try_from(nudges.saturating_sub(1)).unwrap_or(u32::MAX).min(16);
+    (STALL_AFTER * (1u32 << doublings)).min(NUDGE_BACKOFF_MAX)
 }
 
 /// Installs the no-op handler for [`NUDGE_SIGNAL`] (once per process).
@@ -198,15 +218,9 @@ pub fn spawn(metrics: Arc<Metrics>, finished: Arc<AtomicBool>) -> std::io::Resul
         let mut observer = Observer::default();
         let mut verdicts = Vec::new();
         let watches: Vec<&Watch> = metrics.shards.iter().map(|s| &s.watch).collect();
-        let mut looked = Instant::now();
         while !finished.load(Ordering::Relaxed) {
             std::thread::sleep(CHECK_EVERY);
-            let now = Instant::now();
-            if now.duration_since(looked) >= CHECK_EVERY + OVERSLEPT {
-                observer.pardon(now);
-            }
-            looked = now;
-            observer.check(&watches, now, &mut verdicts);
+            observer.check(&watches, Instant::now(), &mut verdicts);
             for verdict in verdicts.drain(..) {
                 act(&watches, verdict);
             }
@@ -219,9 +233,11 @@ pub fn spawn(metrics: Arc<Metrics>, finished: Arc<AtomicBool>) -> std::io::Resul
 fn act(watches: &[&Watch], verdict: Verdict) {
     match verdict {
         Verdict::Nudge { shard, thread, quiet, nth } => {
-            watches[shard].nudges.fetch_add(1, Ordering::Relaxed);
             let sent = match nudge(thread) {
-                Ok(()) => String::new(),
+                Ok(()) => {
+                    watches[shard].nudges.fetch_add(1, Ordering::Relaxed);
+                    String::new()
+                }
                 Err(error) => format!(" (the signal failed: {error})"),
             };
             eprintln!(
@@ -248,41 +264,50 @@ mod tests {
         watch
     }
 
+    /// Looks every `CHECK_EVERY` from `from` ms to `to` ms (inclusive) after
+    /// `start`, as the watchdog's thread does; returns the verdicts.
+    fn look(observer: &mut Observer, watches: &[&Watch], start: Instant, from: u64, to: u64) -> Vec<Verdict> {
+        let mut verdicts = Vec::new();
+        let step = CHECK_EVERY.as_millis() as usize;
+        for ms in (from..=to).step_by(step) {
+            observer.check(watches, start + Duration::from_millis(ms), &mut verdicts);
+        }
+        verdicts
+    }
+
+    fn nudge_at(quiet_ms: u64, nth: u64) -> Verdict {
+        Verdict::Nudge { shard: 0, thread: 4242, quiet: Duration::from_millis(quiet_ms), nth }
+    }
+
     #[test]
-    fn a_quiet_loop_is_nudged_once_a_second_until_it_turns() {
+    fn a_quiet_loop_is_nudged_after_a_second_then_less_and_less_often() {
         let watch = watched();
         let mut observer = Observer::default();
-        let mut verdicts = Vec::new();
         let start = Instant::now();
-        let at = |ms: u64| start + Duration::from_millis(ms);
-        observer.check(&[&watch], at(0), &mut verdicts);
-        for ms in [100, 500, 999] {
-            observer.check(&[&watch], at(ms), &mut verdicts);
-        }
-        assert_eq!(verdicts, [], "quiet for less than STALL_AFTER");
-        observer.check(&[&watch], at(1_000), &mut verdicts);
-        let first = Verdict::Nudge { shard: 0, thread: 4242, quiet: Duration::from_secs(1), nth: 1 };
-        assert_eq!(verdicts, [first]);
-        verdicts.clear();
-        observer.check(&[&watch], at(1_500), &mut verdicts);
-        assert_eq!(verdicts, [], "not again until another STALL_AFTER has passed");
-        observer.check(&[&watch], at(2_000), &mut verdicts);
-        assert_eq!(
-            verdicts,
-            [Verdict::Nudge { shard: 0, thread: 4242, quiet: Duration::from_secs(2), nth: 2 }]
-        );
-        verdicts.clear();
+        assert_eq!(look(&mut observer, &[&watch], start, 0, 900), [], "quiet for less than STALL_AFTER");
+        assert_eq!(look(&mut observer, &[&watch], start, 1_000, 1_000), [nudge_at(1_000, 1)]);
+        // Then 1, 2, 4 s after each nudge.
+        assert_eq!(look(&mut observer, &[&watch], start, 1_100, 1_900), []);
+        assert_eq!(look(&mut observer, &[&watch], start, 2_000, 3_900), [nudge_at(2_000, 2)]);
+        assert_eq!(look(&mut observer, &[&watch], start, 4_000, 7_900), [nudge_at(4_000, 3)]);
+        assert_eq!(look(&mut observer, &[&watch], start, 8_000, 8_000), [nudge_at(8_000, 4)]);
         watch.beat();
-        observer.check(&[&watch], at(2_100), &mut verdicts);
-        assert_eq!(verdicts, [Verdict::Resumed { shard: 0, nudges: 2 }]);
-        verdicts.clear();
-        observer.check(&[&watch], at(3_000), &mut verdicts);
-        assert_eq!(verdicts, [], "a new quiet spell counts from the last turn seen");
-        observer.check(&[&watch], at(3_100), &mut verdicts);
         assert_eq!(
-            verdicts,
-            [Verdict::Nudge { shard: 0, thread: 4242, quiet: Duration::from_secs(1), nth: 1 }]
+            look(&mut observer, &[&watch], start, 8_100, 8_100),
+            [Verdict::Resumed { shard: 0, nudges: 4 }]
         );
+        // A new quiet spell counts from the last turn seen, from a first nudge.
+        assert_eq!(look(&mut observer, &[&watch], start, 8_200, 9_000), []);
+        assert_eq!(look(&mut observer, &[&watch], start, 9_100, 9_100), [nudge_at(1_000, 1)]);
+    }
+
+    #[test]
+    fn the_wait_between_nudges_stops_growing() {
+        assert_eq!(backoff(1), STALL_AFTER);
+        assert_eq!(backoff(2), STALL_AFTER * 2);
+        assert_eq!(backoff(3), STALL_AFTER * 4);
+        assert_eq!(backoff(40), NUDGE_BACKOFF_MAX);
+        assert_eq!(backoff(u64::MAX), NUDGE_BACKOFF_MAX);
     }
 
     #[test]
@@ -299,27 +324,33 @@ mod tests {
         assert_eq!(verdicts, []);
         // A loop that ends and begins again is watched afresh.
         turning.end();
-        observer.check(&[&turning, &ended], start + Duration::from_secs(10), &mut verdicts);
+        assert_eq!(look(&mut observer, &[&turning, &ended], start, 5_000, 10_000), []);
         turning.thread.store(7, Ordering::Relaxed);
-        observer.check(&[&turning, &ended], start + Duration::from_secs(20), &mut verdicts);
-        observer.check(&[&turning, &ended], start + Duration::from_millis(20_999), &mut verdicts);
-        assert_eq!(verdicts, []);
-        observer.check(&[&turning, &ended], start + Duration::from_secs(21), &mut verdicts);
-        assert!(matches!(verdicts[..], [Verdict::Nudge { shard: 0, thread: 7, nth: 1, .. }]));
+        assert_eq!(look(&mut observer, &[&turning, &ended], start, 10_100, 11_000), []);
+        let verdicts = look(&mut observer, &[&turning, &ended], start, 11_100, 11_100);
+        assert!(matches!(verdicts[..], [Verdict::Nudge { shard: 0, thread: 7, nth: 1, .. }]), "{verdicts:?}");
     }
 
     #[test]
     fn quiet_time_the_watchdog_did_not_see_is_pardoned() {
         let watch = watched();
         let mut observer = Observer::default();
-        let mut verdicts = Vec::new();
         let start = Instant::now();
-        observer.check(&[&watch], start, &mut verdicts);
-        observer.pardon(start + Duration::from_secs(5));
-        observer.check(&[&watch], start + Duration::from_millis(5_100), &mut verdicts);
-        assert_eq!(verdicts, [], "the five seconds before the pardon do not count");
-        observer.check(&[&watch], start + Duration::from_secs(6), &mut verdicts);
-        assert!(matches!(verdicts[..], [Verdict::Nudge { nth: 1, .. }]), "a second after it they do");
+        assert_eq!(look(&mut observer, &[&watch], start, 0, 500), []);
+        // The watchdog was away for five seconds (its own looks stopped):
+        // the loop's quiet time before its return does not count...
+        assert_eq!(look(&mut observer, &[&watch], start, 5_500, 6_400), []);
+        // ...but a second after it, it does.
+        assert_eq!(look(&mut observer, &[&watch], start, 6_500, 6_500), [nudge_at(1_000, 1)]);
+        // A gap just short of OVERSLEPT is not a pardon.
+        let watch = watched();
+        let mut observer = Observer::default();
+        let late = OVERSLEPT.as_millis() as u64 - 1;
+        assert_eq!(look(&mut observer, &[&watch], start, 0, 0), []);
+        let mut verdicts = Vec::new();
+        observer.check(&[&watch], start + Duration::from_millis(late), &mut verdicts);
+        observer.check(&[&watch], start + Duration::from_millis(1_000), &mut verdicts);
+        assert_eq!(verdicts, [nudge_at(1_000, 1)]);
     }
 
     /// The mechanism itself: a thread asleep in a system call that nothing
@@ -362,6 +393,32 @@ mod tests {
             libc::close(pipe[0]);
             libc::close(pipe[1]);
         }
+    }
+
+    /// The wait the watchdog is for: `io_uring_enter` waiting for a
+    /// completion with nothing in flight, which only a signal can end.
+    #[test]
+    fn a_nudge_ends_an_io_uring_wait() {
+        install_handler().unwrap();
+        let (thread_tx, thread_rx) = mpsc::channel();
+        let (done_tx, done_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let ring = io_uring::IoUring::new(4).unwrap();
+            thread_tx.send(current_thread()).unwrap();
+            let result = ring.submit_and_wait(1).map_err(|e| e.raw_os_error());
+            done_tx.send(result).unwrap();
+        });
+        let thread = thread_rx.recv().unwrap();
+        let mut outcome = None;
+        for _ in 0..200 {
+            nudge(thread).unwrap();
+            if let Ok(got) = done_rx.recv_timeout(Duration::from_millis(50)) {
+                outcome = Some(got);
+                break;
+            }
+        }
+        // On failure the waiter is left asleep; the test process ends anyway.
+        assert_eq!(outcome, Some(Err(Some(libc::EINTR))), "the wait was interrupted");
     }
 
     /// glommio takes the interruption in its sleep as a spurious wake-up: a

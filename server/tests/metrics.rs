@@ -191,5 +191,12 @@ fn an_idle_parking_server_is_never_nudged() {
         .map(|(_, l, v)| (l["shard"].clone(), *v))
         .collect();
     assert_eq!(nudges, [("0".to_string(), 0.0), ("1".to_string(), 0.0)]);
+    // And the zeros come from a watchdog that runs.
+    let threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", server.child.id()))
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_string())
+        .collect();
+    assert!(threads.iter().any(|name| name == "watchdog"), "no watchdog thread among {threads:?}");
     assert_eq!(client.ping().unwrap(), Status::Ok, "still answering");
 }

@@ -122,8 +122,7 @@ pub async fn run(shard: Rc<Shard>, mesh: Rc<MeshSenders>, listeners: Vec<Listene
     // The watchdog sees the loop's turns from here on (and nudges the thread
     // should they stop, see `crate::watchdog`).
     let metrics = shard.metrics.clone();
-    let watch = &metrics.shards[usize::from(shard.id)].watch;
-    watch.begin();
+    let watch = Watching::begin(&metrics.shards[usize::from(shard.id)].watch);
     let mut state = State {
         shard,
         mesh,
@@ -213,9 +212,32 @@ pub async fn run(shard: Rc<Shard>, mesh: Rc<MeshSenders>, listeners: Vec<Listene
     // and reaps everything in flight, while the sockets those entries name are
     // still open. Closed first, a number could be reused by another thread's
     // new socket, and a queued send would go to it.
+    // The watch ends first: the ring's drop may wait for its cancels (up to
+    // 2 s), which is not a loop asleep.
+    drop(watch);
     drop(ring);
     drop(state);
-    watch.end();
+}
+
+/// The watchdog watches the loop while this lives (and not after, however
+/// the loop ends).
+struct Watching<'a>(&'a crate::watchdog::Watch);
+
+impl<'a> Watching<'a> {
+    fn begin(watch: &'a crate::watchdog::Watch) -> Watching<'a> {
+        watch.begin();
+        Watching(watch)
+    }
+
+    fn beat(&self) {
+        self.0.beat();
+    }
+}
+
+impl Drop for Watching<'_> {
+    fn drop(&mut self) {
+        self.0.end();
+    }
 }
 
 impl State {
