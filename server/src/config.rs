@@ -32,6 +32,8 @@ pub const FRAME_TIMEOUT_SECS_DEFAULT: u64 = 10;
 pub const SNAPSHOT_EVERY_DEFAULT: u64 = 5_000_000;
 /// Default microseconds a socket loop polls after its last work.
 pub const SPIN_US_DEFAULT: u64 = 50;
+/// `--watchdog-ms`: see [`crate::watchdog`].
+pub const WATCHDOG_MS_DEFAULT: u64 = 100;
 /// Messages that may wait in each shard-to-shard channel.
 pub const MESH_CHANNEL_SIZE: usize = 1024;
 
@@ -157,6 +159,14 @@ pub struct Args {
     #[arg(long, default_value_t = SPIN_US_DEFAULT, value_name = "MICROS")]
     pub spin_us: u64,
 
+    /// Milliseconds a shard's socket loop may be late for its next turn (at
+    /// once while it works, at its park's deadline while parked) before a
+    /// watchdog thread signals the shard's thread, which ends a sleep that
+    /// nothing woke (glommio 0.9 can park with work to do); each nudge is
+    /// logged and counted. 0 turns the watchdog off.
+    #[arg(long, default_value_t = WATCHDOG_MS_DEFAULT, value_name = "MILLIS")]
+    pub watchdog_ms: u64,
+
     /// File holding the token clients must present in HELLO (one line). Without
     /// it the server trusts every connection and, in protected mode, listens
     /// only on loopback.
@@ -228,6 +238,9 @@ pub struct ServerConfig {
     pub read_buffer_bytes: usize,
     /// Spin before parking.
     pub spin: std::time::Duration,
+    /// How late a socket loop may be before the watchdog nudges its thread;
+    /// `None`: no watchdog.
+    pub watchdog: Option<std::time::Duration>,
     /// Sizes of each shard's socket ring.
     pub ring: hongbao_uring::RingConfig,
     /// The credential HELLO must present.
@@ -303,6 +316,11 @@ impl Args {
         check_limit("--max-claims", self.max_claims, 1, 1 << 40)?;
         check_limit("--max-connections", self.max_connections as u64, 1, 1 << 20)?;
         check_limit("--spin-us", self.spin_us, 0, 1_000_000)?;
+        if self.watchdog_ms != 0 {
+            // Below 20 ms a parked loop's own timer slack and a busy turn
+            // would draw nudges; above a minute it would not be a watchdog.
+            check_limit("--watchdog-ms", self.watchdog_ms, 20, 60_000)?;
+        }
         check_limit("--max-connections-per-ip", self.max_connections_per_ip as u64, 1, 1 << 20)?;
         check_limit("--max-in-flight", self.max_in_flight as u64, 1, 1 << 20)?;
         // Room for the largest fixed body and a HELLO with the longest token.
@@ -359,6 +377,7 @@ impl Args {
             max_body_bytes: self.max_body_bytes,
             read_buffer_bytes: self.max_buffered_bytes,
             spin: std::time::Duration::from_micros(self.spin_us),
+            watchdog: (self.watchdog_ms > 0).then(|| std::time::Duration::from_millis(self.watchdog_ms)),
             ring: hongbao_uring::RingConfig::default(),
             auth,
             auth_timeout: std::time::Duration::from_secs(self.auth_timeout),

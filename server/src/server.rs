@@ -104,8 +104,12 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
         config.data_dir.display()
     );
     let finished = Arc::new(AtomicBool::new(false));
-    if let Err(error) = crate::watchdog::spawn(metrics.clone(), finished.clone()) {
-        eprintln!("hongbao-server: warning: no shard watchdog ({error}): a shard asleep and not woken would stay so");
+    if let Some(late_after) = config.watchdog {
+        if let Err(error) = crate::watchdog::spawn(metrics.clone(), late_after, finished.clone()) {
+            eprintln!(
+                "hongbao-server: warning: no shard watchdog ({error}): a shard asleep and not woken would stay so"
+            );
+        }
     }
     for handle in handles {
         let _ = handle.join();

@@ -1,16 +1,25 @@
 //! The shard watchdog: a plain thread that notices a shard whose socket loop
-//! has stopped turning and interrupts the thread's wait with a signal.
+//! is late for its next turn and interrupts the thread's wait with a signal.
 //!
-//! A parked socket loop wakes at least every 100 ms (its own timer), so a loop
-//! that has not turned for a second is either doing one very long piece of
-//! work or asleep in glommio's `io_uring_enter` with every wake-up missed.
-//! The second happened once on the benchmark VM (docs/BENCHMARKS.md, "A shard
-//! that stopped"): the thread slept for good, answered no one and ignored
-//! SIGTERM, and an interruption (gdb attaching) was all it took to go on. A
-//! signal does the same here: the kernel ends the wait with `EINTR`, which
-//! glommio and the socket ring take as "look again", so the reactor reaps its
-//! rings, fires its overdue timers and the loop turns. To a busy thread the
-//! signal is a no-op.
+//! glommio 0.9 can put a shard to sleep for good with work to do. Its
+//! scheduler (`run_task_queues`) returns "nothing ran" both when no task was
+//! runnable and when the preemption timer had already fired before the first
+//! task ran, and the executor parks on either. Parked with runnable tasks and
+//! nothing else pending (no timer, no I/O in flight: the tasks that would
+//! have armed them are the runnable ones), it sleeps in `io_uring_enter`
+//! until something interrupts it. This is what stopped a shard once on the
+//! benchmark VM (docs/BENCHMARKS.md, "A shard that stopped"), and the tests
+//! below reproduce it with a short preemption timer; glommio/glommio#53 fixes
+//! it upstream, in no release on crates.io yet. A signal ends the wait with
+//! `EINTR`, which glommio and the socket ring take as "look again": the
+//! executor goes round and runs its queues. To a busy thread the signal is a
+//! no-op.
+//!
+//! The socket loop says when it expects to turn next: at once while it works,
+//! at its park's deadline (at most 100 ms away) while parked. A loop later
+//! than that by `--watchdog-ms` (100 by default) is nudged; one that stays
+//! late (a shard busy with one long piece of work, which no signal helps) is
+//! nudged again after twice as long each time, up to a minute apart.
 //!
 //! The handler does nothing and is installed without `SA_RESTART`: an ignored
 //! signal (SIGURG's default) would not end the wait, and a restarted one
@@ -18,39 +27,33 @@
 //! and no socket of ours names an owner (`F_SETOWN`) that the kernel would
 //! send it to.
 //!
-//! The hot path pays one plain store a turn ([`Watch::beat`]); the watchdog
-//! only reads. A nudge is logged and counted (`hongbao_shard_nudges_total`),
-//! so a shard that needed one shows in the metrics, not only in the log.
+//! The hot path pays one plain store a turn ([`Watch::beat`]) and one at each
+//! park and unpark; the watchdog only reads. Every nudge is logged and
+//! counted (`hongbao_shard_nudges_total`).
 
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::{Arc, Once, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::metrics::Metrics;
 
-/// How long a loop may go without a turn before its thread is signalled:
-/// ten times the longest a parked loop sleeps.
-pub const STALL_AFTER: Duration = Duration::from_secs(1);
-/// The longest between two nudges of one stall. After the first, the wait
-/// doubles (1, 2, 4 ... s): a thread that one signal did not bring back is
-/// most likely busy (one long piece of work), and a log line a second would
-/// only bury the first.
+/// How late a loop may be before its thread is signalled (`--watchdog-ms`).
+pub const LATE_AFTER_DEFAULT: Duration = Duration::from_millis(100);
+/// The longest between two nudges of one stall.
 pub const NUDGE_BACKOFF_MAX: Duration = Duration::from_secs(64);
-/// How often the watchdog looks.
-pub const CHECK_EVERY: Duration = Duration::from_millis(100);
-/// A look this much later than the last means the watchdog itself was not
-/// running (the process stopped, the machine paused): quiet time it did not
-/// see is not held against the shards.
-pub const OVERSLEPT: Duration = Duration::from_millis(600);
 /// The signal a nudge sends.
 const NUDGE_SIGNAL: libc::c_int = libc::SIGURG;
 
 /// What one shard's loop shows the watchdog. Written by the shard's thread
-/// (`begin`, `beat`, `end`) and by the watchdog (`nudges`).
+/// (`begin`, `beat`, `parked_until`, `unparked`, `end`) and by the watchdog
+/// (`nudges`).
 #[derive(Debug, Default)]
 pub struct Watch {
     /// Turns of the loop so far; only its changes matter.
     turns: AtomicU64,
+    /// While parked, the park's deadline in nanoseconds after [`epoch`]
+    /// (at least 1); 0 while the loop works.
+    parked_until: AtomicU64,
     /// The kernel id of the loop's thread while the loop runs, else 0.
     thread: AtomicI32,
     /// Signals sent to the thread.
@@ -69,6 +72,17 @@ impl Watch {
         self.turns.store(self.turns.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
     }
 
+    /// The loop parks and will turn again by `deadline` at the latest.
+    pub fn parked_until(&self, deadline: Instant) {
+        let nanos = deadline.saturating_duration_since(epoch()).as_nanos();
+        self.parked_until.store(u64::try_from(nanos).unwrap_or(u64::MAX).max(1), Ordering::Release);
+    }
+
+    /// The loop is back from its park.
+    pub fn unparked(&self) {
+        self.parked_until.store(0, Ordering::Release);
+    }
+
     /// Stops watching: the loop has ended, its thread may be gone.
     pub fn end(&self) {
         self.thread.store(0, Ordering::Release);
@@ -78,13 +92,27 @@ impl Watch {
     pub fn nudges(&self) -> u64 {
         self.nudges.load(Ordering::Relaxed)
     }
+
+    /// When the loop expects its next turn, if parked.
+    fn park_deadline(&self) -> Option<Instant> {
+        match self.parked_until.load(Ordering::Acquire) {
+            0 => None,
+            nanos => Some(epoch() + Duration::from_nanos(nanos)),
+        }
+    }
+}
+
+/// The instant park deadlines are counted from.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
 }
 
 /// What the watchdog decided about one shard on one look.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
-    /// Signal `thread`: no turn for `quiet` (the `nth` nudge of this stall).
-    Nudge { shard: usize, thread: i32, quiet: Duration, nth: u64 },
+    /// Signal `thread`: its loop is `late` (the `nth` nudge of this stall).
+    Nudge { shard: usize, thread: i32, late: Duration, nth: u64 },
     /// The loop turns again after `nudges` nudges.
     Resumed { shard: usize, nudges: u64 },
 }
@@ -103,17 +131,36 @@ struct Seen {
 
 /// The watchdog's decisions, apart from its thread and its signals, so that
 /// they can be tested with made-up times.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Observer {
+    /// How late a loop may be before it is nudged.
+    late_after: Duration,
     seen: Vec<Option<Seen>>,
     /// When the last look was.
     looked: Option<Instant>,
 }
 
 impl Observer {
+    /// An observer that nudges loops `late_after` late.
+    pub fn new(late_after: Duration) -> Observer {
+        Observer { late_after, seen: Vec::new(), looked: None }
+    }
+
+    /// How often to look: often next to the lateness it acts on.
+    pub fn check_every(&self) -> Duration {
+        self.late_after / 10
+    }
+
+    /// A look this much after the last means the watchdog itself was not
+    /// running (the process stopped, the machine paused); the loops' lateness
+    /// it did not see is not held against them.
+    fn overslept(&self) -> Duration {
+        self.late_after / 2
+    }
+
     /// Looks at every shard at `now`; appends what to do to `verdicts`.
     pub fn check(&mut self, watches: &[&Watch], now: Instant, verdicts: &mut Vec<Verdict>) {
-        if self.looked.is_some_and(|last| now.saturating_duration_since(last) >= OVERSLEPT) {
+        if self.looked.is_some_and(|last| now.saturating_duration_since(last) >= self.overslept()) {
             self.pardon(now);
         }
         self.looked = Some(now);
@@ -133,22 +180,24 @@ impl Observer {
                 *seen = Seen { turns, changed: now, nudged: None, nudges: 0 };
                 continue;
             }
-            let quiet = now.saturating_duration_since(seen.changed);
-            let due = match seen.nudged {
-                None => seen.changed + STALL_AFTER,
-                Some(at) => at + backoff(seen.nudges),
+            // A working loop is expected to turn at once, a parked one by
+            // its deadline (and not before it was last seen to turn).
+            let expected = watch.park_deadline().map_or(seen.changed, |at| at.max(seen.changed));
+            let late = now.saturating_duration_since(expected);
+            let next = match seen.nudged {
+                None => expected + self.late_after,
+                Some(at) => at + backoff(self.late_after, seen.nudges),
             };
-            if now >= due {
+            if now >= next {
                 seen.nudged = Some(now);
                 seen.nudges += 1;
-                verdicts.push(Verdict::Nudge { shard, thread, quiet, nth: seen.nudges });
+                verdicts.push(Verdict::Nudge { shard, thread, late, nth: seen.nudges });
             }
         }
     }
 
-    /// Forgets the quiet time of every shard up to `now`: the watchdog was
-    /// not running, so neither were the shards, most likely (a stopped
-    /// process, a paused machine), and their loops get a fresh second.
+    /// Forgets the lateness of every shard up to `now`: the watchdog was not
+    /// running, so neither were the shards, most likely.
     fn pardon(&mut self, now: Instant) {
         for seen in self.seen.iter_mut().flatten() {
             seen.changed = now;
@@ -157,10 +206,11 @@ impl Observer {
     }
 }
 
-/// The wait after the `nudges`-th nudge of a stall before the next.
-fn backoff(nudges: u64) -> Duration {
-    let doublings = u32::try_from(nudges.saturating_sub(1)).unwrap_or(u32::MAX).min(16);
-    (STALL_AFTER * (1u32 << doublings)).min(NUDGE_BACKOFF_MAX)
+/// The wait after the `nudges`-th nudge of a stall before the next: twice
+/// the one before, from `first`, up to [`NUDGE_BACKOFF_MAX`].
+fn backoff(first: Duration, nudges: u64) -> Duration {
+    let doublings = u32::try_from(nudges.saturating_sub(1)).unwrap_or(u32::MAX).min(20);
+    first.saturating_mul(1u32 << doublings).min(NUDGE_BACKOFF_MAX)
 }
 
 /// Installs the no-op handler for [`NUDGE_SIGNAL`] (once per process).
@@ -210,29 +260,34 @@ fn current_thread() -> i32 {
     unsafe { libc::syscall(libc::SYS_gettid) as i32 }
 }
 
-/// Starts the watchdog over every shard of `metrics`; it ends once `finished`
-/// is set.
-pub fn spawn(metrics: Arc<Metrics>, finished: Arc<AtomicBool>) -> std::io::Result<()> {
+/// Starts the watchdog over every shard of `metrics`, nudging loops
+/// `late_after` late; it ends once `finished` is set.
+pub fn spawn(metrics: Arc<Metrics>, late_after: Duration, finished: Arc<AtomicBool>) -> std::io::Result<()> {
     install_handler()?;
     std::thread::Builder::new().name("watchdog".into()).spawn(move || {
-        let mut observer = Observer::default();
-        let mut verdicts = Vec::new();
         let watches: Vec<&Watch> = metrics.shards.iter().map(|s| &s.watch).collect();
-        while !finished.load(Ordering::Relaxed) {
-            std::thread::sleep(CHECK_EVERY);
-            observer.check(&watches, Instant::now(), &mut verdicts);
-            for verdict in verdicts.drain(..) {
-                act(&watches, verdict);
-            }
-        }
+        watch_over(&watches, late_after, &finished, true);
     })?;
     Ok(())
 }
 
+/// The watchdog's loop: looks, nudges, says so (if `log`), until `finished`.
+fn watch_over(watches: &[&Watch], late_after: Duration, finished: &AtomicBool, log: bool) {
+    let mut observer = Observer::new(late_after);
+    let mut verdicts = Vec::new();
+    while !finished.load(Ordering::Relaxed) {
+        std::thread::sleep(observer.check_every());
+        observer.check(watches, Instant::now(), &mut verdicts);
+        for verdict in verdicts.drain(..) {
+            act(watches, verdict, log);
+        }
+    }
+}
+
 /// Sends a nudge and says so, or says that a shard turns again.
-fn act(watches: &[&Watch], verdict: Verdict) {
+fn act(watches: &[&Watch], verdict: Verdict, log: bool) {
     match verdict {
-        Verdict::Nudge { shard, thread, quiet, nth } => {
+        Verdict::Nudge { shard, thread, late, nth } => {
             let sent = match nudge(thread) {
                 Ok(()) => {
                     watches[shard].nudges.fetch_add(1, Ordering::Relaxed);
@@ -240,14 +295,20 @@ fn act(watches: &[&Watch], verdict: Verdict) {
                 }
                 Err(error) => format!(" (the signal failed: {error})"),
             };
-            eprintln!(
-                "hongbao-server: warning: shard {shard}: its socket loop has not turned for {} ms \
-                 (busy, or asleep and not woken); interrupting its thread, nudge {nth}{sent}",
-                quiet.as_millis()
-            );
+            if log {
+                eprintln!(
+                    "hongbao-server: warning: shard {shard}: its socket loop is {} ms late for its next turn \
+                     (busy, or asleep and not woken); interrupting its thread, nudge {nth}{sent}",
+                    late.as_millis()
+                );
+            }
         }
         Verdict::Resumed { shard, nudges } => {
-            eprintln!("hongbao-server: shard {shard}: its socket loop turns again after {nudges} nudge(s)");
+            if log {
+                eprintln!(
+                    "hongbao-server: shard {shard}: its socket loop turns again after {nudges} nudge(s)"
+                );
+            }
         }
     }
 }
@@ -258,66 +319,88 @@ mod tests {
     use super::*;
     use std::sync::mpsc;
 
+    const LATE: Duration = Duration::from_millis(100);
+
     fn watched() -> Watch {
         let watch = Watch::default();
         watch.thread.store(4242, Ordering::Relaxed);
         watch
     }
 
-    /// Looks every `CHECK_EVERY` from `from` ms to `to` ms (inclusive) after
+    /// Looks every 10 ms from `from` ms to `to` ms (inclusive) after
     /// `start`, as the watchdog's thread does; returns the verdicts.
     fn look(observer: &mut Observer, watches: &[&Watch], start: Instant, from: u64, to: u64) -> Vec<Verdict> {
         let mut verdicts = Vec::new();
-        let step = CHECK_EVERY.as_millis() as usize;
-        for ms in (from..=to).step_by(step) {
+        for ms in (from..=to).step_by(10) {
             observer.check(watches, start + Duration::from_millis(ms), &mut verdicts);
         }
         verdicts
     }
 
-    fn nudge_at(quiet_ms: u64, nth: u64) -> Verdict {
-        Verdict::Nudge { shard: 0, thread: 4242, quiet: Duration::from_millis(quiet_ms), nth }
+    fn nudge_at(late_ms: u64, nth: u64) -> Verdict {
+        Verdict::Nudge { shard: 0, thread: 4242, late: Duration::from_millis(late_ms), nth }
     }
 
     #[test]
-    fn a_quiet_loop_is_nudged_after_a_second_then_less_and_less_often() {
+    fn a_working_loop_that_stops_turning_is_nudged_then_less_and_less_often() {
         let watch = watched();
-        let mut observer = Observer::default();
+        let mut observer = Observer::new(LATE);
+        assert_eq!(observer.check_every(), Duration::from_millis(10));
         let start = Instant::now();
-        assert_eq!(look(&mut observer, &[&watch], start, 0, 900), [], "quiet for less than STALL_AFTER");
-        assert_eq!(look(&mut observer, &[&watch], start, 1_000, 1_000), [nudge_at(1_000, 1)]);
-        // Then 1, 2, 4 s after each nudge.
-        assert_eq!(look(&mut observer, &[&watch], start, 1_100, 1_900), []);
-        assert_eq!(look(&mut observer, &[&watch], start, 2_000, 3_900), [nudge_at(2_000, 2)]);
-        assert_eq!(look(&mut observer, &[&watch], start, 4_000, 7_900), [nudge_at(4_000, 3)]);
-        assert_eq!(look(&mut observer, &[&watch], start, 8_000, 8_000), [nudge_at(8_000, 4)]);
+        assert_eq!(look(&mut observer, &[&watch], start, 0, 90), [], "less than LATE late");
+        assert_eq!(look(&mut observer, &[&watch], start, 100, 100), [nudge_at(100, 1)]);
+        // Then 100, 200, 400 ms after each nudge.
+        assert_eq!(look(&mut observer, &[&watch], start, 110, 190), []);
+        assert_eq!(look(&mut observer, &[&watch], start, 200, 390), [nudge_at(200, 2)]);
+        assert_eq!(look(&mut observer, &[&watch], start, 400, 790), [nudge_at(400, 3)]);
+        assert_eq!(look(&mut observer, &[&watch], start, 800, 800), [nudge_at(800, 4)]);
         watch.beat();
         assert_eq!(
-            look(&mut observer, &[&watch], start, 8_100, 8_100),
+            look(&mut observer, &[&watch], start, 810, 810),
             [Verdict::Resumed { shard: 0, nudges: 4 }]
         );
-        // A new quiet spell counts from the last turn seen, from a first nudge.
-        assert_eq!(look(&mut observer, &[&watch], start, 8_200, 9_000), []);
-        assert_eq!(look(&mut observer, &[&watch], start, 9_100, 9_100), [nudge_at(1_000, 1)]);
+        // A new stall counts from the last turn seen, from a first nudge.
+        assert_eq!(look(&mut observer, &[&watch], start, 820, 900), []);
+        assert_eq!(look(&mut observer, &[&watch], start, 910, 910), [nudge_at(100, 1)]);
+    }
+
+    #[test]
+    fn a_parked_loop_is_late_only_after_its_deadline() {
+        let watch = watched();
+        let mut observer = Observer::new(LATE);
+        let start = Instant::now();
+        watch.parked_until(start + Duration::from_millis(100));
+        assert_eq!(look(&mut observer, &[&watch], start, 0, 190), [], "parked, then less than LATE late");
+        assert_eq!(look(&mut observer, &[&watch], start, 200, 200), [nudge_at(100, 1)]);
+        // Back from the park, it turns, and parks again, for longer.
+        watch.unparked();
+        watch.beat();
+        watch.parked_until(start + Duration::from_millis(1_000));
+        assert_eq!(
+            look(&mut observer, &[&watch], start, 210, 1_090),
+            [Verdict::Resumed { shard: 0, nudges: 1 }]
+        );
+        assert_eq!(look(&mut observer, &[&watch], start, 1_100, 1_100), [nudge_at(100, 1)]);
     }
 
     #[test]
     fn the_wait_between_nudges_stops_growing() {
-        assert_eq!(backoff(1), STALL_AFTER);
-        assert_eq!(backoff(2), STALL_AFTER * 2);
-        assert_eq!(backoff(3), STALL_AFTER * 4);
-        assert_eq!(backoff(40), NUDGE_BACKOFF_MAX);
-        assert_eq!(backoff(u64::MAX), NUDGE_BACKOFF_MAX);
+        assert_eq!(backoff(LATE, 1), LATE);
+        assert_eq!(backoff(LATE, 2), LATE * 2);
+        assert_eq!(backoff(LATE, 3), LATE * 4);
+        assert_eq!(backoff(LATE, 40), NUDGE_BACKOFF_MAX);
+        assert_eq!(backoff(LATE, u64::MAX), NUDGE_BACKOFF_MAX);
+        assert_eq!(backoff(Duration::from_secs(60), 3), NUDGE_BACKOFF_MAX);
     }
 
     #[test]
     fn a_turning_loop_and_an_unwatched_one_are_left_alone() {
         let turning = watched();
         let ended = Watch::default();
-        let mut observer = Observer::default();
+        let mut observer = Observer::new(LATE);
         let mut verdicts = Vec::new();
         let start = Instant::now();
-        for ms in (0..5_000).step_by(100) {
+        for ms in (0..5_000).step_by(10) {
             turning.beat();
             observer.check(&[&turning, &ended], start + Duration::from_millis(ms), &mut verdicts);
         }
@@ -326,31 +409,110 @@ mod tests {
         turning.end();
         assert_eq!(look(&mut observer, &[&turning, &ended], start, 5_000, 10_000), []);
         turning.thread.store(7, Ordering::Relaxed);
-        assert_eq!(look(&mut observer, &[&turning, &ended], start, 10_100, 11_000), []);
-        let verdicts = look(&mut observer, &[&turning, &ended], start, 11_100, 11_100);
+        assert_eq!(look(&mut observer, &[&turning, &ended], start, 10_010, 10_100), []);
+        let verdicts = look(&mut observer, &[&turning, &ended], start, 10_110, 10_110);
         assert!(matches!(verdicts[..], [Verdict::Nudge { shard: 0, thread: 7, nth: 1, .. }]), "{verdicts:?}");
     }
 
     #[test]
-    fn quiet_time_the_watchdog_did_not_see_is_pardoned() {
+    fn lateness_the_watchdog_did_not_see_is_pardoned() {
         let watch = watched();
-        let mut observer = Observer::default();
+        let mut observer = Observer::new(LATE);
         let start = Instant::now();
-        assert_eq!(look(&mut observer, &[&watch], start, 0, 500), []);
+        assert_eq!(look(&mut observer, &[&watch], start, 0, 50), []);
         // The watchdog was away for five seconds (its own looks stopped):
-        // the loop's quiet time before its return does not count...
-        assert_eq!(look(&mut observer, &[&watch], start, 5_500, 6_400), []);
-        // ...but a second after it, it does.
-        assert_eq!(look(&mut observer, &[&watch], start, 6_500, 6_500), [nudge_at(1_000, 1)]);
-        // A gap just short of OVERSLEPT is not a pardon.
+        // the loop's lateness before its return does not count...
+        assert_eq!(look(&mut observer, &[&watch], start, 5_050, 5_140), []);
+        // ...but LATE after it, it does.
+        assert_eq!(look(&mut observer, &[&watch], start, 5_150, 5_150), [nudge_at(100, 1)]);
+        // A gap just short of the oversleep is not a pardon.
         let watch = watched();
-        let mut observer = Observer::default();
-        let late = OVERSLEPT.as_millis() as u64 - 1;
-        assert_eq!(look(&mut observer, &[&watch], start, 0, 0), []);
+        let mut observer = Observer::new(LATE);
         let mut verdicts = Vec::new();
-        observer.check(&[&watch], start + Duration::from_millis(late), &mut verdicts);
-        observer.check(&[&watch], start + Duration::from_millis(1_000), &mut verdicts);
-        assert_eq!(verdicts, [nudge_at(1_000, 1)]);
+        observer.check(&[&watch], start, &mut verdicts);
+        observer.check(&[&watch], start + Duration::from_millis(49), &mut verdicts);
+        observer.check(&[&watch], start + Duration::from_millis(98), &mut verdicts);
+        observer.check(&[&watch], start + Duration::from_millis(100), &mut verdicts);
+        assert_eq!(verdicts, [nudge_at(100, 1)]);
+    }
+
+    /// An executor in the state that glommio 0.9 can park in for good: a
+    /// preemption timer short enough to fire, now and then, between the
+    /// reactor's poll and the first task run (1 ms), and two tasks that keep
+    /// sleeping 2 us, so that they are often all runnable at once with no
+    /// timer left pending. Runs until the tasks have made `turns` turns
+    /// together (each beats `watch`); `Err` with the turns made if they make
+    /// none for `give_up`.
+    fn run_park_prone_executor(watch: Arc<Watch>, turns: u64, give_up: Duration) -> Result<(), u64> {
+        let made = Arc::new(AtomicU64::new(0));
+        let counted = made.clone();
+        let executor = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .preempt_timer(Duration::from_millis(1))
+            .spawn(move || async move {
+                watch.begin();
+                let mut tasks = Vec::new();
+                for _ in 0..2 {
+                    let (watch, counted) = (watch.clone(), counted.clone());
+                    tasks.push(glommio::spawn_local(async move {
+                        while counted.load(Ordering::Relaxed) < turns {
+                            glommio::timer::sleep(Duration::from_micros(2)).await;
+                            watch.beat();
+                            counted.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }));
+                }
+                for task in tasks {
+                    task.await;
+                }
+                watch.end();
+            })
+            .unwrap();
+        let mut last = (0, Instant::now());
+        loop {
+            std::thread::sleep(Duration::from_millis(20));
+            let now = made.load(Ordering::Relaxed);
+            if now >= turns {
+                executor.join().unwrap();
+                return Ok(());
+            }
+            if now != last.0 {
+                last = (now, Instant::now());
+            } else if last.1.elapsed() >= give_up {
+                // The executor's thread is left asleep; the test process
+                // ends without it.
+                return Err(now);
+            }
+        }
+    }
+
+    /// The failure itself, in glommio 0.9 (by hand: `cargo test -p
+    /// hongbao-server --release -- --ignored`): without a watchdog the
+    /// executor above stops for good, most runs within 100,000 turns. Should
+    /// this fail, glommio has been fixed and the watchdog is a safety net
+    /// only.
+    #[test]
+    #[ignore = "shows a glommio bug; takes up to a minute"]
+    fn glommio_parks_for_good_with_work_to_do() {
+        let stopped =
+            (0..5).any(|_| run_park_prone_executor(Arc::default(), 500_000, Duration::from_secs(2)).is_err());
+        assert!(stopped, "five runs of 500,000 turns never stopped");
+    }
+
+    /// The watchdog brings the executor above back every time it stops.
+    #[test]
+    fn the_watchdog_wakes_a_glommio_executor_parked_with_work_to_do() {
+        install_handler().unwrap();
+        let watch = Arc::new(Watch::default());
+        let finished = AtomicBool::new(false);
+        let outcome = std::thread::scope(|scope| {
+            scope.spawn(|| watch_over(&[&watch], Duration::from_millis(20), &finished, false));
+            let outcome = run_park_prone_executor(watch.clone(), 200_000, Duration::from_secs(10));
+            finished.store(true, Ordering::Relaxed);
+            outcome
+        });
+        assert_eq!(outcome, Ok(()), "stopped for 10 s with the watchdog on ({} nudges)", watch.nudges());
+        // How often it was needed (0 in a run the failure did not come).
+        eprintln!("200,000 turns, {} nudges", watch.nudges());
     }
 
     /// The mechanism itself: a thread asleep in a system call that nothing

@@ -192,8 +192,10 @@ pub async fn run(shard: Rc<Shard>, mesh: Rc<MeshSenders>, listeners: Vec<Listene
             }
         }
         if now.duration_since(busy_at) >= spin && ring.prepare_park().unwrap_or(false) {
-            let timeout = glommio::timer::sleep(PARK_MAX.min(next_sweep.saturating_duration_since(now)));
-            futures_lite::future::or(doorbell.wait(), timeout).await;
+            let park = PARK_MAX.min(next_sweep.saturating_duration_since(now));
+            watch.parked_until(now + park);
+            futures_lite::future::or(doorbell.wait(), glommio::timer::sleep(park)).await;
+            watch.unparked();
             ring.unpark();
             last_turn = None;
         } else if !worked || now >= next_breath || state.waits_for_log() {
@@ -231,6 +233,14 @@ impl<'a> Watching<'a> {
 
     fn beat(&self) {
         self.0.beat();
+    }
+
+    fn parked_until(&self, deadline: Instant) {
+        self.0.parked_until(deadline);
+    }
+
+    fn unparked(&self) {
+        self.0.unparked();
     }
 }
 
