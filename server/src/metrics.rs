@@ -238,7 +238,7 @@ impl Metrics {
         let name = "hongbao_shard_nudges_total";
         let _ = writeln!(
             out,
-            "# HELP {name} Signals the watchdog sent a shard's thread because its socket loop had not turned for a second (each is logged too).\n# TYPE {name} counter"
+            "# HELP {name} Signals the watchdog sent a shard's thread because its socket loop was --watchdog-ms late for its next turn (each is logged too).\n# TYPE {name} counter"
         );
         for (shard, m) in self.shards.iter().enumerate() {
             let _ = writeln!(out, "{name}{{shard=\"{shard}\"}} {}", m.watch.nudges());

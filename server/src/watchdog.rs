@@ -515,6 +515,18 @@ mod tests {
         eprintln!("200,000 turns, {} nudges", watch.nudges());
     }
 
+    /// Nudges `thread` until it reports on `done` (the first nudge may come
+    /// before its wait began), for at most 10 s.
+    fn nudge_until_done<T>(thread: i32, done: &mpsc::Receiver<T>) -> Option<T> {
+        for _ in 0..200 {
+            nudge(thread).unwrap();
+            if let Ok(got) = done.recv_timeout(Duration::from_millis(50)) {
+                return Some(got);
+            }
+        }
+        None
+    }
+
     /// The mechanism itself: a thread asleep in a system call that nothing
     /// would end is woken by a nudge, with `EINTR`.
     #[test]
@@ -533,16 +545,7 @@ mod tests {
             let errno = std::io::Error::last_os_error().raw_os_error();
             done_tx.send((read, errno)).unwrap();
         });
-        let thread = thread_rx.recv().unwrap();
-        // Nudge until the read ends: the first may come before the read began.
-        let mut outcome = None;
-        for _ in 0..200 {
-            nudge(thread).unwrap();
-            if let Ok(got) = done_rx.recv_timeout(Duration::from_millis(50)) {
-                outcome = Some(got);
-                break;
-            }
-        }
+        let outcome = nudge_until_done(thread_rx.recv().unwrap(), &done_rx);
         if outcome.is_none() {
             // Let the reader go before failing, so the test ends.
             // SAFETY: one byte from a local.
@@ -570,15 +573,7 @@ mod tests {
             let result = ring.submit_and_wait(1).map_err(|e| e.raw_os_error());
             done_tx.send(result).unwrap();
         });
-        let thread = thread_rx.recv().unwrap();
-        let mut outcome = None;
-        for _ in 0..200 {
-            nudge(thread).unwrap();
-            if let Ok(got) = done_rx.recv_timeout(Duration::from_millis(50)) {
-                outcome = Some(got);
-                break;
-            }
-        }
+        let outcome = nudge_until_done(thread_rx.recv().unwrap(), &done_rx);
         // On failure the waiter is left asleep; the test process ends anyway.
         assert_eq!(outcome, Some(Err(Some(libc::EINTR))), "the wait was interrupted");
     }

@@ -122,7 +122,8 @@ pub async fn run(shard: Rc<Shard>, mesh: Rc<MeshSenders>, listeners: Vec<Listene
     // The watchdog sees the loop's turns from here on (and nudges the thread
     // should they stop, see `crate::watchdog`).
     let metrics = shard.metrics.clone();
-    let watch = Watching::begin(&metrics.shards[usize::from(shard.id)].watch);
+    let watch = &metrics.shards[usize::from(shard.id)].watch;
+    let watching = Watching::begin(watch);
     let mut state = State {
         shard,
         mesh,
@@ -213,10 +214,9 @@ pub async fn run(shard: Rc<Shard>, mesh: Rc<MeshSenders>, listeners: Vec<Listene
     // The ring first: its drop submits what the last turn queued and cancels
     // and reaps everything in flight, while the sockets those entries name are
     // still open. Closed first, a number could be reused by another thread's
-    // new socket, and a queued send would go to it.
-    // The watch ends first: the ring's drop may wait for its cancels (up to
-    // 2 s), which is not a loop asleep.
-    drop(watch);
+    // new socket, and a queued send would go to it. The watch ends before it:
+    // that drop may wait for its cancels (up to 2 s), not a loop asleep.
+    drop(watching);
     drop(ring);
     drop(state);
 }
@@ -229,18 +229,6 @@ impl<'a> Watching<'a> {
     fn begin(watch: &'a crate::watchdog::Watch) -> Watching<'a> {
         watch.begin();
         Watching(watch)
-    }
-
-    fn beat(&self) {
-        self.0.beat();
-    }
-
-    fn parked_until(&self, deadline: Instant) {
-        self.0.parked_until(deadline);
-    }
-
-    fn unparked(&self) {
-        self.0.unparked();
     }
 }
 
