@@ -18,9 +18,11 @@ pub enum Scenario {
     /// grab followed by its open, periodic QUERYs.
     Storm,
     /// One envelope with a huge count and 100,000 users racing for it, again
-    /// and again.
+    /// and again (one per shard and worker: an envelope lives on one shard,
+    /// and each worker drives its own).
     Hot,
-    /// Fresh GRABs only, on large envelopes.
+    /// Fresh GRABs only, on large envelopes: reservations, never opened
+    /// (they lapse back to the envelope on the server).
     Grab,
     /// GRAB then OPEN of fresh users on large envelopes: the paying path.
     Open,
@@ -118,6 +120,12 @@ pub struct Args {
     /// Storm: one QUERY per this many GRABs.
     #[arg(long, default_value_t = 64, value_name = "N")]
     pub query_every: u64,
+
+    /// Storm, hot and open: one paid racer in N taps again, a GRAB and an
+    /// OPEN, as users and retrying clients do; the money checks require both
+    /// to name the share already paid. 0: no repeats.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub retry_every: u64,
 
     /// Hot: shares of each hot envelope (the server's --max-count must allow it).
     #[arg(long, default_value_t = 10_000, value_name = "N")]

@@ -4,12 +4,18 @@
 //!
 //! * **Closed loop:** a connection keeps `depth` requests in flight; latency
 //!   counts from when a request was written.
-//! * **Open loop:** each connection sends one request every `interval`;
-//!   latency counts from when the request was *due*, as wrk2 does, so a server
-//!   that stalls is charged for every request that waited behind the stall
-//!   (coordinated omission), and the load generator's own lag shows too. A
-//!   connection with `depth` requests in flight sends nothing more until
-//!   answers come back, and those requests are late.
+//! * **Open loop:** each connection sends one request every `interval`, the
+//!   connections' schedules spread evenly over one interval; latency counts
+//!   from when the request was *due*, as wrk2 does, so a server that stalls is
+//!   charged for every request that waited behind the stall (coordinated
+//!   omission), and the load generator's own lag shows too. A connection with
+//!   `depth` requests in flight sends nothing more until answers come back,
+//!   and those requests are late. Requests that fell due before the end but
+//!   are still waiting then are sent after it, with their due times.
+//!
+//! A request is measured when it *started* (was due, or was written) inside
+//! the measured period, however late its answer comes: a server that stalls
+//! at the end of a run cannot drop its slowest answers out of the figures.
 //!
 //! The loop never parks: a load generator's core is there to generate load,
 //! and polling keeps the schedule to within a turn. At the end each
@@ -64,6 +70,9 @@ pub struct DriveSettings {
     /// Open loop: how long the first request due waits for others to share
     /// its write.
     pub batch: Duration,
+    /// Open loop: this worker's place among the workers (index, count), so
+    /// that every connection of the run starts its schedule at its own offset.
+    pub phase: (usize, usize),
     /// Run timing.
     pub timing: Timing,
     /// Expiry of the envelopes created.
@@ -186,11 +195,13 @@ pub async fn drive(
     let config = RingConfig { entries: ring_entries(connections.len()), ..RingConfig::default() };
     let mut ring = Ring::new(config).map_err(|e| format!("cannot set up the socket ring: {e}"))?;
     let timing = settings.timing;
+    let count = connections.len();
     let mut conns: Vec<Conn> = connections
         .into_iter()
         .enumerate()
         .map(|(i, (shard, fd))| {
             ring.receive(fd.as_raw_fd(), i as u64);
+            let next_due = first_due(settings.interval, settings.phase, i, count);
             Conn {
                 fd,
                 shard,
@@ -198,7 +209,7 @@ pub async fn drive(
                 input: Vec::new(),
                 out: Vec::with_capacity(settings.depth * 64),
                 spare: Some(Vec::with_capacity(settings.depth * 64)),
-                next_due: 0,
+                next_due,
                 out_due: 0,
                 receiving: true,
                 half_closed: false,
@@ -212,6 +223,8 @@ pub async fn drive(
     let mut figures = Figures { works, tally: Tally::default(), recorder, timing };
     let mut failure: Option<String> = None;
     let batch_ns = settings.interval.map_or(0, |_| settings.batch.as_nanos() as u64);
+    let stop_ns = since(timing.start, timing.stop_at);
+    let open_loop = settings.interval.is_some();
     let mut stalls = Stalls::default();
     // Whether the last turn found answers to read or requests to send.
     let mut worked = false;
@@ -224,17 +237,27 @@ pub async fn drive(
             stalls.observe(now_ns, worked);
         }
         for (i, conn) in conns.iter_mut().enumerate() {
-            if running {
+            // Open loop: the requests due before the end are all sent, if late.
+            let sending = running || (open_loop && conn.next_due < stop_ns);
+            if sending {
                 fill(conn, &mut figures.works[conn.shard], settings, now_ns, measuring);
             }
             if conn.spare.is_some() && !conn.out.is_empty() && ripe(conn, now_ns, batch_ns, running) {
                 let mut batch = conn.spare.take().expect("checked");
                 std::mem::swap(&mut batch, &mut conn.out);
                 ring.send(conn.fd.as_raw_fd(), i as u64, batch, 0);
-            } else if !running && !conn.half_closed && conn.spare.is_some() {
+            } else if !sending && !conn.half_closed && conn.spare.is_some() {
                 // Everything is sent: the server answers what it read, then closes.
                 hongbao_uring::socket::shutdown_write(conn.fd.as_raw_fd());
                 conn.half_closed = true;
+            }
+        }
+        if !running && conns.iter().all(|c| c.in_flight.len() == 0 && c.out.is_empty() && c.spare.is_some()) {
+            // Nothing is in flight anywhere and the workload gave nothing to
+            // send: no answer will come to give it more, so what is left of
+            // the schedule lapses.
+            for conn in &mut conns {
+                conn.next_due = conn.next_due.max(stop_ns);
             }
         }
         let mut answered = 0u64;
@@ -307,7 +330,6 @@ pub async fn drive(
     }
     figures.tally.fold_into(figures.recorder);
     figures.recorder.stalls.merge(&stalls);
-    let stop_ns = since(timing.start, timing.stop_at);
     for conn in &mut conns {
         conn.note_room(stop_ns, false, false);
         figures.recorder.depth_limited.episodes += conn.full_episodes;
@@ -318,6 +340,17 @@ pub async fn drive(
         return Err(format!("the server closed with {lost} requests unanswered"));
     }
     Ok(())
+}
+
+/// Open loop: when connection `i` of `count` on this worker sends its first
+/// request (ns since the start). The run's connections take evenly spaced
+/// offsets within one interval, so that together they send at the rate's
+/// steady pace instead of all at the same instants. Closed loop: 0.
+fn first_due(interval: Option<Duration>, (worker, workers): (usize, usize), i: usize, count: usize) -> u64 {
+    let Some(interval) = interval else { return 0 };
+    let all = (workers.max(1) * count.max(1)) as u128;
+    let place = (worker * count + i) as u128;
+    (interval.as_nanos() * place / all) as u64
 }
 
 /// Whether the requests in `conn.out` should go now. Open loop: the first
@@ -334,6 +367,8 @@ fn fill(conn: &mut Conn, work: &mut ShardWork, settings: &DriveSettings, now: u6
     let mut room = conn.in_flight.free();
     let interval = settings.interval.map(|i| (i.as_nanos() as u64).max(1));
     if let Some(interval) = interval {
+        // Past the end, only what fell due before it is still to send.
+        let now = now.min(since(settings.timing.start, settings.timing.stop_at).saturating_sub(1));
         if conn.next_due > now {
             conn.note_room(now, false, measuring);
             return;
@@ -374,7 +409,11 @@ fn fill(conn: &mut Conn, work: &mut ShardWork, settings: &DriveSettings, now: u6
 fn read_answers(conn: &mut Conn, data: &[u8], figures: &mut Figures<'_>) -> Result<u64, String> {
     let now = Instant::now();
     let timing = figures.timing;
-    let measured = now >= timing.measure_from && now < timing.stop_at;
+    // Requests that started in the measured period count, whenever answered;
+    // the throughput over time counts answers as they arrive.
+    let from_ns = since(timing.start, timing.measure_from);
+    let stop_ns = since(timing.start, timing.stop_at);
+    let answered_in_period = now >= timing.measure_from && now < timing.stop_at;
     let second = now.saturating_duration_since(timing.measure_from).as_secs() as usize;
     let now_ns = since(timing.start, now);
     let work = &mut figures.works[conn.shard];
@@ -408,6 +447,7 @@ fn read_answers(conn: &mut Conn, data: &[u8], figures: &mut Figures<'_>) -> Resu
                 return Err(format!("answer to request id {request_id} that is not in flight"));
             };
             let latency_us = now_ns.saturating_sub(start) / 1_000;
+            let measured = start >= from_ns && start < stop_ns;
             match &decoded {
                 Decoded::Fast(fast) => {
                     // The storm's bulk: no decoded answer, only what the
@@ -462,7 +502,7 @@ fn read_answers(conn: &mut Conn, data: &[u8], figures: &mut Figures<'_>) -> Resu
         // all): keep everything in order behind it.
         conn.input.extend_from_slice(data);
     }
-    if measured {
+    if answered_in_period {
         figures.recorder.count_second(second, answered);
     }
     Ok(answered)
@@ -523,29 +563,8 @@ mod tests {
 
     #[test]
     fn open_loop_times_the_connection_at_its_depth_limit() {
-        use crate::args::Scenario;
-        use crate::workload::WorkSettings;
-        let work_settings = WorkSettings {
-            scenario: Scenario::Ping,
-            worker: 0,
-            in_flight: 4,
-            seed: 1,
-            query_every: 64,
-            hot_count: 1,
-            hot_users: 1,
-            cap_cents: 100,
-            verify_sample: 0,
-        };
-        let mut work = ShardWork::new(&work_settings, 0);
-        let start = Instant::now();
-        let timing = Timing { start, measure_from: start, stop_at: start + Duration::from_secs(10) };
-        let settings = DriveSettings {
-            depth: 4,
-            interval: Some(Duration::from_nanos(100)),
-            batch: Duration::ZERO,
-            timing,
-            expires_in_secs: 5,
-        };
+        let mut work = ping_work();
+        let settings = open_loop_every_100ns(Duration::from_secs(10));
         let mut conn = conn_with(0, 0);
         fill(&mut conn, &mut work, &settings, 250, true);
         assert_eq!(conn.in_flight.len(), 3, "three requests were due by 250 ns");
@@ -570,6 +589,95 @@ mod tests {
         conn.next_due = 5_000; // caught up: nothing due until then
         fill(&mut conn, &mut work, &settings, 2_000, true);
         assert_eq!((conn.full_since, conn.full_ns), (None, 1_000), "at the limit from 1,000 to 2,000 ns");
+    }
+
+    fn ping_work() -> ShardWork {
+        use crate::args::Scenario;
+        use crate::workload::WorkSettings;
+        let settings = WorkSettings {
+            scenario: Scenario::Ping,
+            worker: 0,
+            in_flight: 4,
+            seed: 1,
+            query_every: 64,
+            retry_every: 0,
+            hot_count: 1,
+            hot_users: 1,
+            cap_cents: 100,
+            verify_sample: 0,
+        };
+        ShardWork::new(&settings, 0)
+    }
+
+    /// Open loop, one request per 100 ns, depth 4, the run `length` long.
+    fn open_loop_every_100ns(length: Duration) -> DriveSettings {
+        let start = Instant::now();
+        DriveSettings {
+            depth: 4,
+            interval: Some(Duration::from_nanos(100)),
+            batch: Duration::ZERO,
+            phase: (0, 1),
+            timing: Timing { start, measure_from: start, stop_at: start + length },
+            expires_in_secs: 5,
+        }
+    }
+
+    #[test]
+    fn an_answer_counts_by_when_its_request_started_not_when_it_came() {
+        use hongbao_protocol::codec::write_response;
+        use hongbao_protocol::Status;
+        const SEC: u64 = 1_000_000_000;
+        let now = Instant::now();
+        let start = now.checked_sub(Duration::from_secs(10)).expect("the clock runs 10 s or more");
+        let timing = Timing {
+            start,
+            measure_from: start + Duration::from_secs(1),
+            stop_at: start + Duration::from_secs(5),
+        };
+        let mut conn = conn_with(0, 0);
+        let mut bytes = Vec::new();
+        // Due in the warm-up, in the measured period, and after it; all
+        // answered now, 5 s after the end.
+        for due in [SEC / 2, 2 * SEC, 6 * SEC] {
+            let id = conn.in_flight.insert(Tag::Ping, due);
+            write_response(&mut bytes, Opcode::Ping as u8, id, Status::Ok, &[]);
+        }
+        let mut works = [ping_work()];
+        let mut recorder = Recorder::default();
+        let mut figures =
+            Figures { works: &mut works, tally: Tally::default(), recorder: &mut recorder, timing };
+        assert_eq!(read_answers(&mut conn, &bytes, &mut figures), Ok(3));
+        figures.tally.fold_into(&mut recorder);
+        let ping = &recorder.ops[&Opcode::Ping];
+        assert_eq!(ping.count, 1, "only the request due in the measured period counts");
+        let latency = ping.latency_us.max();
+        assert!(
+            (7_990_000..=8_100_000).contains(&latency),
+            "8 s from its due time, late as it was: {latency} µs"
+        );
+        assert!(recorder.per_second.is_empty(), "answers after the end are not in the throughput over time");
+    }
+
+    #[test]
+    fn open_loop_connections_spread_their_schedules_over_one_interval() {
+        let interval = Some(Duration::from_nanos(1_000));
+        let offsets: Vec<u64> =
+            (0..2).flat_map(|worker| (0..2).map(move |i| first_due(interval, (worker, 2), i, 2))).collect();
+        assert_eq!(offsets, [0, 250, 500, 750], "four connections on two workers");
+        assert_eq!(first_due(None, (1, 2), 1, 2), 0, "closed loop starts at once");
+        assert_eq!(first_due(interval, (0, 1), 0, 1), 0);
+    }
+
+    #[test]
+    fn open_loop_sends_after_the_end_only_what_fell_due_before_it() {
+        let settings = open_loop_every_100ns(Duration::from_nanos(1_000));
+        let mut work = ping_work();
+        let mut conn = conn_with(0, 0);
+        conn.next_due = 850;
+        // The run ended at 1,000 ns; the clock says 5,000.
+        fill(&mut conn, &mut work, &settings, 5_000, false);
+        assert_eq!(conn.in_flight.len(), 2, "850 and 950 were due before the end, 1,050 was not");
+        assert_eq!(conn.next_due, 1_050);
     }
 
     #[test]

@@ -110,9 +110,9 @@ fn run(args: Args) -> Result<i32, String> {
     if let Some(ticker) = ticker {
         let _ = ticker.join();
     }
-    if let Some(first) = failures.first() {
-        return Err(format!("{} worker(s) failed; first: {first}", failures.len()));
-    }
+    // A failed worker does not take the others' figures and violations
+    // with it: the report below shows them, and the run still fails.
+    let failed = failures.first().map(|first| format!("{} worker(s) failed; first: {first}", failures.len()));
 
     let result = RunResult {
         settings: RunSettings {
@@ -128,19 +128,26 @@ fn run(args: Args) -> Result<i32, String> {
             shards,
         },
         recorder,
-        // Only answers read inside the measured window are recorded, so the
-        // window, not the wall clock of the whole run, is the denominator.
+        // Requests that started inside the measured window are counted,
+        // however late their answers came, so the window is the denominator.
         elapsed_secs: args.duration,
     };
     let summary = report::summary(&result);
     print!("{}", report::text(&summary));
     if let Some(path) = &args.json {
-        let json = serde_json::to_string_pretty(&report::to_json(&summary)).map_err(|e| e.to_string())?;
+        let mut json = report::to_json(&summary);
+        if !failures.is_empty() {
+            json["failures"] = serde_json::json!(failures);
+        }
+        let json = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?;
         std::fs::write(path, json).map_err(|e| format!("--json {}: {e}", path.display()))?;
     }
     if let Some(path) = &args.plot {
         let title = format!("hongbao {} ({} loop)", result.settings.scenario, result.settings.load_model);
         plot::write_plot(path, &summary, &title).map_err(|e| format!("--plot {}: {e}", path.display()))?;
+    }
+    if let Some(failed) = failed {
+        return Err(failed);
     }
     Ok(if result.recorder.violations.is_empty() { 0 } else { 1 })
 }

@@ -2,10 +2,12 @@
 //!
 //! Each envelope the generator created has a [`Ledger`] of what OPEN answered.
 //! A violation is anything that cannot happen if the server keeps the money
-//! rules: a user paid two different amounts (or twice) for one envelope, more
+//! rules: a user paid two different amounts (or twice) for one envelope, a
+//! repeated GRAB or OPEN of a paid user that does not name the same share, more
 //! paid out than put in, a share outside [1, cap], a finished envelope whose
 //! shares do not add up to its total, or a QUERY that disagrees with the
-//! acknowledged opens.
+//! acknowledged opens either way (one lost or changed, or one the server holds
+//! that no answer acknowledged).
 
 use std::collections::HashMap;
 
@@ -154,6 +156,35 @@ impl Ledger {
         None
     }
 
+    /// What OPEN acknowledged to `user`, if anything.
+    fn told(&self, user: u64) -> Option<u64> {
+        let racing = user
+            .checked_sub(self.first_user)
+            .and_then(|i| usize::try_from(i).ok())
+            .and_then(|i| self.paid.get(i))
+            .copied()
+            .filter(|a| *a > 0);
+        racing.or_else(|| self.settled.iter().find(|(u, _)| *u == user).map(|(_, a)| *a))
+    }
+
+    /// Checks the answer to a repeated GRAB or OPEN by `user`, who was paid
+    /// before: it must name the same amount. Returns a violation if not.
+    pub fn record_repeat(&self, user: u64, amount_cents: u64, cap_cents: u64) -> Option<String> {
+        let id = self.envelope;
+        match self.told(user) {
+            Some(paid) if paid == amount_cents => None,
+            Some(paid) => {
+                Some(format!("envelope {id}: user {user} paid twice ({paid} then {amount_cents} cents)"))
+            }
+            None if amount_cents == 0 || amount_cents > cap_cents => Some(format!(
+                "envelope {id}: user {user} paid {amount_cents} cents, outside [1, {cap_cents}]"
+            )),
+            None => Some(format!(
+                "envelope {id}: user {user} paid {amount_cents} cents, never acknowledged before"
+            )),
+        }
+    }
+
     /// Checks a fully paid envelope adds up exactly.
     pub fn check_complete(&self) -> Option<String> {
         if self.paid_count == self.count && self.paid_cents != self.total_cents {
@@ -196,6 +227,25 @@ impl Ledger {
                     violations.push(format!("envelope {id}: acknowledged open of user {user} is missing"))
                 }
             }
+        }
+        // And the other way: every answer is in by now, so the server holds
+        // no payment it did not acknowledge (a claim whose OPEN was answered
+        // with a failure, or paid to someone who never opened).
+        if report.claims.len() != self.paid_count() || s.paid_cents != self.paid_cents {
+            violations.push(format!(
+                "envelope {id}: QUERY says {} shares paid ({} cents), the answers said {} ({} cents)",
+                report.claims.len(),
+                s.paid_cents,
+                self.paid_count(),
+                self.paid_cents
+            ));
+        }
+        let told: HashMap<u64, u64> = self.payouts().collect();
+        if let Some(stranger) = report.claims.iter().find(|c| !told.contains_key(&c.user)) {
+            violations.push(format!(
+                "envelope {id}: QUERY lists a share paid to user {}, which no answer acknowledged",
+                stranger.user
+            ));
         }
         violations
     }
@@ -261,9 +311,32 @@ mod tests {
 
         let mut told = Ledger::new(1, 100, 3, 7, 4);
         told.record_open(7, 30, 100);
-        assert_eq!(told.check_report(&report(&[(7, 31)], 100, 3)).len(), 1, "amount changed");
-        assert_eq!(told.check_report(&report(&[], 100, 3)).len(), 1, "acknowledged open lost");
-        assert!(!told.check_report(&report(&[(7, 30), (7, 30)], 100, 3)).is_empty(), "user twice");
+        let says = |ledger: &Ledger, claims: &[(u64, u64)], what: &str| {
+            let found = ledger.check_report(&report(claims, 100, 3));
+            assert!(found.iter().any(|v| v.contains(what)), "{claims:?}: no {what:?} in {found:?}");
+        };
+        says(&told, &[(7, 31)], "was told 30 cents, QUERY says 31");
+        says(&told, &[], "acknowledged open of user 7 is missing");
+        says(&told, &[(7, 30), (7, 30)], "lists user 7 twice");
+        // The server holds a payment no answer acknowledged: to a racer whose
+        // OPEN failed, or to a stranger.
+        says(
+            &told,
+            &[(7, 30), (8, 20)],
+            "QUERY says 2 shares paid (50 cents), the answers said 1 (30 cents)",
+        );
+        says(&told, &[(7, 30), (8, 20)], "share paid to user 8, which no answer acknowledged");
+        says(&told, &[(7, 30), (99, 20)], "share paid to user 99");
+
+        // Repeats of a paid user must name the same share.
+        assert_eq!(told.record_repeat(7, 30, 100), None);
+        assert!(
+            told.record_repeat(7, 0, 100).unwrap().contains("paid twice (30 then 0"),
+            "a reservation instead"
+        );
+        assert!(told.record_repeat(7, 45, 100).unwrap().contains("paid twice (30 then 45"));
+        assert!(told.record_repeat(8, 45, 100).unwrap().contains("never acknowledged"));
+        assert!(told.record_repeat(8, 0, 100).unwrap().contains("outside [1, 100]"));
 
         let mut done = Ledger::new(4, 100, 3, 7, 4);
         assert_eq!(done.record_open(8, 30, 100), None);
@@ -274,7 +347,9 @@ mod tests {
             done.check_report(&report(&[(8, 30), (10, 70)], 100, 3)).is_empty(),
             "compacted, same payouts"
         );
-        assert_eq!(done.check_report(&report(&[(8, 30)], 100, 3)).len(), 1, "a lost open is still seen");
+        says(&done, &[(8, 30)], "acknowledged open of user 10 is missing");
+        assert_eq!(done.record_repeat(10, 70, 100), None, "a compacted ledger still knows its payouts");
+        says(&done, &[(8, 30), (10, 69), (9, 1)], "share paid to user 9");
 
         let mut used = Ledger::new(5, 100, 3, 7, 4);
         assert_eq!(used.record_open(9, 40, 100), None);

@@ -2,10 +2,12 @@
 //! computed once from a [`RunResult`], then printed as a text table ([`text`]),
 //! written as JSON ([`to_json`]) or drawn ([`crate::plot`]).
 //!
-//! Every rate divides by the wall-clock seconds actually measured
-//! (`elapsed_secs`), not by the requested duration: a run that overran its
-//! duration must not look faster than it was. A run with no measured time
-//! reports rates of 0, never NaN or infinity, so the JSON stays valid.
+//! Every rate divides by the length of the measured period (`elapsed_secs`):
+//! the requests counted are those that started in it (fell due, or were
+//! written), however late their answers came, so a run whose answers
+//! straggled past its end neither looks faster nor drops its slowest
+//! requests. A run with no measured time reports rates of 0, never NaN or
+//! infinity, so the JSON stays valid.
 
 use std::fmt::Write as _;
 
@@ -64,11 +66,13 @@ impl Latency {
 }
 
 /// One point of a latency percentile curve.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct CurvePoint {
     /// Percentile as a count of nines: `-log10(1 - quantile)`; 0 is the
     /// minimum, 1 is 90 %, 2 is 99 %, 3 is 99.9 %.
     pub nines: f64,
+    /// The same as a percentile (0 to 100).
+    pub percentile: f64,
     /// Latency at that percentile, in microseconds (at least 1).
     pub latency_us: u64,
 }
@@ -88,8 +92,9 @@ pub struct OpSummary {
     pub statuses: Vec<(&'static str, u64)>,
     /// Latency percentiles, max and mean.
     pub latency_us: Latency,
-    /// Latency percentile curve for [`crate::plot`]; empty when `count` is 0.
-    #[serde(skip)]
+    /// Latency percentile curve, as [`crate::plot`] draws it (so the plot
+    /// can be redrawn from the JSON); empty when `count` is 0.
+    #[serde(rename = "latency_curve")]
     pub curve: Vec<CurvePoint>,
 }
 
@@ -118,7 +123,7 @@ impl OpSummary {
 pub struct Summary {
     /// How the run was set up.
     pub settings: RunSettings,
-    /// Seconds actually measured (wall clock).
+    /// Length of the measured period, seconds.
     pub elapsed_secs: f64,
     /// Answers of every operation.
     pub count: u64,
@@ -397,7 +402,7 @@ fn curve(histogram: &Histogram<u64>) -> Vec<CurvePoint> {
             let nines = f64::from(i) / f64::from(CURVE_POINTS_PER_NINE);
             let quantile = 1.0 - 10f64.powf(-nines);
             let latency_us = histogram.value_at_quantile(quantile).clamp(1, LATENCY_US_MAX);
-            CurvePoint { nines, latency_us }
+            CurvePoint { nines, percentile: quantile * 100.0, latency_us }
         })
         .collect();
     debug_assert!(points.windows(2).all(|w| w[0].latency_us <= w[1].latency_us));
@@ -576,6 +581,14 @@ mod tests {
             assert!(json["ops"]["grab"]["latency_us"][key].is_number(), "{key}");
         }
         assert_eq!(json["ops"]["grab"]["count"], 1);
+        let curve = json["ops"]["grab"]["latency_curve"].as_array().expect("the curve the plot draws");
+        assert_eq!(curve.len(), (CURVE_NINES_MAX as usize) * CURVE_POINTS_PER_NINE as usize + 1);
+        assert_eq!(
+            (&curve[0]["nines"], &curve[0]["percentile"]),
+            (&serde_json::json!(0.0), &serde_json::json!(0.0))
+        );
+        assert_eq!(curve[20]["percentile"], 90.0);
+        assert!(curve.iter().all(|p| p["latency_us"] == 120), "one GRAB of 120 µs: {curve:?}");
         assert_eq!(json["ops"]["open"]["statuses"]["ok"], 1);
         assert!(json["ops"]["open"]["ops_per_sec"].is_number());
         assert!(json["ops"].get("all").is_none());

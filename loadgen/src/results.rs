@@ -42,7 +42,7 @@ impl StatusCounts {
 /// Figures of one operation (opcode).
 #[derive(Clone, Debug)]
 pub struct OpResult {
-    /// Answers received after warm-up.
+    /// Answers to requests that started in the measured period.
     pub count: u64,
     /// Answers by status.
     pub statuses: StatusCounts,
@@ -251,6 +251,50 @@ pub struct RunResult {
     pub settings: RunSettings,
     /// Merged figures of every worker.
     pub recorder: Recorder,
-    /// Seconds actually measured (wall clock).
+    /// Length of the measured period, seconds: the requests that started in
+    /// it are the ones counted.
     pub elapsed_secs: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tally_folds_into_the_same_figures_as_answer_by_answer_recording() {
+        // Runs of equal latencies (a pipelined batch) and changes between them,
+        // interleaved across operations.
+        let answers: Vec<(Opcode, Status, u64)> = [
+            (Opcode::Grab, Status::Ok, 40),
+            (Opcode::Grab, Status::Ok, 40),
+            (Opcode::Open, Status::Ok, 40),
+            (Opcode::Grab, Status::SoldOut, 40),
+            (Opcode::Grab, Status::Ok, 900),
+            (Opcode::Open, Status::Ok, 41),
+            (Opcode::Open, Status::Ok, 41),
+            (Opcode::Ping, Status::Ok, 0),
+            (Opcode::Grab, Status::Ok, 40),
+        ]
+        .into_iter()
+        .collect();
+        let mut tally = Tally::default();
+        let mut expected = Recorder::default();
+        for (opcode, status, latency) in &answers {
+            tally.record(slot_of(*opcode), *status, *latency);
+            expected.record(*opcode, *status, *latency, 0);
+        }
+        let mut folded = Recorder::default();
+        tally.fold_into(&mut folded);
+        assert_eq!(folded.ops.keys().collect::<Vec<_>>(), expected.ops.keys().collect::<Vec<_>>());
+        for (opcode, want) in &expected.ops {
+            let got = &folded.ops[opcode];
+            assert_eq!(got.count, want.count, "{opcode}");
+            assert_eq!(got.statuses, want.statuses, "{opcode}");
+            assert_eq!(got.latency_us, want.latency_us, "{opcode}: every latency, runs included");
+        }
+        assert_eq!(folded.ops[&Opcode::Grab].latency_us.len(), 5);
+        assert_eq!(folded.ops[&Opcode::Grab].statuses.get(&Status::SoldOut), Some(&1));
+        assert_eq!(folded.ops[&Opcode::Ping].latency_us.min(), 1, "0 µs is kept as 1, not dropped");
+        assert!(!folded.ops.contains_key(&Opcode::Create), "operations never answered are left out");
+    }
 }

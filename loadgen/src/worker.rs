@@ -72,6 +72,7 @@ pub async fn run_worker(plan: WorkerPlan) -> Result<WorkerOutcome, String> {
         depth: args.depth,
         interval,
         batch: Duration::from_micros(args.batch_us),
+        phase: (plan.index, plan.workers),
         timing,
         expires_in_secs: args.expires_in,
     };
@@ -172,6 +173,7 @@ async fn set_up(plan: &WorkerPlan) -> Result<Setup, String> {
         in_flight: (args.depth * args.connections) as u32,
         seed: args.seed,
         query_every: args.query_every,
+        retry_every: args.retry_every,
         hot_count: args.hot_count,
         hot_users: args.hot_users,
         cap_cents: args.share_cap,

@@ -6,8 +6,9 @@
 //!   and a dashed one for all operations. The nines scale gives the tail the
 //!   room it deserves: a server that is fast at the median and stalls at
 //!   99.9 % shows it at a glance.
-//! - Throughput over time: answers per second for each second of the run,
-//!   with the run's average, so warm-up effects, stalls and throttling show.
+//! - Throughput over time: answers per second for each second
+//!   of the measured period, with its average, so stalls and throttling show
+//!   (the warm-up is not measured).
 //!
 //! The layout is drawn once, on a [`Canvas`]: [`svg::Svg`] writes it as an
 //! SVG document, [`raster::Raster`] paints it into pixels for a PNG, so

@@ -4,7 +4,10 @@
 //! shard's port takes its next request from it, so several connections race
 //! for the same envelopes at once, as a chat group's members do. A GRAB that
 //! answers OK queues that user's OPEN, which is sent before anything new: every
-//! grab is followed by its open. Answers feed the money checks of [`Ledger`].
+//! grab is followed by its open (but in the GRAB-only micro benchmark). One
+//! paid racer in `retry_every` then taps again, a GRAB and an OPEN, as users
+//! and retrying clients do: both must repeat the share already paid, never pay
+//! a second one. Answers feed the money checks of [`Ledger`].
 
 pub mod shape;
 
@@ -44,10 +47,12 @@ const COMPACT_RACERS_OVER: usize = 1024;
 pub enum Tag {
     /// CREATE of an envelope that `racers` users, numbered from `first_user`, will grab.
     Create { total_cents: u64, count: u32, racers: u32, first_user: u64 },
-    /// GRAB by `user` of the envelope in `slot`.
-    Grab { slot: u32, envelope: u64, user: u64 },
-    /// OPEN by `user` of the envelope in `slot`.
-    Open { slot: u32, envelope: u64, user: u64 },
+    /// GRAB by `user` of the envelope in `slot`; `again`: a repeat by a
+    /// user already paid.
+    Grab { slot: u32, envelope: u64, user: u64, again: bool },
+    /// OPEN by `user` of the envelope in `slot`; `again`: a repeat of an
+    /// OPEN already answered OK.
+    Open { slot: u32, envelope: u64, user: u64, again: bool },
     /// QUERY of the envelope in `slot`.
     Query { slot: u32, envelope: u64 },
     /// PING.
@@ -101,8 +106,10 @@ pub struct ShardWork {
     free: Vec<u32>,
     /// Envelopes with racers still to send GRABs, served round robin.
     grabbable: VecDeque<u32>,
-    /// OPENs to send, after their GRAB answered OK.
-    opens: VecDeque<(u32, u64, u64)>,
+    /// Requests to send before anything new: OPENs after their GRAB answered
+    /// OK, and the repeats of paid racers.
+    follow_ups: VecDeque<Tag>,
+    retry_every: u64,
     creates_in_flight: u32,
     target_active: u32,
     grabs_since_query: u64,
@@ -132,6 +139,8 @@ pub struct WorkSettings {
     pub seed: u64,
     /// Storm: one QUERY per this many GRABs.
     pub query_every: u64,
+    /// One paid racer in this many repeats its GRAB and OPEN (0: none).
+    pub retry_every: u64,
     /// Hot: shares per envelope.
     pub hot_count: u32,
     /// Hot: users per envelope.
@@ -158,7 +167,8 @@ impl ShardWork {
             envelopes: Vec::new(),
             free: Vec::new(),
             grabbable: VecDeque::new(),
-            opens: VecDeque::new(),
+            follow_ups: VecDeque::new(),
+            retry_every: settings.retry_every,
             creates_in_flight: 0,
             target_active,
             grabs_since_query: 0,
@@ -182,8 +192,8 @@ impl ShardWork {
             Scenario::Query => return self.next_query_micro(),
             _ => {}
         }
-        if let Some((slot, envelope, user)) = self.opens.pop_front() {
-            return Some(Tag::Open { slot, envelope, user });
+        if let Some(tag) = self.follow_ups.pop_front() {
+            return Some(tag);
         }
         if self.scenario == Scenario::Storm && self.grabs_since_query >= self.query_every {
             if let Some(tag) = self.random_query() {
@@ -209,13 +219,13 @@ impl ShardWork {
             self.grabbable.push_back(slot);
         }
         self.grabs_since_query += 1;
-        Some(Tag::Grab { slot, envelope, user })
+        Some(Tag::Grab { slot, envelope, user, again: false })
     }
 
     fn next_query_micro(&mut self) -> Option<Tag> {
         // First make a pool of envelopes with a page of claims each, then only read.
-        if let Some((slot, envelope, user)) = self.opens.pop_front() {
-            return Some(Tag::Open { slot, envelope, user });
+        if let Some(tag) = self.follow_ups.pop_front() {
+            return Some(tag);
         }
         let held = self.envelopes.iter().filter(|e| e.is_some()).count();
         if held + (self.creates_in_flight as usize) < QUERY_POOL {
@@ -318,22 +328,38 @@ impl ShardWork {
     /// amount it reports. The storm's bulk comes straight here from the
     /// protocol's fast path, without a decoded [`Answer`].
     pub fn on_envelope_user(&mut self, tag: Tag, status: Status, amount_cents: u64) {
-        let (slot, envelope, user, grab) = match tag {
-            Tag::Grab { slot, envelope, user } => (slot, envelope, user, true),
-            Tag::Open { slot, envelope, user } => (slot, envelope, user, false),
+        let (slot, envelope, user, grab, again) = match tag {
+            Tag::Grab { slot, envelope, user, again } => (slot, envelope, user, true, again),
+            Tag::Open { slot, envelope, user, again } => (slot, envelope, user, false, again),
             _ => unreachable!("only GRAB and OPEN answers come here"),
         };
         let Some(env) = active(&mut self.envelopes, slot, envelope) else { return };
         env.outstanding -= 1;
+        if again {
+            if let Some(v) =
+                repeat_violation(&mut env.ledger, grab, user, status, amount_cents, self.cap_cents)
+            {
+                self.violations.push(v);
+            }
+            self.maybe_retire(slot);
+            return;
+        }
         match (grab, status) {
-            (true, Status::Ok) => {
+            (true, Status::Ok) if self.scenario != Scenario::Grab => {
                 env.outstanding += 1;
-                self.opens.push_back((slot, envelope, user));
+                self.follow_ups.push_back(Tag::Open { slot, envelope, user, again: false });
             }
             // A paid share: OPEN's OK, or a GRAB told it was already paid.
             (false, Status::Ok) | (true, Status::AlreadyGrabbed) if !grab || amount_cents > 0 => {
                 if let Some(v) = env.ledger.record_open(user, amount_cents, self.cap_cents) {
                     self.violations.push(v);
+                }
+                let racer = user - env.first_user;
+                if !grab && self.retry_every > 0 && racer % self.retry_every == 0 {
+                    // This user taps again: both repeats must find the share paid.
+                    env.outstanding += 2;
+                    self.follow_ups.push_back(Tag::Grab { slot, envelope, user, again: true });
+                    self.follow_ups.push_back(Tag::Open { slot, envelope, user, again: true });
                 }
             }
             _ => {}
@@ -381,6 +407,32 @@ impl ShardWork {
     /// Ledgers of envelopes still being driven, for the final check.
     pub fn active_ledgers(&self) -> impl Iterator<Item = &Ledger> {
         self.envelopes.iter().flatten().map(|env| &env.ledger)
+    }
+}
+
+/// Judges the answer to a repeated GRAB (`grab`) or OPEN by `user`, whose
+/// OPEN already answered OK: a GRAB must answer already_grabbed with the
+/// amount paid, an OPEN ok with it (both even after expiry). busy and
+/// unavailable are refusals, not answers about the money, and pass.
+fn repeat_violation(
+    ledger: &mut Ledger,
+    grab: bool,
+    user: u64,
+    status: Status,
+    amount_cents: u64,
+    cap_cents: u64,
+) -> Option<String> {
+    let expected = if grab { Status::AlreadyGrabbed } else { Status::Ok };
+    let op = if grab { "GRAB" } else { "OPEN" };
+    match status {
+        Status::Busy | Status::Unavailable => None,
+        _ if status == expected => {
+            ledger.record_repeat(user, amount_cents, cap_cents).map(|v| format!("{v} (a repeated {op})"))
+        }
+        _ => Some(format!(
+            "envelope {}: user {user}, already paid, repeated its {op} and was answered {status}",
+            ledger.envelope
+        )),
     }
 }
 

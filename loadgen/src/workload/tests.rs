@@ -4,10 +4,13 @@
 
 use std::collections::VecDeque;
 
-use hongbao_client::{Answer, AnswerBody, Created, EnvelopeId, Grabbed, Opened};
+use hongbao_client::answer;
 use hongbao_protocol::body::CreateRequest;
-use hongbao_protocol::{Opcode, Request, Status};
+use hongbao_protocol::codec::write_response;
+use hongbao_protocol::response::Response;
+use hongbao_protocol::{decode_frame, Opcode, Request, Status};
 use hongbao_server::engine::{Engine, EngineConfig};
+use zerocopy::IntoBytes;
 
 use super::*;
 
@@ -18,6 +21,7 @@ fn settings(scenario: Scenario) -> WorkSettings {
         in_flight: 64,
         seed: 9,
         query_every: 1_000_000,
+        retry_every: 16,
         hot_count: 50,
         hot_users: 200,
         cap_cents: 20_000,
@@ -25,53 +29,90 @@ fn settings(scenario: Scenario) -> WorkSettings {
     }
 }
 
-/// Answers `tag` from `engine` as the server would.
-fn serve(engine: &mut Engine, tag: Tag, lie: bool) -> (Status, AnswerBody<'static>) {
+/// How the test's server lies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lie {
+    /// It keeps the rules.
+    Never,
+    /// Every `n`th answer to a first OPEN pays one cent more than it records.
+    OpenAmount(usize),
+    /// A repeated GRAB of a paid user reserves a second share.
+    RepeatGrab,
+    /// A repeated OPEN names another amount.
+    RepeatOpen,
+    /// QUERY's totals are one cent off.
+    QueryTotals,
+}
+
+/// Answers `tag` from `engine` as the server would, on the wire (so QUERY's
+/// claims come back through the client's decoder), lying as told at `step`.
+fn serve(engine: &mut Engine, tag: Tag, lie: Lie, step: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    let opcode = tag.opcode() as u8;
     match tag.request(3600) {
         Request::Create(body) => {
             let body: CreateRequest = body;
             match engine.create(0, &body) {
-                Ok(r) => (
-                    Status::Ok,
-                    AnswerBody::Create(Some(Created {
-                        envelope: EnvelopeId(r.envelope.get()),
-                        expires_at_ms: r.expires_at_ms.get(),
-                    })),
-                ),
-                Err(status) => (status, AnswerBody::Create(None)),
+                Ok(r) => write_response(&mut out, opcode, 1, Status::Ok, &[r.as_bytes()]),
+                Err(status) => write_response(&mut out, opcode, 1, status, &[]),
             }
         }
         Request::Grab(body) => {
-            let (status, r) = engine.grab(0, body.envelope.get(), body.user.get());
-            let grabbed = Grabbed {
-                hold_until_ms: r.hold_until_ms.get(),
-                amount_cents: r.amount_cents.get(),
-                shares_free: r.shares_free.get(),
-            };
-            (status, AnswerBody::Grab(grabbed))
+            let (mut status, r) = engine.grab(0, body.envelope.get(), body.user.get());
+            if lie == Lie::RepeatGrab && matches!(tag, Tag::Grab { again: true, .. }) {
+                status = Status::Ok;
+            }
+            write_response(&mut out, opcode, 1, status, &[r.as_bytes()]);
         }
         Request::Open(body) => {
-            let (status, r) = engine.open(0, body.envelope.get(), body.user.get());
-            let amount = r.amount_cents.get() + u64::from(lie && status == Status::Ok);
-            (status, AnswerBody::Open(Opened { amount_cents: amount, order: r.order.get() }))
+            let (status, mut r) = engine.open(0, body.envelope.get(), body.user.get());
+            let again = matches!(tag, Tag::Open { again: true, .. });
+            let lied = match lie {
+                Lie::OpenAmount(n) => !again && step % n == 0,
+                Lie::RepeatOpen => again,
+                _ => false,
+            };
+            if lied && status == Status::Ok {
+                r.amount_cents = (r.amount_cents.get() + 1).into();
+            }
+            write_response(&mut out, opcode, 1, status, &[r.as_bytes()]);
         }
-        Request::Query(_) => (Status::NotFound, AnswerBody::Query(None)),
-        Request::Ping => (Status::Ok, AnswerBody::Ping),
+        Request::Query(body) => {
+            match engine.query(0, body.envelope.get(), body.page_start.get(), body.page_limit.get()) {
+                Ok((mut q, claims)) => {
+                    if lie == Lie::QueryTotals {
+                        q.paid_cents = (q.paid_cents.get() + 1).into();
+                    }
+                    write_response(&mut out, opcode, 1, Status::Ok, &[q.as_bytes(), claims.as_bytes()]);
+                }
+                Err(status) => write_response(&mut out, opcode, 1, status, &[]),
+            }
+        }
+        Request::Ping => write_response(&mut out, opcode, 1, Status::Ok, &[]),
         other => panic!("the workload sent {other:?}"),
     }
+    out
 }
 
 /// Runs `steps` steps with up to 64 requests in flight answered out of order.
-fn run(scenario: Scenario, steps: usize, lie_every: usize) -> (ShardWork, [u64; 5]) {
-    run_with(&settings(scenario), steps, lie_every)
+fn run(scenario: Scenario, steps: usize, lie: Lie) -> (ShardWork, Sent) {
+    run_with(&settings(scenario), steps, lie)
 }
 
-fn run_with(settings: &WorkSettings, steps: usize, lie_every: usize) -> (ShardWork, [u64; 5]) {
+/// Requests sent: by operation (CREATE, GRAB, OPEN, QUERY, PING), and the
+/// repeated GRABs and OPENs among them.
+#[derive(Debug, Default)]
+struct Sent {
+    by_op: [u64; 5],
+    repeats: u64,
+}
+
+fn run_with(settings: &WorkSettings, steps: usize, lie: Lie) -> (ShardWork, Sent) {
     let mut engine = Engine::new(EngineConfig { seed: 5, ..EngineConfig::default() });
     let mut work = ShardWork::new(settings, 0);
     let mut rng = fastrand::Rng::with_seed(11);
     let mut in_flight: VecDeque<Tag> = VecDeque::new();
-    let mut sent = [0u64; 5];
+    let mut sent = Sent::default();
     for step in 0..steps {
         if in_flight.len() < 64 && rng.bool() {
             if let Some(tag) = work.next_tag() {
@@ -79,7 +120,10 @@ fn run_with(settings: &WorkSettings, steps: usize, lie_every: usize) -> (ShardWo
                     .iter()
                     .position(|op| *op == tag.opcode())
                     .unwrap();
-                sent[i] += 1;
+                sent.by_op[i] += 1;
+                if matches!(tag, Tag::Grab { again: true, .. } | Tag::Open { again: true, .. }) {
+                    sent.repeats += 1;
+                }
                 in_flight.push_back(tag);
                 continue;
             }
@@ -88,19 +132,22 @@ fn run_with(settings: &WorkSettings, steps: usize, lie_every: usize) -> (ShardWo
             continue;
         }
         let tag = in_flight.swap_remove_back(rng.usize(0..in_flight.len())).unwrap();
-        let lie = lie_every > 0 && step % lie_every == 0;
-        let (status, body) = serve(&mut engine, tag, lie);
-        work.on_answer(tag, &Answer { request_id: 1, status, body });
+        let bytes = serve(&mut engine, tag, lie, step);
+        let frame = decode_frame(&bytes).unwrap().unwrap();
+        let response = Response::from_frame(&frame).unwrap();
+        work.on_answer(tag, &answer::decode(tag.opcode(), &response).unwrap());
     }
-    engine.assert_all_invariants();
+    if lie == Lie::Never {
+        engine.assert_all_invariants();
+    }
     (work, sent)
 }
 
 #[test]
 fn storm_against_a_correct_engine_has_no_violation_and_the_published_shape() {
-    let (work, sent) = run(Scenario::Storm, 400_000, 0);
+    let (work, sent) = run(Scenario::Storm, 400_000, Lie::Never);
     assert!(work.violations.is_empty(), "{:?}", &work.violations[..work.violations.len().min(5)]);
-    let [creates, grabs, opens, _, _] = sent;
+    let [creates, grabs, opens, _, _] = sent.by_op;
     assert!(creates > 1_000, "creates {creates}");
     // 6M sent to 48M opened a minute: about eight opens per envelope.
     let opens_per_create = opens as f64 / creates as f64;
@@ -118,7 +165,7 @@ fn storm_against_a_correct_engine_has_no_violation_and_the_published_shape() {
 fn a_retired_hot_envelope_keeps_only_its_payouts() {
     // A sample of 2, so that ledgers also leave it (about 10 envelopes retire).
     let hot = WorkSettings { hot_users: 5_000, verify_sample: 2, ..settings(Scenario::Hot) };
-    let (work, _) = run_with(&hot, 100_000, 0);
+    let (work, _) = run_with(&hot, 100_000, Lie::Never);
     assert!(work.violations.is_empty(), "{:?}", work.violations.first());
     assert_eq!(work.retired.len(), 2, "hot envelopes were completed and some left the sample");
     for ledger in &work.retired {
@@ -128,12 +175,12 @@ fn a_retired_hot_envelope_keeps_only_its_payouts() {
     assert!(work.spare_ledgers.is_empty(), "compacted ledgers leave no array to reuse");
     // With no sample the arrays themselves are let go: past SPARE_RACERS_MAX.
     let unsampled = WorkSettings { verify_sample: 0, ..hot };
-    let (work, _) = run_with(&unsampled, 100_000, 0);
+    let (work, _) = run_with(&unsampled, 100_000, Lie::Never);
     assert!(work.violations.is_empty() && work.retired.is_empty());
     assert!(work.spare_ledgers.is_empty(), "arrays of 5,000 racers are not kept");
     // Small hot envelopes' arrays are reused.
     let small = WorkSettings { hot_users: 200, verify_sample: 0, ..settings(Scenario::Hot) };
-    let (work, _) = run_with(&small, 100_000, 0);
+    let (work, _) = run_with(&small, 100_000, Lie::Never);
     assert!(work.violations.is_empty());
     assert!(!work.spare_ledgers.is_empty(), "arrays of 200 racers are kept for reuse");
 }
@@ -141,14 +188,60 @@ fn a_retired_hot_envelope_keeps_only_its_payouts() {
 #[test]
 fn hot_and_micro_scenarios_run_clean() {
     for scenario in [Scenario::Hot, Scenario::Grab, Scenario::Open, Scenario::Query, Scenario::Ping] {
-        let (work, sent) = run(scenario, 50_000, 0);
+        let (work, sent) = run(scenario, 50_000, Lie::Never);
         assert!(work.violations.is_empty(), "{scenario:?}: {:?}", work.violations.first());
-        assert!(sent.iter().sum::<u64>() > 1_000, "{scenario:?} sent {sent:?}");
+        assert!(sent.by_op.iter().sum::<u64>() > 1_000, "{scenario:?} sent {sent:?}");
     }
 }
 
 #[test]
-fn a_server_that_changes_an_amount_is_caught() {
-    let (work, _) = run(Scenario::Storm, 100_000, 97);
-    assert!(!work.violations.is_empty(), "a lying server went unnoticed");
+fn the_grab_micro_benchmark_only_grabs() {
+    let (work, sent) = run(Scenario::Grab, 50_000, Lie::Never);
+    assert!(work.violations.is_empty(), "{:?}", work.violations.first());
+    let [creates, grabs, opens, queries, pings] = sent.by_op;
+    assert!(creates > 0 && grabs > 10_000, "{sent:?}");
+    assert_eq!((opens, queries, pings, sent.repeats), (0, 0, 0, 0), "GRABs only: {sent:?}");
+}
+
+#[test]
+fn paid_racers_tap_again_and_get_the_same_share() {
+    let (work, sent) = run(Scenario::Storm, 200_000, Lie::Never);
+    assert!(work.violations.is_empty(), "{:?}", work.violations.first());
+    let opens = sent.by_op[2];
+    // One paid racer in 16 repeats a GRAB and an OPEN: about 2 in 17 OPENs' worth.
+    assert!(sent.repeats > opens / 20 && sent.repeats < opens / 4, "{sent:?}");
+    let quiet = WorkSettings { retry_every: 0, ..settings(Scenario::Storm) };
+    let (_, sent) = run_with(&quiet, 50_000, Lie::Never);
+    assert_eq!(sent.repeats, 0, "--retry-every 0 repeats nothing");
+}
+
+#[test]
+fn a_server_that_breaks_a_money_rule_is_caught() {
+    for (lie, what) in [
+        (Lie::OpenAmount(97), "paid"),
+        (Lie::RepeatGrab, "repeated its GRAB and was answered ok"),
+        (Lie::RepeatOpen, "paid twice"),
+    ] {
+        let (work, _) = run(Scenario::Storm, 100_000, lie);
+        assert!(
+            work.violations.iter().any(|v| v.contains(what)),
+            "{lie:?} went unnoticed: {:?}",
+            work.violations.first()
+        );
+    }
+}
+
+#[test]
+fn the_storm_queries_now_and_then_and_checks_the_totals() {
+    let often = WorkSettings { query_every: 8, ..settings(Scenario::Storm) };
+    let (work, sent) = run_with(&often, 100_000, Lie::Never);
+    assert!(work.violations.is_empty(), "{:?}", work.violations.first());
+    let [_, grabs, _, queries, _] = sent.by_op;
+    assert!(queries > grabs / 16 && queries <= grabs / 8 + 1, "one QUERY per 8 GRABs: {sent:?}");
+    let (work, _) = run_with(&often, 20_000, Lie::QueryTotals);
+    assert!(
+        work.violations.iter().any(|v| v.contains("QUERY's totals do not add up")),
+        "{:?}",
+        work.violations.first()
+    );
 }
