@@ -64,13 +64,13 @@ pub async fn run_worker(plan: WorkerPlan) -> Result<WorkerOutcome, String> {
     let measure_from = start + Duration::from_secs_f64(args.warmup);
     let timing =
         Timing { start, measure_from, stop_at: measure_from + Duration::from_secs_f64(args.duration) };
-    let interval = args.rate.map(|rate| {
-        let connections = (plan.workers * connections.len()) as f64;
-        Duration::from_secs_f64(connections / rate as f64)
+    let interval_ps = args.rate.map(|rate| {
+        let connections = (plan.workers * connections.len()) as u128;
+        (connections * 1_000_000_000_000 / u128::from(rate.max(1))).clamp(1, u128::from(u64::MAX)) as u64
     });
     let settings = DriveSettings {
         depth: args.depth,
-        interval,
+        interval_ps,
         batch: Duration::from_micros(args.batch_us),
         phase: (plan.index, plan.workers),
         timing,
