@@ -35,7 +35,7 @@ use hongbao_protocol::hot_path_client::{
     read_envelope_user_response, write_envelope_user_request, EnvelopeUserAnswer, EnvelopeUserResponse,
 };
 use hongbao_protocol::response::Response;
-use hongbao_protocol::Opcode;
+use hongbao_protocol::{Opcode, Status};
 use hongbao_uring::{Completion, Ring, RingConfig};
 
 use crate::results::{slot_of, Recorder, Tally};
@@ -430,6 +430,7 @@ fn read_answers(conn: &mut Conn, data: &[u8], figures: &mut Figures<'_>) -> Resu
     let now_ns = since(timing.start, now);
     let work = &mut figures.works[conn.shard];
     let tally = &mut figures.tally;
+    let repeated_paid = &mut figures.recorder.repeated_paid;
     let mut answered = 0;
     let mut each = |bytes: &[u8], in_flight: &mut InFlight| -> Result<usize, String> {
         let mut at = 0;
@@ -473,6 +474,9 @@ fn read_answers(conn: &mut Conn, data: &[u8], figures: &mut Figures<'_>) -> Resu
                     }
                     if measured {
                         tally.record(slot_of(opcode), fast.status, latency_us);
+                        if matches!(tag, Tag::Open { again: true, .. }) && fast.status == Status::Ok {
+                            *repeated_paid += 1;
+                        }
                     }
                     work.on_envelope_user(tag, fast.status, amount_cents);
                 }
@@ -644,7 +648,6 @@ mod tests {
     #[test]
     fn an_answer_counts_by_when_its_request_started_not_when_it_came() {
         use hongbao_protocol::codec::write_response;
-        use hongbao_protocol::Status;
         const SEC: u64 = 1_000_000_000;
         let now = Instant::now();
         let start = now.checked_sub(Duration::from_secs(10)).expect("the clock runs 10 s or more");

@@ -206,8 +206,10 @@ pub fn summary(result: &RunResult) -> Summary {
     assert_eq!(all.count, ops.iter().map(|op| op.count).sum::<u64>());
 
     let count_of = |opcode: Opcode| recorder.ops.get(&opcode).map_or(0, |op| op.count);
+    // A repeated OPEN answers ok with the share already paid: not a new one.
     let paid =
-        recorder.ops.get(&Opcode::Open).and_then(|op| op.statuses.get(&Status::Ok)).copied().unwrap_or(0);
+        recorder.ops.get(&Opcode::Open).and_then(|op| op.statuses.get(&Status::Ok)).copied().unwrap_or(0)
+            - recorder.repeated_paid;
     Summary {
         settings: result.settings.clone(),
         elapsed_secs,

@@ -160,6 +160,8 @@ pub struct Recorder {
     pub violations: Vec<String>,
     /// Envelopes whose QUERY was compared with what the worker saw.
     pub envelopes_verified: u64,
+    /// Measured OPENs answered ok that repeated a paid share (not shares paid).
+    pub repeated_paid: u64,
     /// Gaps in the workers' loops during the measured period.
     pub stalls: Stalls,
     /// The same, per core (a worker's core and its loop's gaps).
@@ -211,6 +213,7 @@ impl Recorder {
         }
         self.violations.extend(other.violations.iter().cloned());
         self.envelopes_verified += other.envelopes_verified;
+        self.repeated_paid += other.repeated_paid;
         self.stalls.merge(&other.stalls);
         self.stalls_by_core.extend(other.stalls_by_core.iter().cloned());
         self.slowness_by_core.extend(other.slowness_by_core.iter().copied());
