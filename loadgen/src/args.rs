@@ -121,7 +121,8 @@ pub struct Args {
     #[arg(long, default_value_t = 64, value_name = "N")]
     pub query_every: u64,
 
-    /// Storm, hot and open: one paid racer in N taps again, a GRAB and an
+    /// Every scenario that opens (storm, hot, open, query's pool): one paid
+    /// user in N (picked by a hash of the user) taps again, a GRAB and an
     /// OPEN, as users and retrying clients do; the money checks require both
     /// to name the share already paid. 0: no repeats.
     #[arg(long, default_value_t = 16, value_name = "N")]

@@ -11,7 +11,10 @@
 //!   omission), and the load generator's own lag shows too. A connection with
 //!   `depth` requests in flight sends nothing more until answers come back,
 //!   and those requests are late. Requests that fell due before the end but
-//!   are still waiting then are sent after it, with their due times.
+//!   are still waiting then are sent after it, with their due times, for up
+//!   to [`AFTER_END`]; a server so far behind that some are still unsent
+//!   then has them counted as lapsed (reported apart, never sent), so an
+//!   overloaded run ends with a report instead of failing.
 //!
 //! A request is measured when it *started* (was due, or was written) inside
 //! the measured period, however late its answer comes: a server that stalls
@@ -44,8 +47,10 @@ use crate::workload::{ShardWork, Tag};
 
 /// Bits of a request id that name its in-flight slot.
 const SLOT_BITS: u32 = 20;
-/// How long after the end of the run the server has to answer everything.
-const DRAIN_MAX: Duration = Duration::from_secs(10);
+/// How long after the end of the run the open loop's backlog (requests due
+/// before the end, still unsent) may go on being sent; and then, how long
+/// the server has to answer everything sent.
+pub const AFTER_END: Duration = Duration::from_secs(10);
 /// Open loop: a batch this large goes out without waiting for its window.
 const BATCH_BYTES_MAX: usize = 64 << 10;
 
@@ -78,6 +83,10 @@ pub struct DriveSettings {
     pub phase: (usize, usize),
     /// Run timing.
     pub timing: Timing,
+    /// Open loop: how long after the end the backlog may still be sent
+    /// (what is left then lapses, counted in [`Recorder::lapsed`]); then,
+    /// for either loop, how long the last answers may take.
+    pub after_end: Duration,
     /// Expiry of the envelopes created.
     pub expires_in_secs: u32,
 }
@@ -233,8 +242,13 @@ pub async fn drive(
     let mut failure: Option<String> = None;
     let batch_ns = settings.interval_ps.map_or(0, |_| settings.batch.as_nanos() as u64);
     let stop_ns = since(timing.start, timing.stop_at);
+    let from_ns = since(timing.start, timing.measure_from);
+    let backlog_until = timing.stop_at + settings.after_end;
     let open_loop = settings.interval_ps.is_some();
     let mut stalls = Stalls::default();
+    // When the last request went out after the end: answers are awaited
+    // for `after_end` from then.
+    let mut sent_all_at: Option<Instant> = None;
     // Whether the last turn found answers to read or requests to send.
     let mut worked = false;
     loop {
@@ -244,6 +258,13 @@ pub async fn drive(
         let measuring = running && now >= timing.measure_from;
         if measuring {
             stalls.observe(now_ns, worked);
+        }
+        if !running && open_loop && now >= backlog_until {
+            // The server fell so far behind that the backlog outlasted its
+            // grace: what is left of it is never sent, and is counted.
+            for conn in &mut conns {
+                figures.recorder.lapsed += lapse(conn, settings, from_ns, stop_ns);
+            }
         }
         for (i, conn) in conns.iter_mut().enumerate() {
             // Open loop: the requests due before the end are all sent, if late.
@@ -266,8 +287,11 @@ pub async fn drive(
             // send: no answer will come to give it more, so what is left of
             // the schedule lapses.
             for conn in &mut conns {
-                conn.next_due = conn.next_due.max(stop_ns);
+                figures.recorder.lapsed += lapse(conn, settings, from_ns, stop_ns);
             }
+        }
+        if !running && sent_all_at.is_none() && conns.iter().all(|c| !open_loop || c.next_due >= stop_ns) {
+            sent_all_at = Some(now);
         }
         let mut answered = 0u64;
         let handled = ring
@@ -330,9 +354,12 @@ pub async fn drive(
             if conns.iter().all(|c| c.done) {
                 break;
             }
-            if now.duration_since(timing.stop_at) > DRAIN_MAX {
+            if sent_all_at.is_some_and(|at| now.duration_since(at) > settings.after_end) {
                 let waiting: usize = conns.iter().map(|c| c.in_flight.len()).sum();
-                return Err(format!("{waiting} requests still unanswered {DRAIN_MAX:?} after the run"));
+                return Err(format!(
+                    "{waiting} requests still unanswered {:?} after the last was sent",
+                    settings.after_end
+                ));
             }
         }
         futures_lite::future::yield_now().await;
@@ -360,6 +387,26 @@ fn first_due(interval_ps: Option<u64>, (worker, workers): (usize, usize), i: usi
     let all = (workers.max(1) * count.max(1)) as u128;
     let place = (worker * count + i) as u128;
     (u128::from(interval_ps) * place / all / 1_000) as u64
+}
+
+/// Open loop: ends the connection's schedule at the end of the run. Returns
+/// how many requests due inside the measured period (`from_ns..stop_ns`)
+/// it will now never send. Closed loop: 0.
+fn lapse(conn: &mut Conn, settings: &DriveSettings, from_ns: u64, stop_ns: u64) -> u64 {
+    let Some(interval_ps) = settings.interval_ps else { return 0 };
+    if conn.next_due >= stop_ns {
+        return 0;
+    }
+    // Request k is due at schedule_from + floor(k * interval / 1000) ns:
+    // those due before `t` are the first ceil((t - schedule_from) * 1000 /
+    // interval).
+    let due_before = |t: u64| {
+        let span = u128::from(t.saturating_sub(conn.schedule_from)) * 1_000;
+        span.div_ceil(u128::from(interval_ps.max(1))) as u64
+    };
+    let unsent = due_before(stop_ns).saturating_sub(conn.scheduled.max(due_before(from_ns)));
+    conn.next_due = stop_ns;
+    unsent
 }
 
 /// Whether the requests in `conn.out` should go now. Open loop: the first
@@ -641,6 +688,7 @@ mod tests {
             batch: Duration::ZERO,
             phase: (0, 1),
             timing: Timing { start, measure_from: start, stop_at: start + length },
+            after_end: AFTER_END,
             expires_in_secs: 5,
         }
     }
@@ -716,6 +764,117 @@ mod tests {
         fill(&mut conn, &mut work, &settings, 5_000, false);
         assert_eq!(conn.in_flight.len(), 2, "850 and 950 were due before the end, 1,050 was not");
         assert_eq!(conn.next_due, 1_050);
+    }
+
+    /// A PING server on loopback for one connection: before answering what
+    /// one read brought, it sleeps `pause(answered so far)`. It answers
+    /// everything it read once the driver half-closes, then closes. Returns
+    /// its address and how many it answered.
+    fn ping_server(
+        pause: impl Fn(u64) -> Duration + Send + 'static,
+    ) -> (std::net::SocketAddr, std::thread::JoinHandle<u64>) {
+        use hongbao_protocol::codec::write_response;
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let (mut input, mut out, mut answered) = (Vec::new(), Vec::new(), 0u64);
+            let mut buf = vec![0u8; 64 << 10];
+            loop {
+                let n = stream.read(&mut buf).unwrap();
+                if n == 0 {
+                    return answered;
+                }
+                input.extend_from_slice(&buf[..n]);
+                std::thread::sleep(pause(answered));
+                let mut at = 0;
+                while let Some(frame) = decode_frame(&input[at..]).unwrap() {
+                    write_response(&mut out, Opcode::Ping as u8, frame.request_id(), Status::Ok, &[]);
+                    at += frame.wire_len();
+                    answered += 1;
+                }
+                input.drain(..at);
+                stream.write_all(&out).unwrap();
+                out.clear();
+            }
+        });
+        (addr, server)
+    }
+
+    /// Drives one connection to `addr` with PINGs, open loop at one request
+    /// per `interval_ps`, for `length` after no warm-up.
+    fn drive_pings(
+        addr: std::net::SocketAddr,
+        interval_ps: u64,
+        length: Duration,
+        after_end: Duration,
+    ) -> (Result<(), String>, Recorder) {
+        let fd: OwnedFd = std::net::TcpStream::connect(addr).unwrap().into();
+        let start = Instant::now();
+        let settings = DriveSettings {
+            depth: 8,
+            interval_ps: Some(interval_ps),
+            batch: Duration::ZERO,
+            phase: (0, 1),
+            timing: Timing { start, measure_from: start, stop_at: start + length },
+            after_end,
+            expires_in_secs: 5,
+        };
+        let mut works = [ping_work()];
+        let mut recorder = Recorder::default();
+        let progress = Arc::new(AtomicU64::new(0));
+        let outcome = futures_lite::future::block_on(drive(
+            vec![(0, fd)],
+            &mut works,
+            &mut recorder,
+            &settings,
+            progress,
+        ));
+        (outcome, recorder)
+    }
+
+    #[test]
+    fn a_server_that_stalls_at_the_end_is_charged_for_every_request_due_before_it() {
+        // 2,000 requests due over 100 ms; the server stops for 300 ms after
+        // 1,500 answers, so the last quarter is answered after the end and the
+        // backlog behind the depth limit is sent after it.
+        let stalled = std::sync::atomic::AtomicBool::new(false);
+        let (addr, server) = ping_server(move |answered| {
+            if answered >= 1_500 && !stalled.swap(true, Ordering::Relaxed) {
+                Duration::from_millis(300)
+            } else {
+                Duration::ZERO
+            }
+        });
+        let (outcome, recorder) = drive_pings(addr, 50_000_000, Duration::from_millis(100), AFTER_END);
+        assert_eq!(outcome, Ok(()));
+        assert_eq!(server.join().unwrap(), 2_000, "every request due before the end was sent");
+        let ping = &recorder.ops[&Opcode::Ping];
+        assert_eq!((ping.count, recorder.lapsed), (2_000, 0), "and counted, however late");
+        assert!(
+            ping.latency_us.max() >= 200_000,
+            "the stall is in the latencies: {} µs",
+            ping.latency_us.max()
+        );
+        let answered_during: u64 = recorder.per_second.iter().sum();
+        assert!(answered_during < 2_000, "answers after the end are not in the throughput over time");
+    }
+
+    #[test]
+    fn a_backlog_that_outlasts_the_grace_after_the_end_lapses_and_is_counted() {
+        // 20,000 requests due over 200 ms at depth 8; the server answers one
+        // read every 2 ms, a few thousand a second: most of the schedule is
+        // still unsent when the 200 ms of grace after the end are over.
+        let (addr, server) = ping_server(|_| Duration::from_millis(2));
+        let (outcome, recorder) =
+            drive_pings(addr, 10_000_000, Duration::from_millis(200), Duration::from_millis(200));
+        assert_eq!(outcome, Ok(()), "the run ends with what was sent answered");
+        let answered = server.join().unwrap();
+        let ping = &recorder.ops[&Opcode::Ping];
+        assert_eq!(ping.count, answered, "every request sent was due in the period and is counted");
+        assert_eq!(ping.count + recorder.lapsed, 20_000, "the rest of the schedule lapsed, and is counted");
+        assert!(recorder.lapsed > 10_000, "{} lapsed", recorder.lapsed);
     }
 
     #[test]

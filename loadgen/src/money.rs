@@ -111,12 +111,21 @@ impl Ledger {
     }
 
     /// Records an OPEN that answered OK; returns a violation if it breaks a rule.
+    ///
+    /// An amount outside [1, cap] is a violation, but a non-zero one is still
+    /// recorded as what the server acknowledged, so that its repeats and the
+    /// final QUERY are judged against it: one broken rule is reported once,
+    /// not again as "never acknowledged" by every later check.
     pub fn record_open(&mut self, user: u64, amount_cents: u64, cap_cents: u64) -> Option<String> {
-        if amount_cents == 0 || amount_cents > cap_cents {
-            return Some(format!(
+        let out_of_range = (amount_cents == 0 || amount_cents > cap_cents).then(|| {
+            format!(
                 "envelope {}: user {user} paid {amount_cents} cents, outside [1, {cap_cents}]",
                 self.envelope
-            ));
+            )
+        });
+        if amount_cents == 0 {
+            // Nothing to record: 0 means "not paid" in the ledger.
+            return out_of_range;
         }
         let Some(slot) = user
             .checked_sub(self.first_user)
@@ -140,7 +149,10 @@ impl Ledger {
         }
         *slot = amount_cents;
         self.paid_count += 1;
-        self.paid_cents += amount_cents;
+        self.paid_cents = self.paid_cents.saturating_add(amount_cents);
+        if out_of_range.is_some() {
+            return out_of_range;
+        }
         if self.paid_cents > self.total_cents {
             return Some(format!(
                 "envelope {}: paid {} cents out of a total of {}",
@@ -299,8 +311,7 @@ mod tests {
     fn every_rule_break_is_caught() {
         let mut ledger = Ledger::new(1, 100, 3, 7, 4);
         assert!(ledger.record_open(7, 0, 100).is_some(), "zero share");
-        assert!(ledger.record_open(7, 101, 100).is_some(), "above cap");
-        assert_eq!(ledger.record_open(7, 60, 100), None);
+        assert_eq!(ledger.record_open(7, 60, 100), None, "a zero share records nothing");
         assert!(ledger.record_open(7, 61, 100).is_some(), "paid twice");
         assert!(ledger.record_open(8, 50, 100).is_some(), "more than the total");
 
@@ -358,6 +369,15 @@ mod tests {
         assert_eq!(reborn.record_open(22, 30, 100), None, "recycled storage starts with nothing paid");
         assert!(reborn.record_open(23, 10, 100).is_some(), "and holds exactly this envelope's racers");
         assert!(reborn.check_report(&report(&[(22, 30)], 100, 3)).is_empty());
+
+        // A share above the cap is reported once; later checks judge
+        // against what the server said, and do not call it unacknowledged.
+        let mut above = Ledger::new(3, 1_000, 3, 7, 4);
+        assert!(above.record_open(7, 101, 100).unwrap().contains("101 cents, outside [1, 100]"));
+        assert_eq!(above.record_open(7, 101, 100), None, "the same answer again");
+        assert_eq!(above.record_repeat(7, 101, 100), None, "its repeat names the same share");
+        assert!(above.check_report(&report(&[(7, 101)], 1_000, 3)).is_empty());
+        assert_eq!((above.paid_count(), above.paid_cents()), (1, 101));
 
         let mut stranger = Ledger::new(3, 100, 3, 7, 4);
         assert!(stranger.record_open(6, 10, 100).is_some(), "a user below the racers");

@@ -133,6 +133,16 @@ pub struct Summary {
     pub grab_open_per_sec: f64,
     /// OPEN answers with status ok (shares paid) per measured second.
     pub shares_paid_per_sec: f64,
+    /// Answers that arrived inside the measured period (to requests of any
+    /// time) per measured second: what the server delivered while the load
+    /// ran. In the open loop `ops_per_sec` is the schedule's rate whenever
+    /// every request gets an answer, however late; this one falls below it
+    /// when the server cannot keep up.
+    pub answered_per_sec: f64,
+    /// Open loop: requests due in the measured period never sent, because
+    /// the backlog was still unsent long after the end (or the workload had
+    /// nothing left to send). Not in `count`.
+    pub lapsed: u64,
     /// Latency of every operation together.
     pub latency_us: Latency,
     /// Answers of every operation by status name.
@@ -217,6 +227,8 @@ pub fn summary(result: &RunResult) -> Summary {
         ops_per_sec: all.ops_per_sec,
         grab_open_per_sec: per_sec(count_of(Opcode::Grab) + count_of(Opcode::Open), elapsed_secs),
         shares_paid_per_sec: per_sec(paid, elapsed_secs),
+        answered_per_sec: per_sec(recorder.per_second.iter().sum(), elapsed_secs),
+        lapsed: recorder.lapsed,
         latency_us: all.latency_us,
         statuses: all.statuses.clone(),
         violations: recorder.violations.len() as u64,
@@ -307,6 +319,20 @@ pub fn text(summary: &Summary) -> String {
         100.0 * summary.stalls.busy_fraction
     );
     if s.rate > 0 {
+        let _ = writeln!(
+            out,
+            "answered while the load ran: {}/s of {}/s due",
+            group_f(summary.answered_per_sec),
+            group_f(per_sec(summary.count + summary.lapsed, summary.elapsed_secs)),
+        );
+        if summary.lapsed > 0 {
+            let _ = writeln!(
+                out,
+                "NEVER SENT: {} requests due in the period (still unsent {} after the end: the server fell that far behind; or the workload ran dry); the figures above leave them out",
+                group(summary.lapsed),
+                duration(crate::driver::AFTER_END.as_micros() as u64),
+            );
+        }
         let d = &summary.depth_limited;
         let _ = writeln!(
             out,
@@ -571,7 +597,15 @@ mod tests {
         recorder.record(Opcode::Grab, Status::Ok, 120, 0);
         recorder.record(Opcode::Open, Status::Ok, 80, 0);
         let json = to_json(&summary(&result(recorder, 1.0)));
-        for key in ["ops_per_sec", "violations", "grab_open_per_sec", "shares_paid_per_sec", "elapsed_secs"] {
+        for key in [
+            "ops_per_sec",
+            "violations",
+            "grab_open_per_sec",
+            "shares_paid_per_sec",
+            "answered_per_sec",
+            "lapsed",
+            "elapsed_secs",
+        ] {
             assert!(json[key].is_number(), "{key}: {}", json[key]);
         }
         assert!(json["settings"].is_object());
@@ -625,6 +659,30 @@ mod tests {
         assert!(out.contains("25 VIOLATIONS"), "{out}");
         assert!(out.contains("envelope 19:") && !out.contains("envelope 20:"), "{out}");
         assert!(out.contains("... and 5 more"), "{out}");
+    }
+
+    #[test]
+    fn the_open_loop_tells_what_was_answered_while_it_ran_and_what_never_went() {
+        // 4 s measured at 1,000/s due: 3,000 sent and answered, 1,000 lapsed;
+        // 2,000 of the answers came in while the load ran.
+        let mut recorder = Recorder::default();
+        for i in 0..3_000 {
+            recorder.ops.entry(Opcode::Ping).or_default().record(Status::Ok, 10);
+            if i < 2_000 {
+                recorder.count_second(i / 500, 1);
+            }
+        }
+        recorder.lapsed = 1_000;
+        let mut run = result(recorder, 4.0);
+        run.settings.rate = 1_000;
+        run.settings.load_model = "open".to_string();
+        let summary = summary(&run);
+        assert_eq!((summary.ops_per_sec, summary.answered_per_sec, summary.lapsed), (750.0, 500.0, 1_000));
+        let out = text(&summary);
+        assert!(out.contains("answered while the load ran: 500/s of 1,000/s due"), "{out}");
+        assert!(out.contains("NEVER SENT: 1,000 requests due in the period"), "{out}");
+        run.recorder.lapsed = 0;
+        assert!(!text(&super::summary(&run)).contains("NEVER SENT"));
     }
 
     #[test]

@@ -170,6 +170,10 @@ pub struct Recorder {
     pub slowness_by_core: Vec<(usize, SlownessSummary)>,
     /// Open loop: connections that reached their depth with requests due.
     pub depth_limited: DepthLimited,
+    /// Open loop: requests due in the measured period that were never sent
+    /// (the backlog outlasted the grace after the end, or the workload had
+    /// nothing left to send).
+    pub lapsed: u64,
 }
 
 /// Open loop: how often, and how long, a connection had every slot taken
@@ -219,6 +223,7 @@ impl Recorder {
         self.slowness_by_core.extend(other.slowness_by_core.iter().copied());
         self.depth_limited.episodes += other.depth_limited.episodes;
         self.depth_limited.total_ns += other.depth_limited.total_ns;
+        self.lapsed += other.lapsed;
     }
 }
 

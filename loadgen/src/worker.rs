@@ -12,7 +12,7 @@ use hongbao_client::glommio_net::connect_sharded;
 use hongbao_client::{Client, EnvelopeId, Status};
 
 use crate::args::{Args, Scenario};
-use crate::driver::{drive, DriveSettings, Timing};
+use crate::driver::{drive, DriveSettings, Timing, AFTER_END};
 use crate::money::Ledger;
 use crate::results::Recorder;
 use crate::slowness::{Probe, Slowness};
@@ -74,6 +74,7 @@ pub async fn run_worker(plan: WorkerPlan) -> Result<WorkerOutcome, String> {
         batch: Duration::from_micros(args.batch_us),
         phase: (plan.index, plan.workers),
         timing,
+        after_end: AFTER_END,
         expires_in_secs: args.expires_in,
     };
     drive(connections, &mut works, &mut recorder, &settings, plan.progress.clone()).await?;

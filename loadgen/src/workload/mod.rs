@@ -5,7 +5,7 @@
 //! for the same envelopes at once, as a chat group's members do. A GRAB that
 //! answers OK queues that user's OPEN, which is sent before anything new: every
 //! grab is followed by its open (but in the GRAB-only micro benchmark). One
-//! paid racer in `retry_every` then taps again, a GRAB and an OPEN, as users
+//! paid user in `retry_every` (by a hash of the user) then taps again, a GRAB and an OPEN, as users
 //! and retrying clients do: both must repeat the share already paid, never pay
 //! a second one. Answers feed the money checks of [`Ledger`].
 
@@ -354,8 +354,7 @@ impl ShardWork {
                 if let Some(v) = env.ledger.record_open(user, amount_cents, self.cap_cents) {
                     self.violations.push(v);
                 }
-                let racer = user - env.first_user;
-                if !grab && self.retry_every > 0 && racer % self.retry_every == 0 {
+                if !grab && repeats(user, self.retry_every) {
                     // This user taps again: both repeats must find the share paid.
                     env.outstanding += 2;
                     self.follow_ups.push_back(Tag::Grab { slot, envelope, user, again: true });
@@ -434,6 +433,22 @@ fn repeat_violation(
             ledger.envelope
         )),
     }
+}
+
+/// Whether paid `user` taps again: one in `retry_every`, picked by a hash of
+/// the user, not its place among the racers, so that a group's first racer
+/// (who is in every group) is no likelier than its last (whom small groups
+/// never reach).
+fn repeats(user: u64, retry_every: u64) -> bool {
+    if retry_every == 0 {
+        return false;
+    }
+    // splitmix64's finaliser: every bit of the user id moves every bit.
+    let mut x = user.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^= x >> 31;
+    x % retry_every == 0
 }
 
 /// The envelope in `slot`, if it is still `envelope` (slots are reused).

@@ -218,7 +218,9 @@ fn paid_racers_tap_again_and_get_the_same_share() {
 #[test]
 fn a_server_that_breaks_a_money_rule_is_caught() {
     for (lie, what) in [
-        (Lie::OpenAmount(97), "paid"),
+        // One cent too many in a share: the envelope's shares no longer sum
+        // to its total (or overrun it).
+        (Lie::OpenAmount(97), "shares paid but they sum to"),
         (Lie::RepeatGrab, "repeated its GRAB and was answered ok"),
         (Lie::RepeatOpen, "paid twice"),
     ] {
@@ -244,4 +246,22 @@ fn the_storm_queries_now_and_then_and_checks_the_totals() {
         "{:?}",
         work.violations.first()
     );
+}
+
+#[test]
+fn one_paid_user_in_retry_every_repeats_wherever_it_stands_in_its_group() {
+    // Groups of 3 users numbered as the workload numbers them: the first,
+    // second and third racers each repeat about one time in 16.
+    let first_users = (0..48_000u64).map(|g| (1u64 << USER_SPACE_BITS | 1) + 3 * g);
+    let mut by_place = [0u32; 3];
+    for first in first_users {
+        for (place, n) in by_place.iter_mut().enumerate() {
+            *n += u32::from(repeats(first + place as u64, 16));
+        }
+    }
+    for (place, n) in by_place.iter().enumerate() {
+        assert!((2_700..3_300).contains(n), "racer {place} repeated {n} times in 48,000 (3,000 expected)");
+    }
+    assert!((1..1_000).all(|user| !repeats(user, 0)), "0 turns repeats off");
+    assert!((1..1_000).all(|user| repeats(user, 1)), "1: every paid user");
 }
