@@ -150,6 +150,10 @@ struct Conn {
     /// start): request `k` of its schedule is due at `schedule_from + k *
     /// interval`, exactly, so rounding never accumulates.
     next_due: u64,
+    /// The picoseconds of `schedule_from + k * interval` below `next_due`
+    /// (0..1000): carried from one request to the next, so that each step
+    /// is an add and a division by a constant, not a 128-bit division.
+    next_due_ps: u64,
     schedule_from: u64,
     scheduled: u64,
     /// Open loop: when the first request in `out` fell due (ns since the start).
@@ -226,6 +230,7 @@ pub async fn drive(
                 out: Vec::with_capacity(settings.depth * 64),
                 spare: Some(Vec::with_capacity(settings.depth * 64)),
                 next_due,
+                next_due_ps: 0,
                 schedule_from: next_due,
                 scheduled: 0,
                 out_due: 0,
@@ -421,7 +426,7 @@ fn ripe(conn: &Conn, now_ns: u64, batch_ns: u64, running: bool) -> bool {
 /// is inside the measured period.
 fn fill(conn: &mut Conn, work: &mut ShardWork, settings: &DriveSettings, now: u64, measuring: bool) {
     let mut room = conn.in_flight.free();
-    let interval_ps = settings.interval_ps.map(|i| u128::from(i.max(1)));
+    let interval_ps = settings.interval_ps.map(|i| i.max(1));
     if let Some(interval_ps) = interval_ps {
         // Past the end, only what fell due before it is still to send.
         let now = now.min(since(settings.timing.start, settings.timing.stop_at).saturating_sub(1));
@@ -430,7 +435,7 @@ fn fill(conn: &mut Conn, work: &mut ShardWork, settings: &DriveSettings, now: u6
             return;
         }
         let due =
-            (u128::from(now - conn.next_due) * 1_000 / interval_ps).min(usize::MAX as u128) as usize + 1;
+            ((now - conn.next_due).saturating_mul(1_000) / interval_ps).min(usize::MAX as u64) as usize + 1;
         conn.note_room(now, due > room, measuring);
         room = room.min(due);
     }
@@ -440,8 +445,9 @@ fn fill(conn: &mut Conn, work: &mut ShardWork, settings: &DriveSettings, now: u6
             Some(interval_ps) => {
                 let due = conn.next_due;
                 conn.scheduled += 1;
-                conn.next_due =
-                    conn.schedule_from + (u128::from(conn.scheduled) * interval_ps / 1_000) as u64;
+                let step_ps = conn.next_due_ps + interval_ps;
+                conn.next_due += step_ps / 1_000;
+                conn.next_due_ps = step_ps % 1_000;
                 due
             }
             None => now,
@@ -602,6 +608,7 @@ mod tests {
             out: vec![0; out_len],
             spare: Some(Vec::new()),
             next_due: 0,
+            next_due_ps: 0,
             schedule_from: 0,
             scheduled: 0,
             out_due,
@@ -676,7 +683,7 @@ mod tests {
 
     /// Open loop: starts the schedule over, its next request due at `due`.
     fn schedule_from(conn: &mut Conn, due: u64) {
-        (conn.next_due, conn.schedule_from, conn.scheduled) = (due, due, 0);
+        (conn.next_due, conn.next_due_ps, conn.schedule_from, conn.scheduled) = (due, 0, due, 0);
     }
 
     /// Open loop, one request per 100 ns, depth 4, the run `length` long.
@@ -752,6 +759,17 @@ mod tests {
         assert_eq!(conn.next_due, 851_000);
         let starts: Vec<u64> = conn.in_flight.slots.iter().flatten().map(|s| s.1).take(3).collect();
         assert_eq!(starts, [0, 425, 851]);
+        // Step by step, request k is due at exactly floor(k x interval) ns.
+        settings.interval_ps = Some(333_333_337);
+        let mut conn = conn_with(0, 0);
+        conn.in_flight = InFlight::new(4_096);
+        fill(&mut conn, &mut work, &settings, 1_000_000_000, true);
+        let mut starts: Vec<u64> = conn.in_flight.slots.iter().flatten().map(|s| s.1).collect();
+        starts.sort_unstable();
+        assert_eq!(starts.len(), 3_000, "due at 0 .. 999,666,677 ns");
+        for (k, start) in starts.iter().enumerate() {
+            assert_eq!(*start, (k as u128 * 333_333_337 / 1_000) as u64, "request {k}");
+        }
     }
 
     #[test]
