@@ -61,7 +61,9 @@ pub struct Timing {
     pub start: Instant,
     /// Answers from here on are measured.
     pub measure_from: Instant,
-    /// No request is sent after this.
+    /// The measured period ends: no request is sent after this, but the
+    /// open loop's backlog of requests due before it (for up to
+    /// [`DriveSettings::after_end`]).
     pub stop_at: Instant,
 }
 
@@ -797,6 +799,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let server = std::thread::spawn(move || {
             let (mut stream, _) = listener.accept().unwrap();
+            stream.set_nodelay(true).unwrap();
             let (mut input, mut out, mut answered) = (Vec::new(), Vec::new(), 0u64);
             let mut buf = vec![0u8; 64 << 10];
             loop {
@@ -828,7 +831,9 @@ mod tests {
         length: Duration,
         after_end: Duration,
     ) -> (Result<(), String>, Recorder) {
-        let fd: OwnedFd = std::net::TcpStream::connect(addr).unwrap().into();
+        let stream = std::net::TcpStream::connect(addr).unwrap();
+        stream.set_nodelay(true).unwrap();
+        let fd: OwnedFd = stream.into();
         let start = Instant::now();
         let settings = DriveSettings {
             depth: 8,
@@ -883,16 +888,46 @@ mod tests {
     fn a_backlog_that_outlasts_the_grace_after_the_end_lapses_and_is_counted() {
         // 20,000 requests due over 200 ms at depth 8; the server answers one
         // read every 2 ms, a few thousand a second: most of the schedule is
-        // still unsent when the 200 ms of grace after the end are over.
+        // still unsent when the second of grace after the end is over.
         let (addr, server) = ping_server(|_| Duration::from_millis(2));
         let (outcome, recorder) =
-            drive_pings(addr, 10_000_000, Duration::from_millis(200), Duration::from_millis(200));
+            drive_pings(addr, 10_000_000, Duration::from_millis(200), Duration::from_secs(1));
         assert_eq!(outcome, Ok(()), "the run ends with what was sent answered");
         let answered = server.join().unwrap();
         let ping = &recorder.ops[&Opcode::Ping];
         assert_eq!(ping.count, answered, "every request sent was due in the period and is counted");
         assert_eq!(ping.count + recorder.lapsed, 20_000, "the rest of the schedule lapsed, and is counted");
         assert!(recorder.lapsed > 10_000, "{} lapsed", recorder.lapsed);
+    }
+
+    #[test]
+    fn what_lapses_is_the_unsent_part_of_the_measured_schedule() {
+        // One request every 100 ns from 30 ns on; measured from 1,000 to
+        // 2,000 ns: due in the period are 1,030 .. 1,930, ten requests.
+        let mut settings = open_loop_every_100ns(Duration::ZERO);
+        let start = settings.timing.start;
+        settings.timing.measure_from = start + Duration::from_nanos(1_000);
+        settings.timing.stop_at = start + Duration::from_nanos(2_000);
+        let mut conn = conn_with(0, 0);
+        schedule_from(&mut conn, 30);
+        // Sent up to 1,230 (13 requests: 30 .. 1,230): 1,330 .. 1,930 lapse.
+        conn.scheduled = 13;
+        conn.next_due = 1_330;
+        assert_eq!(lapse(&mut conn, &settings, 1_000, 2_000), 7);
+        assert_eq!(conn.next_due, 2_000, "the schedule is over");
+        assert_eq!(lapse(&mut conn, &settings, 1_000, 2_000), 0, "counted once");
+        // Nothing sent since the warm-up: only the period's ten count.
+        schedule_from(&mut conn, 30);
+        assert_eq!(lapse(&mut conn, &settings, 1_000, 2_000), 10);
+        // A request due exactly at the end is not in the period.
+        schedule_from(&mut conn, 0);
+        conn.scheduled = 15;
+        conn.next_due = 1_500;
+        assert_eq!(lapse(&mut conn, &settings, 1_000, 2_000), 5, "1,500 .. 1,900; 2,000 is after the end");
+        // The closed loop has no schedule to lapse.
+        settings.interval_ps = None;
+        schedule_from(&mut conn, 30);
+        assert_eq!(lapse(&mut conn, &settings, 1_000, 2_000), 0);
     }
 
     #[test]

@@ -114,8 +114,8 @@ impl Ledger {
     ///
     /// An amount outside [1, cap] is a violation, but a non-zero one is still
     /// recorded as what the server acknowledged, so that its repeats and the
-    /// final QUERY are judged against it: one broken rule is reported once,
-    /// not again as "never acknowledged" by every later check.
+    /// final QUERY are judged against it instead of calling it "never
+    /// acknowledged"; the total and count checks still run on it.
     pub fn record_open(&mut self, user: u64, amount_cents: u64, cap_cents: u64) -> Option<String> {
         let out_of_range = (amount_cents == 0 || amount_cents > cap_cents).then(|| {
             format!(
@@ -148,24 +148,25 @@ impl Ledger {
             return None;
         }
         *slot = amount_cents;
+        let was_within_total = self.paid_cents <= self.total_cents;
         self.paid_count += 1;
         self.paid_cents = self.paid_cents.saturating_add(amount_cents);
-        if out_of_range.is_some() {
-            return out_of_range;
-        }
-        if self.paid_cents > self.total_cents {
-            return Some(format!(
+        let mut broken: Vec<String> = out_of_range.into_iter().collect();
+        if was_within_total && self.paid_cents > self.total_cents {
+            // Reported when the total is first overrun, not again by every
+            // later share of the envelope.
+            broken.push(format!(
                 "envelope {}: paid {} cents out of a total of {}",
                 self.envelope, self.paid_cents, self.total_cents
             ));
         }
         if self.paid_count > self.count {
-            return Some(format!(
+            broken.push(format!(
                 "envelope {}: {} shares paid of {}",
                 self.envelope, self.paid_count, self.count
             ));
         }
-        None
+        (!broken.is_empty()).then(|| broken.join("; "))
     }
 
     /// What OPEN acknowledged to `user`, if anything.
@@ -378,6 +379,18 @@ mod tests {
         assert_eq!(above.record_repeat(7, 101, 100), None, "its repeat names the same share");
         assert!(above.check_report(&report(&[(7, 101)], 1_000, 3)).is_empty());
         assert_eq!((above.paid_count(), above.paid_cents()), (1, 101));
+        // Out of range and over the total at once: both are said.
+        let mut both = Ledger::new(3, 100, 1, 7, 4);
+        let said = both.record_open(7, 150, 100).unwrap();
+        assert!(
+            said.contains("outside [1, 100]") && said.contains("paid 150 cents out of a total of 100"),
+            "{said}"
+        );
+        assert!(both.record_open(8, 1, 100).unwrap().contains("2 shares paid of 1"), "an extra share");
+        assert!(
+            !both.record_open(9, 1, 100).unwrap().contains("out of a total"),
+            "the overrun was said once"
+        );
 
         let mut stranger = Ledger::new(3, 100, 3, 7, 4);
         assert!(stranger.record_open(6, 10, 100).is_some(), "a user below the racers");
