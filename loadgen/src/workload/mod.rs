@@ -5,9 +5,10 @@
 //! for the same envelopes at once, as a chat group's members do. A GRAB that
 //! answers OK queues that user's OPEN, which is sent before anything new: every
 //! grab is followed by its open (but in the GRAB-only micro benchmark). One
-//! paid user in `retry_every` (by a hash of the user) then taps again, a GRAB and an OPEN, as users
-//! and retrying clients do: both must repeat the share already paid, never pay
-//! a second one. Answers feed the money checks of [`Ledger`].
+//! paid user in `retry_every` (by a hash of the user) then taps again, a GRAB
+//! and an OPEN, as users and retrying clients do: both must repeat the share
+//! already paid, never pay a second one. Answers feed the money checks of
+//! [`Ledger`].
 
 pub mod shape;
 
