@@ -264,9 +264,10 @@ impl Client {
         Ok(Reply { status: answer.status, body: body.map(|s| s.shard_stats()) })
     }
 
-    /// Sends `request`, waits for its answer and checks that it is the answer
-    /// to this request.
-    fn call(&mut self, request: &Request<'_>) -> Result<Answer<'_>, ClientError> {
+    /// Sends `request` (any request, built with [`crate::requests`]), waits for its
+    /// answer and checks that it is the answer to this request. The typed
+    /// methods above are this with the body unpacked.
+    pub fn call(&mut self, request: &Request<'_>) -> Result<Answer<'_>, ClientError> {
         let request_id = self.next_request_id;
         // Id 0 is the server's for errors it cannot tie to a request.
         self.next_request_id = self.next_request_id.wrapping_add(1).max(1);

@@ -26,7 +26,9 @@ pub enum Scenario {
     Grab,
     /// GRAB then OPEN of fresh users on large envelopes: the paying path.
     Open,
-    /// QUERY (totals and a page of claims) of envelopes.
+    /// QUERY (totals and a page of claims) of a pool of 64 envelopes per
+    /// shard with 16 paid claims each; the pool is built before the clock
+    /// starts, so the figures are QUERYs only.
     Query,
     /// PING.
     Ping,

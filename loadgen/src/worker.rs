@@ -17,7 +17,7 @@ use crate::money::Ledger;
 use crate::results::Recorder;
 use crate::slowness::{Probe, Slowness};
 use crate::stalls::Stalls;
-use crate::workload::{ShardWork, WorkSettings};
+use crate::workload::{ShardWork, WorkSettings, SETUP_REQUESTS_MAX};
 
 /// What a worker hands back.
 #[derive(Debug)]
@@ -180,8 +180,33 @@ async fn set_up(plan: &WorkerPlan) -> Result<Setup, String> {
         cap_cents: args.share_cap,
         verify_sample: args.verify_sample,
     };
-    let works = (0..addrs.len() as u16).map(|s| ShardWork::new(&settings, s)).collect();
+    let mut works: Vec<ShardWork> = (0..addrs.len() as u16).map(|s| ShardWork::new(&settings, s)).collect();
+    for (work, addr) in works.iter_mut().zip(&addrs) {
+        prepare(work, *addr, &token, args.expires_in)?;
+    }
     Ok((addrs, connections, works))
+}
+
+/// Runs `work`'s setup (the query micro benchmark's pool) against the shard
+/// at `addr`, one request at a time, before the clock starts. Blocking is
+/// fine: the load has not begun.
+fn prepare(work: &mut ShardWork, addr: SocketAddr, token: &[u8], expires_in: u32) -> Result<(), String> {
+    let Some(mut tag) = work.next_setup_tag() else { return Ok(()) };
+    let mut client = Client::connect(addr).map_err(|e| format!("setup: {e}"))?;
+    if !token.is_empty() {
+        client.authenticate(token).map_err(|e| format!("setup: {e}"))?;
+    }
+    for _ in 0..SETUP_REQUESTS_MAX {
+        let answer = client.call(&tag.request(expires_in)).map_err(|e| format!("setup {addr}: {e}"))?;
+        work.on_answer(tag, &answer);
+        match work.next_setup_tag() {
+            Some(next) => tag = next,
+            None => return Ok(()),
+        }
+    }
+    Err(format!(
+        "setup {addr}: not done after {SETUP_REQUESTS_MAX} requests (is the server refusing CREATEs?)"
+    ))
 }
 
 /// QUERYs every envelope in `sample` (all claims) and compares it with what

@@ -200,12 +200,12 @@ fn every_micro_benchmark_runs_clean_and_plots() {
         match scenario {
             "grab" => assert!(count("grab") > 0 && count("open") == 0, "GRABs only: {text}"),
             "open" => assert!(count("open") > 0 && count("grab") > 0, "{text}"),
-            // A pool of 64 envelopes of 16 claims (and their repeats), then
-            // only QUERYs: how far a slow machine gets in 0.5 s varies, the
-            // pool's bound does not.
-            "query" => {
-                assert!(count("query") > 0 && count("grab") <= 64 * 16 * 5 / 4, "a pool, then QUERYs: {text}")
-            }
+            // The pool is built before the clock starts, however slow the
+            // machine: the measured period holds QUERYs only.
+            "query" => assert!(
+                count("query") > 0 && ["create", "grab", "open"].iter().all(|op| count(op) == 0),
+                "QUERYs only: {text}"
+            ),
             _ => assert_eq!(ops.keys().collect::<Vec<_>>(), ["ping"], "{text}"),
         }
         let svg = std::fs::read_to_string(&plot).unwrap_or_else(|e| panic!("{scenario}: no plot ({e})"));

@@ -27,6 +27,11 @@ const MICRO_COUNT: u32 = 10_000;
 const QUERY_POOL: usize = 64;
 /// Claims asked for by each QUERY.
 const QUERY_PAGE: u32 = 16;
+/// Most requests one shard's setup may take (see [`ShardWork::next_setup_tag`]):
+/// the query pool's CREATEs, a GRAB and an OPEN per claim and the repeats,
+/// with room for refusals to be retried. A server that refuses more than
+/// this fails the run before the load starts.
+pub const SETUP_REQUESTS_MAX: usize = 4 * QUERY_POOL * (1 + 4 * QUERY_PAGE as usize);
 /// Users are numbered from here up, per worker, so workers never share one.
 const USER_SPACE_BITS: u32 = 40;
 /// Racers' arrays of retired ledgers kept for new envelopes. A storm retires
@@ -221,6 +226,29 @@ impl ShardWork {
         }
         self.grabs_since_query += 1;
         Some(Tag::Grab { slot, envelope, user, again: false })
+    }
+
+    /// The next request of the setup that runs, one request at a time,
+    /// before the load's clock starts; `None` once the setup is done. Only
+    /// the query micro benchmark has one: its pool of envelopes with a page
+    /// of paid claims each, so that the measured period holds only QUERYs
+    /// however slow the machine is.
+    pub fn next_setup_tag(&mut self) -> Option<Tag> {
+        if self.scenario != Scenario::Query || self.pool_ready() {
+            return None;
+        }
+        self.next_query_micro()
+    }
+
+    /// Whether the query pool is whole: every envelope created and every
+    /// GRAB, OPEN and repeat answered.
+    fn pool_ready(&self) -> bool {
+        let held = self.envelopes.iter().filter(|e| e.is_some()).count();
+        held >= QUERY_POOL
+            && self.creates_in_flight == 0
+            && self.grabbable.is_empty()
+            && self.follow_ups.is_empty()
+            && self.envelopes.iter().flatten().all(|env| env.outstanding == 0)
     }
 
     fn next_query_micro(&mut self) -> Option<Tag> {

@@ -265,3 +265,47 @@ fn one_paid_user_in_retry_every_repeats_wherever_it_stands_in_its_group() {
     assert!((1..1_000).all(|user| !repeats(user, 0)), "0 turns repeats off");
     assert!((1..1_000).all(|user| repeats(user, 1)), "1: every paid user");
 }
+
+/// Answers `tag` from `engine` through the wire and the client's decoder.
+fn answer_from(engine: &mut Engine, work: &mut ShardWork, tag: Tag) {
+    let bytes = serve(engine, tag, Lie::Never, 1);
+    let frame = decode_frame(&bytes).unwrap().unwrap();
+    let response = Response::from_frame(&frame).unwrap();
+    work.on_answer(tag, &answer::decode(tag.opcode(), &response).unwrap());
+}
+
+#[test]
+fn the_query_micro_benchmark_builds_its_pool_before_the_clock_then_only_queries() {
+    let mut engine = Engine::new(EngineConfig { seed: 5, ..EngineConfig::default() });
+    let mut work = ShardWork::new(&settings(Scenario::Query), 0);
+    let mut setup = [0u64; 5];
+    while let Some(tag) = work.next_setup_tag() {
+        let order = [Opcode::Create, Opcode::Grab, Opcode::Open, Opcode::Query, Opcode::Ping];
+        setup[order.iter().position(|op| *op == tag.opcode()).unwrap()] += 1;
+        answer_from(&mut engine, &mut work, tag);
+        assert!(setup.iter().sum::<u64>() as usize <= SETUP_REQUESTS_MAX, "setup does not end: {setup:?}");
+    }
+    // One GRAB and one OPEN per claim, and the repeats of about one user in 16.
+    let [creates, grabs, opens, queries, pings] = setup;
+    let claims = QUERY_POOL as u64 * u64::from(QUERY_PAGE);
+    assert_eq!((creates, queries, pings), (QUERY_POOL as u64, 0, 0), "{setup:?}");
+    assert_eq!(grabs, opens, "{setup:?}");
+    assert!((claims + claims / 32..claims + claims / 8).contains(&grabs), "{setup:?}");
+    assert!(work.violations.is_empty(), "{:?}", work.violations.first());
+    let pool: Vec<&Ledger> = work.active_ledgers().collect();
+    assert_eq!(pool.len(), QUERY_POOL);
+    assert!(pool.iter().all(|l| l.paid_count() == QUERY_PAGE as usize), "a page of paid claims in each");
+    // The measured period: QUERYs only, each answered with sound totals.
+    for _ in 0..1_000 {
+        let tag = work.next_tag().expect("a QUERY is always due");
+        assert!(matches!(tag, Tag::Query { .. }), "{tag:?}");
+        answer_from(&mut engine, &mut work, tag);
+    }
+    assert!(work.violations.is_empty(), "{:?}", work.violations.first());
+    for scenario in [Scenario::Storm, Scenario::Hot, Scenario::Grab, Scenario::Open, Scenario::Ping] {
+        assert!(
+            ShardWork::new(&settings(scenario), 0).next_setup_tag().is_none(),
+            "{scenario:?} has no setup"
+        );
+    }
+}
