@@ -152,7 +152,8 @@ fn connect(addr: SocketAddr, token: &[u8]) -> Result<OwnedFd, String> {
     Ok(OwnedFd::from(stream))
 }
 
-/// Learns the shard ports (HELLO) and opens every connection.
+/// Learns the shard ports (HELLO), runs each shard's setup and opens every
+/// connection.
 async fn set_up(plan: &WorkerPlan) -> Result<Setup, String> {
     let args = &plan.args;
     let token = read_token(args)?;
@@ -162,12 +163,6 @@ async fn set_up(plan: &WorkerPlan) -> Result<Setup, String> {
     let ports = discovery.shard_ports().to_vec();
     drop(discovery);
     let addrs: Vec<SocketAddr> = ports.iter().map(|p| SocketAddr::new(args.server.ip(), *p)).collect();
-    let mut connections = Vec::new();
-    for (shard, addr) in addrs.iter().enumerate() {
-        for _ in 0..args.connections {
-            connections.push((shard, connect(*addr, &token)?));
-        }
-    }
     let settings = WorkSettings {
         scenario: args.scenario,
         worker: plan.index as u64,
@@ -184,6 +179,13 @@ async fn set_up(plan: &WorkerPlan) -> Result<Setup, String> {
     for (work, addr) in works.iter_mut().zip(&addrs) {
         prepare(work, *addr, &token, args.expires_in)?;
     }
+    // The load's connections are opened last, so none sits idle through the setup.
+    let mut connections = Vec::new();
+    for (shard, addr) in addrs.iter().enumerate() {
+        for _ in 0..args.connections {
+            connections.push((shard, connect(*addr, &token)?));
+        }
+    }
     Ok((addrs, connections, works))
 }
 
@@ -196,17 +198,21 @@ fn prepare(work: &mut ShardWork, addr: SocketAddr, token: &[u8], expires_in: u32
     if !token.is_empty() {
         client.authenticate(token).map_err(|e| format!("setup: {e}"))?;
     }
+    let mut refused = None;
     for _ in 0..SETUP_REQUESTS_MAX {
         let answer = client.call(&tag.request(expires_in)).map_err(|e| format!("setup {addr}: {e}"))?;
+        if answer.status != Status::Ok {
+            refused = Some((tag.opcode(), answer.status));
+        }
         work.on_answer(tag, &answer);
         match work.next_setup_tag() {
             Some(next) => tag = next,
             None => return Ok(()),
         }
     }
-    Err(format!(
-        "setup {addr}: not done after {SETUP_REQUESTS_MAX} requests (is the server refusing CREATEs?)"
-    ))
+    let last =
+        refused.map_or("none refused".to_string(), |(op, status)| format!("last refusal: {op:?} {status}"));
+    Err(format!("setup {addr}: not done after {SETUP_REQUESTS_MAX} requests ({last})"))
 }
 
 /// QUERYs every envelope in `sample` (all claims) and compares it with what

@@ -232,3 +232,18 @@ fn a_money_violation_fails_the_run() {
     assert!(report["violations"].as_u64().unwrap() > 0, "{text}");
     assert!(text.contains("outside [1, 2]"), "the violation is printed: {text}");
 }
+
+/// A server that refuses the query pool's CREATEs fails the run before the
+/// load starts, and says why.
+#[test]
+fn a_setup_the_server_refuses_fails_the_run_and_names_the_refusal() {
+    let (_server, port) = start_server(1, &["--max-envelopes", "8"]);
+    let output = Command::new(env!("CARGO_BIN_EXE_hongbao-loadgen"))
+        .args(["--server", &format!("127.0.0.1:{port}"), "--scenario", "query", "--cores", "0"])
+        .args(["--duration", "0.2", "--warmup", "0", "--quiet"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("not done after") && stderr.contains("last refusal: Create"), "{stderr}");
+}
