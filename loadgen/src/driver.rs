@@ -265,6 +265,8 @@ pub async fn drive(
         let measuring = running && now >= timing.measure_from;
         if measuring {
             stalls.observe(now_ns, worked);
+        } else if !running {
+            stalls.close(stop_ns, worked);
         }
         if !running && open_loop && now >= backlog_until {
             // The server fell so far behind that the backlog outlasted its

@@ -62,6 +62,16 @@ impl Stalls {
         self.last_ns = Some(now_ns);
     }
 
+    /// The watch ends at `end_ns`: the gap from the last observation to it
+    /// counts (a stall that runs past the end happened inside the period,
+    /// up to the end), and nothing after. Later calls do nothing.
+    pub fn close(&mut self, end_ns: u64, worked: bool) {
+        if self.last_ns.is_some_and(|last| end_ns > last) {
+            self.observe(end_ns, worked);
+        }
+        self.last_ns = None;
+    }
+
     /// Adds another loop's figures (another worker's, say).
     pub fn merge(&mut self, other: &Stalls) {
         for (band, theirs) in self.bands.iter_mut().zip(other.bands) {
@@ -183,6 +193,25 @@ mod tests {
         let s = stalls.summary();
         assert!((s.busy_fraction - 0.9).abs() < 1e-12, "30 + 60 of 100 us");
         assert_eq!(Stalls::default().summary().busy_fraction, 0.0);
+    }
+
+    #[test]
+    fn a_stall_that_runs_past_the_end_counts_up_to_the_end() {
+        let mut stalls = Stalls::default();
+        stalls.observe(0, false);
+        stalls.observe(20 * US, false);
+        // The core was taken away at 20 us and given back after the end (at
+        // 60 ms): the loop's next look at the clock is past the end.
+        stalls.close(50_000 * US, false);
+        stalls.close(60_000 * US, false);
+        stalls.observe(60_000 * US, false);
+        let s = stalls.summary();
+        assert_eq!(s.over_10ms, Band { count: 1, total_us: 49_980 });
+        assert_eq!(s.observed_secs, 0.05, "watched up to the end, no further");
+        // Nothing seen before the end: nothing to close.
+        let mut never = Stalls::default();
+        never.close(50_000 * US, false);
+        assert_eq!(never.summary(), StallSummary::default());
     }
 
     #[test]

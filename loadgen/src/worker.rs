@@ -105,6 +105,7 @@ fn hiccup(args: &Args, core: usize) -> Recorder {
     loop {
         let now = Instant::now();
         if now >= stop_at {
+            stalls.close(stop_at.duration_since(start).as_nanos() as u64, false);
             break;
         }
         let measuring = now >= measure_from;
