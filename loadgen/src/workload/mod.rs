@@ -195,7 +195,8 @@ impl ShardWork {
         match self.scenario {
             Scenario::Ping => return Some(Tag::Ping),
             Scenario::Hiccup => return None,
-            Scenario::Query => return self.next_query_micro(),
+            // The pool was built by the setup ([`Self::next_setup_tag`]).
+            Scenario::Query => return self.random_query(),
             _ => {}
         }
         if let Some(tag) = self.follow_ups.pop_front() {
@@ -237,7 +238,14 @@ impl ShardWork {
         if self.scenario != Scenario::Query || self.pool_ready() {
             return None;
         }
-        self.next_query_micro()
+        if let Some(tag) = self.follow_ups.pop_front() {
+            return Some(tag);
+        }
+        let held = self.envelopes.iter().filter(|e| e.is_some()).count();
+        if held + (self.creates_in_flight as usize) < QUERY_POOL {
+            return Some(self.create());
+        }
+        self.next_grab()
     }
 
     /// Whether the query pool is whole: every envelope created and every
@@ -249,18 +257,6 @@ impl ShardWork {
             && self.grabbable.is_empty()
             && self.follow_ups.is_empty()
             && self.envelopes.iter().flatten().all(|env| env.outstanding == 0)
-    }
-
-    fn next_query_micro(&mut self) -> Option<Tag> {
-        // First make a pool of envelopes with a page of claims each, then only read.
-        if let Some(tag) = self.follow_ups.pop_front() {
-            return Some(tag);
-        }
-        let held = self.envelopes.iter().filter(|e| e.is_some()).count();
-        if held + (self.creates_in_flight as usize) < QUERY_POOL {
-            return Some(self.create());
-        }
-        self.next_grab().or_else(|| self.random_query())
     }
 
     fn random_query(&mut self) -> Option<Tag> {

@@ -187,7 +187,8 @@ fn a_retired_hot_envelope_keeps_only_its_payouts() {
 
 #[test]
 fn hot_and_micro_scenarios_run_clean() {
-    for scenario in [Scenario::Hot, Scenario::Grab, Scenario::Open, Scenario::Query, Scenario::Ping] {
+    // (The query micro benchmark builds its pool in a setup first: its own test below.)
+    for scenario in [Scenario::Hot, Scenario::Grab, Scenario::Open, Scenario::Ping] {
         let (work, sent) = run(scenario, 50_000, Lie::Never);
         assert!(work.violations.is_empty(), "{scenario:?}: {:?}", work.violations.first());
         assert!(sent.by_op.iter().sum::<u64>() > 1_000, "{scenario:?} sent {sent:?}");
