@@ -95,12 +95,14 @@ fn run(args: Args) -> Result<i32, String> {
 
     let mut recorder = Recorder::default();
     let mut shards = 0;
+    let mut finished = 0;
     let mut failures = Vec::new();
     for handle in handles {
         match handle.join() {
             Ok(Ok(outcome)) => {
                 recorder.merge(&outcome.recorder);
                 shards = outcome.shards;
+                finished += 1;
             }
             Ok(Err(why)) => failures.push(why),
             Err(e) => failures.push(format!("worker failed: {e}")),
@@ -110,9 +112,12 @@ fn run(args: Args) -> Result<i32, String> {
     if let Some(ticker) = ticker {
         let _ = ticker.join();
     }
-    // A failed worker does not take the others' figures and violations
-    // with it: the report below shows them, and the run still fails.
     let failed = failures.first().map(|first| format!("{} worker(s) failed; first: {first}", failures.len()));
+    // With no worker finished there are no figures: a report of zeros
+    // would read like a server that answered nothing.
+    if finished == 0 {
+        return Err(failed.unwrap_or_else(|| "no worker ran".into()));
+    }
 
     let result = RunResult {
         settings: RunSettings {
@@ -133,11 +138,19 @@ fn run(args: Args) -> Result<i32, String> {
         elapsed_secs: args.duration,
     };
     let summary = report::summary(&result);
+    // A failed worker does not take the others' figures and violations
+    // with it: the report shows them, marked partial, and the run still fails.
+    if let Some(failed) = &failed {
+        println!(
+            "PARTIAL: {finished} of {workers} workers finished; the figures below are theirs only ({failed})"
+        );
+    }
     print!("{}", report::text(&summary));
     if let Some(path) = &args.json {
         let mut json = report::to_json(&summary);
         if !failures.is_empty() {
             json["failures"] = serde_json::json!(failures);
+            json["workers_finished"] = serde_json::json!(finished);
         }
         let json = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?;
         std::fs::write(path, json).map_err(|e| format!("--json {}: {e}", path.display()))?;

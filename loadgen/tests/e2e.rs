@@ -247,3 +247,24 @@ fn a_setup_the_server_refuses_fails_the_run_and_names_the_refusal() {
     assert!(!output.status.success(), "{stderr}");
     assert!(stderr.contains("not done after") && stderr.contains("last refusal: Create"), "{stderr}");
 }
+
+/// With no worker finished there are no figures to report: the run fails,
+/// names why, and prints no report and writes no JSON that could be read as
+/// a server that answered nothing.
+#[test]
+fn an_unreachable_server_fails_the_run_without_a_report_of_zeros() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let json = std::env::temp_dir().join(format!("hongbao-loadgen-unreachable-{}.json", std::process::id()));
+    let output = Command::new(env!("CARGO_BIN_EXE_hongbao-loadgen"))
+        .args(["--server", &format!("127.0.0.1:{port}"), "--scenario", "storm", "--cores", "0"])
+        .args(["--duration", "0.2", "--warmup", "0", "--quiet", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(stderr.contains("cannot reach") && stderr.contains("1 worker(s) failed"), "{stderr}");
+    assert!(!stdout.contains("ops/s"), "no report of zeros: {stdout}");
+    assert!(!json.exists(), "no JSON written");
+}
