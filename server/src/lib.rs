@@ -39,6 +39,7 @@ pub mod fuzz;
 pub mod handler;
 pub mod metrics;
 pub mod net;
+pub mod prefault;
 pub mod server;
 pub mod shard;
 pub mod startup_checks;

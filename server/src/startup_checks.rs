@@ -90,6 +90,34 @@ pub fn judge(
     found
 }
 
+/// Adds an error if the shards' `--prefault-mib` together exceed the memory
+/// the kernel says is available (`MemAvailable`, bytes; `None`: unknown): a
+/// reservation the host cannot hold would push the server into swap or the
+/// OOM killer at start instead of failing with a message.
+pub fn judge_memory(config: &ServerConfig, mem_available: Option<u64>, found: &mut Findings) {
+    let shards = config.shards.len() as u64;
+    let wanted = shards.saturating_mul(config.prefault_bytes);
+    if let Some(available) = mem_available {
+        if wanted > available {
+            found.errors.push(format!(
+                "--prefault-mib {} on {shards} shards is {} MiB, more than the {} MiB this host has available \
+                 (MemAvailable in /proc/meminfo); lower it",
+                config.prefault_bytes >> 20,
+                wanted >> 20,
+                available >> 20
+            ));
+        }
+    }
+}
+
+/// `MemAvailable` from the text of `/proc/meminfo`, in bytes.
+pub fn read_mem_available(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let mut fields = line["MemAvailable:".len()..].split_whitespace();
+    let kib: u64 = fields.next()?.parse().ok()?;
+    (fields.next() == Some("kB")).then_some(kib.saturating_mul(1024))
+}
+
 /// Reads a limit of this process from `/proc/self/limits` ("Max open files",
 /// "Max locked memory").
 pub fn read_limit(limits: &str, name: &str) -> Option<Limit> {
@@ -130,7 +158,10 @@ pub fn check_host(config: &ServerConfig) -> Findings {
     let nofile = read_limit(&limits, "Max open files").unwrap_or(unknown);
     let memlock = read_limit(&limits, "Max locked memory").unwrap_or(unknown);
     let io_uring_disabled = read_u8(Path::new("/proc/sys/kernel/io_uring_disabled"));
-    judge(config, nofile, memlock, io_uring_disabled)
+    let mut found = judge(config, nofile, memlock, io_uring_disabled);
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    judge_memory(config, read_mem_available(&meminfo), &mut found);
+    found
 }
 
 fn read_u8(path: &Path) -> Option<u8> {
@@ -170,6 +201,32 @@ mod tests {
         assert!(found.errors.is_empty(), "{found:?}");
         assert!(found.warnings.iter().any(|w| w.contains("connections per shard")));
         assert!(found.warnings.iter().any(|w| w.contains("io_uring_group")));
+    }
+
+    #[test]
+    fn a_prefault_beyond_the_available_memory_is_refused() {
+        let mut config = config(2);
+        config.prefault_bytes = 3 << 30;
+        let mut found = Findings::default();
+        judge_memory(&config, Some(8 << 30), &mut found);
+        assert_eq!(found, Findings::default(), "2 x 3 GiB fits in 8 GiB");
+        judge_memory(&config, Some(5 << 30), &mut found);
+        assert_eq!(found.errors.len(), 1, "{found:?}");
+        assert!(
+            found.errors[0].contains("6144 MiB") && found.errors[0].contains("--prefault-mib"),
+            "{found:?}"
+        );
+        let mut unknown = Findings::default();
+        judge_memory(&config, None, &mut unknown);
+        assert_eq!(unknown, Findings::default(), "no meminfo, no verdict");
+    }
+
+    #[test]
+    fn mem_available_is_read() {
+        let text = "MemTotal:       24622348 kB\nMemFree:        20000000 kB\nMemAvailable:   22000000 kB\n";
+        assert_eq!(read_mem_available(text), Some(22_000_000 * 1024));
+        assert_eq!(read_mem_available("MemTotal: 1 kB\n"), None);
+        assert_eq!(read_mem_available("MemAvailable: lots\n"), None);
     }
 
     #[test]

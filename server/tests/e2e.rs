@@ -352,3 +352,28 @@ fn a_backlog_of_expiries_and_evictions_is_worked_off() {
         assert_eq!(client.query(id, 0, 0).unwrap().status, Status::NotFound, "evicted");
     }
 }
+
+/// `--prefault-mib` is memory each shard holds resident before it says it is
+/// ready, and the server then serves as usual.
+#[test]
+fn prefaulted_shards_hold_their_memory_before_ready_and_serve() {
+    fn resident_kib(pid: u32) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+    let plain = TestServer::start(2, &["--durability", "none"]);
+    let plain_kib = resident_kib(plain.child.id());
+    drop(plain);
+    let server = TestServer::start(2, &["--durability", "none", "--prefault-mib", "48"]);
+    let kib = resident_kib(server.child.id());
+    // Nine tenths: the two processes' other memory differs by a few pages.
+    let wanted = plain_kib + 2 * 48 * 1024 * 9 / 10;
+    assert!(kib >= wanted, "2 shards x 48 MiB on top of {plain_kib} KiB: {kib} KiB resident");
+    let mut client = Client::connect(server.main).unwrap();
+    let envelope = client.create(1, 300, 3, EnvelopeKind::Random, 60).unwrap().body.unwrap().envelope;
+    assert_eq!(client.grab(envelope, 7).unwrap().status, Status::Ok);
+    let opened = client.open(envelope, 7).unwrap();
+    assert_eq!(opened.status, Status::Ok);
+    assert!((1..=298).contains(&opened.body.amount_cents), "{:?}", opened.body);
+}
