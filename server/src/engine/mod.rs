@@ -20,6 +20,7 @@
 //! (callgrind). What is rare (expiry, lapses, a broken invariant's message)
 //! stays out of line and `#[cold]`.
 
+mod chunked_queue;
 mod config;
 mod envelope;
 mod journal;

@@ -8,8 +8,7 @@
 //! a key repeats only after 2^24 reuses of the same slot. Chunks are allocated
 //! as the slab grows and never move, so growth copies nothing.
 
-use std::collections::VecDeque;
-
+use super::chunked_queue::ChunkedQueue;
 use super::envelope::Envelope;
 
 /// Bits of a key that hold the generation.
@@ -40,7 +39,9 @@ pub struct Slab {
     /// Fixed-size chunks, so that a slot's index within one needs no
     /// bounds check.
     chunks: Vec<Box<Chunk>>,
-    free: VecDeque<u32>,
+    /// Chunked: it holds every free slot, millions after a storm's peak,
+    /// and must grow without a copy (see `chunked_queue`).
+    free: ChunkedQueue<u32>,
     fresh: u32,
     len: usize,
 }

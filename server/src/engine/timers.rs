@@ -11,7 +11,9 @@
 //! one heap ordered by (due time, id).
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::BinaryHeap;
+
+use super::chunked_queue::ChunkedQueue;
 
 /// In-order lanes: one for expiries, one for evictions.
 const LANES: usize = 2;
@@ -19,7 +21,9 @@ const LANES: usize = 2;
 /// Timers in (due time, id) order.
 #[derive(Debug, Default)]
 pub struct Timers {
-    in_order: [VecDeque<(u64, u64)>; LANES],
+    /// Chunked: a lane holds every live envelope's timer, millions in a
+    /// storm, and must grow without a copy (see `chunked_queue`).
+    in_order: [ChunkedQueue<(u64, u64)>; LANES],
     out_of_order: BinaryHeap<Reverse<(u64, u64)>>,
 }
 
@@ -69,7 +73,7 @@ impl Timers {
 
     /// Timers held.
     pub fn len(&self) -> usize {
-        self.in_order.iter().map(VecDeque::len).sum::<usize>() + self.out_of_order.len()
+        self.in_order.iter().map(ChunkedQueue::len).sum::<usize>() + self.out_of_order.len()
     }
 }
 
