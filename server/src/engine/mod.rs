@@ -392,11 +392,7 @@ impl Engine {
         let retention_ms = u64::from(self.config.retention_secs) * 1000;
         let mut ran = 0;
         while ran < budget {
-            let Some((due_ms, id)) = self.timers.peek() else { break };
-            if due_ms > now_ms {
-                break;
-            }
-            self.timers.pop();
+            let Some((_, id)) = self.timers.pop_due(now_ms) else { break };
             ran += 1;
             let Some(key) = self.lookup(id) else { continue };
             let Some(env) = self.envelopes.get_mut(key) else { continue };

@@ -50,20 +50,51 @@ impl Timers {
     }
 
     /// Where the first timer is: a lane's index, or `LANES` for the heap.
+    /// Ties go to the lowest index, as one heap would pop either first.
+    #[inline]
     fn first(&self) -> Option<(usize, (u64, u64))> {
-        let lanes = self.in_order.iter().enumerate().filter_map(|(i, lane)| lane.front().map(|t| (i, *t)));
-        let heap = self.out_of_order.peek().map(|Reverse(t)| (LANES, *t));
-        lanes.chain(heap).min_by_key(|(_, t)| *t)
+        let mut best: Option<(usize, (u64, u64))> = None;
+        for (i, lane) in self.in_order.iter().enumerate() {
+            if let Some(&timer) = lane.front() {
+                if best.map_or(true, |(_, b)| timer < b) {
+                    best = Some((i, timer));
+                }
+            }
+        }
+        if let Some(Reverse(timer)) = self.out_of_order.peek() {
+            if best.map_or(true, |(_, b)| *timer < b) {
+                best = Some((LANES, *timer));
+            }
+        }
+        best
     }
 
     /// The first timer, if any.
+    #[cfg(test)]
     pub fn peek(&self) -> Option<(u64, u64)> {
         self.first().map(|(_, t)| t)
     }
 
     /// Removes and returns the first timer.
+    #[cfg(test)]
     pub fn pop(&mut self) -> Option<(u64, u64)> {
         let (at, _) = self.first()?;
+        self.take(at)
+    }
+
+    /// Removes and returns the first timer if it is due by `now_ms`: one
+    /// search of the fronts where a peek and a pop would make two.
+    #[inline]
+    pub fn pop_due(&mut self, now_ms: u64) -> Option<(u64, u64)> {
+        let (at, (due_ms, _)) = self.first()?;
+        if due_ms > now_ms {
+            return None;
+        }
+        self.take(at)
+    }
+
+    #[inline]
+    fn take(&mut self, at: usize) -> Option<(u64, u64)> {
         if at == LANES {
             self.out_of_order.pop().map(|Reverse(timer)| timer)
         } else {
@@ -100,6 +131,15 @@ mod tests {
                 heap.push(Reverse((due, id)));
                 if rng.below(4) == 0 {
                     assert_eq!(timers.pop(), heap.pop().map(|Reverse(t)| t));
+                }
+                if rng.below(4) == 0 {
+                    // Due by a time near the current one, before or after.
+                    let now = (due + 3).saturating_sub(rng.below(6));
+                    let expected = match heap.peek() {
+                        Some(Reverse(t)) if t.0 <= now => heap.pop().map(|Reverse(t)| t),
+                        _ => None,
+                    };
+                    assert_eq!(timers.pop_due(now), expected);
                 }
                 assert_eq!(timers.len(), heap.len());
             }
