@@ -132,7 +132,9 @@ mod tests {
         })
         .join()
         .unwrap();
-        assert!(cold > pages / 2, "cold allocations fault page by page: {cold} faults for {pages} pages");
+        // A quarter, not all: a thread may be handed an arena another
+        // thread left, with some free memory of its own in it.
+        assert!(cold > pages / 4, "cold allocations fault page by page: {cold} faults for {pages} pages");
         assert!(prefaulted > pages / 2, "prefault writes every page: {prefaulted} faults");
         assert!(warm < pages / 20, "after prefault: {warm} faults for {pages} pages (cold: {cold})");
     }
