@@ -91,7 +91,8 @@ pub fn judge(
 }
 
 /// Adds an error if the shards' `--prefault-mib` together exceed the memory
-/// the kernel says is available (`MemAvailable`, bytes; `None`: unknown): a
+/// available (bytes; `None`: unknown): the host's `MemAvailable`, or the
+/// room left under this process's cgroup memory limit if that is less. A
 /// reservation the host cannot hold would push the server into swap or the
 /// OOM killer at start instead of failing with a message.
 pub fn judge_memory(config: &ServerConfig, mem_available: Option<u64>, found: &mut Findings) {
@@ -100,8 +101,8 @@ pub fn judge_memory(config: &ServerConfig, mem_available: Option<u64>, found: &m
     if let Some(available) = mem_available {
         if wanted > available {
             found.errors.push(format!(
-                "--prefault-mib {} on {shards} shards is {} MiB, more than the {} MiB this host has available \
-                 (MemAvailable in /proc/meminfo); lower it",
+                "--prefault-mib {} on {shards} shards is {} MiB, more than the {} MiB available here \
+                 (MemAvailable in /proc/meminfo, or the cgroup's memory limit); lower it",
                 config.prefault_bytes >> 20,
                 wanted >> 20,
                 available >> 20
@@ -116,6 +117,34 @@ pub fn read_mem_available(meminfo: &str) -> Option<u64> {
     let mut fields = line["MemAvailable:".len()..].split_whitespace();
     let kib: u64 = fields.next()?.parse().ok()?;
     (fields.next() == Some("kB")).then_some(kib.saturating_mul(1024))
+}
+
+/// Bytes this process's cgroup may still take: its memory limit less its
+/// usage, from cgroup v2 (`memory.max`, `memory.current`) or v1
+/// (`memory.limit_in_bytes`, `memory.usage_in_bytes`). `cgroups` is the text
+/// of `/proc/self/cgroup`; `read` reads a file under `/sys/fs/cgroup`.
+/// `None` when there is no limit or it cannot be read.
+pub fn cgroup_memory_room(cgroups: &str, read: impl Fn(&str) -> Option<String>) -> Option<u64> {
+    // v1's "no limit" is the largest page-aligned i64; anything near it is none.
+    const UNLIMITED: u64 = 1 << 62;
+    let number = |text: String| text.trim().parse::<u64>().ok();
+    for line in cgroups.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+        let path = path.trim_end_matches('/');
+        let (limit, usage) = if controllers.is_empty() {
+            (format!("{path}/memory.max"), format!("{path}/memory.current"))
+        } else if controllers.split(',').any(|c| c == "memory") {
+            (format!("memory{path}/memory.limit_in_bytes"), format!("memory{path}/memory.usage_in_bytes"))
+        } else {
+            continue;
+        };
+        let limit = read(limit.trim_start_matches('/')).and_then(number);
+        let Some(limit) = limit.filter(|l| *l < UNLIMITED) else { continue };
+        let usage = read(usage.trim_start_matches('/')).and_then(number).unwrap_or(0);
+        return Some(limit.saturating_sub(usage));
+    }
+    None
 }
 
 /// Reads a limit of this process from `/proc/self/limits` ("Max open files",
@@ -160,7 +189,15 @@ pub fn check_host(config: &ServerConfig) -> Findings {
     let io_uring_disabled = read_u8(Path::new("/proc/sys/kernel/io_uring_disabled"));
     let mut found = judge(config, nofile, memlock, io_uring_disabled);
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    judge_memory(config, read_mem_available(&meminfo), &mut found);
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let room = cgroup_memory_room(&cgroups, |file| {
+        std::fs::read_to_string(Path::new("/sys/fs/cgroup").join(file)).ok()
+    });
+    let available = match (read_mem_available(&meminfo), room) {
+        (Some(host), Some(room)) => Some(host.min(room)),
+        (host, room) => host.or(room),
+    };
+    judge_memory(config, available, &mut found);
     found
 }
 
@@ -219,6 +256,26 @@ mod tests {
         let mut unknown = Findings::default();
         judge_memory(&config, None, &mut unknown);
         assert_eq!(unknown, Findings::default(), "no meminfo, no verdict");
+    }
+
+    #[test]
+    fn the_cgroup_memory_room_is_read_from_v2_or_v1() {
+        let files = |pairs: &'static [(&'static str, &'static str)]| {
+            move |file: &str| pairs.iter().find(|(name, _)| *name == file).map(|(_, text)| text.to_string())
+        };
+        let v2 = files(&[("svc/memory.max", "8589934592\n"), ("svc/memory.current", "1073741824\n")]);
+        assert_eq!(cgroup_memory_room("0::/svc\n", v2), Some(7 << 30));
+        let unlimited = files(&[("svc/memory.max", "max\n"), ("svc/memory.current", "1\n")]);
+        assert_eq!(cgroup_memory_room("0::/svc\n", unlimited), None);
+        let v1 = files(&[
+            ("memory/box/memory.limit_in_bytes", "4294967296\n"),
+            ("memory/box/memory.usage_in_bytes", "1073741824\n"),
+        ]);
+        let v1_cgroups = "5:devices:/\n4:memory:/box\n1:cpu:/\n0::/\n";
+        assert_eq!(cgroup_memory_room(v1_cgroups, v1), Some(3 << 30));
+        let v1_unlimited = files(&[("memory/memory.limit_in_bytes", "9223372036854771712\n")]);
+        assert_eq!(cgroup_memory_room("4:memory:/\n", v1_unlimited), None);
+        assert_eq!(cgroup_memory_room("", |_: &str| None), None);
     }
 
     #[test]

@@ -160,6 +160,28 @@ mod tests {
         assert_eq!((queue.front(), queue.back(), queue.len()), (Some(&(1, 2)), Some(&(1, 2)), 1));
     }
 
+    /// Cleared with several chunks held (as `Slab::rebuild_free` does),
+    /// then refilled: only the new entries, in order.
+    #[test]
+    fn clear_of_a_long_queue_then_refill() {
+        let mut queue = ChunkedQueue::<u32>::default();
+        for i in 0..(3 * CHUNK_ENTRIES + 17) as u32 {
+            queue.push_back(i);
+        }
+        queue.pop_front();
+        queue.clear();
+        assert!(queue.is_empty() && queue.front().is_none() && queue.back().is_none());
+        for i in 0..(CHUNK_ENTRIES + 5) as u32 {
+            queue.push_back(1_000_000 + i);
+        }
+        assert_eq!(queue.len(), CHUNK_ENTRIES + 5);
+        assert!(queue.iter().copied().eq((0..(CHUNK_ENTRIES + 5) as u32).map(|i| 1_000_000 + i)));
+        for i in 0..(CHUNK_ENTRIES + 5) as u32 {
+            assert_eq!(queue.pop_front(), Some(1_000_000 + i));
+        }
+        assert!(queue.pop_front().is_none());
+    }
+
     #[test]
     fn exact_chunk_boundaries() {
         let mut queue = ChunkedQueue::<u32>::default();
