@@ -6,12 +6,14 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-struct Server(Child);
+/// A server child and its data directory; both go when the test ends.
+struct Server(Child, PathBuf);
 
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+        let _ = std::fs::remove_dir_all(&self.1);
     }
 }
 
@@ -56,9 +58,10 @@ fn start_server(shards: u16, extra: &[&str]) -> (Server, u16) {
             }
         }
         if ready {
-            return (Server(child), port);
+            return (Server(child, data_dir), port);
         }
         let _ = child.wait();
+        let _ = std::fs::remove_dir_all(&data_dir);
     }
     panic!("no free ports for the server");
 }
