@@ -392,6 +392,7 @@ impl ShardWork {
     }
 
     /// Retires an envelope whose racers have all been answered.
+    #[inline]
     fn maybe_retire(&mut self, slot: u32) {
         let Some(env) = &self.envelopes[slot as usize] else { return };
         if env.next_racer < env.racers || env.outstanding > 0 {
@@ -400,7 +401,15 @@ impl ShardWork {
         if self.scenario == Scenario::Query {
             return; // The query pool is kept.
         }
-        let env = self.envelopes[slot as usize].take().expect("checked above");
+        self.retire(slot);
+    }
+
+    /// Retires the envelope in `slot`: its ledger's last check, then the
+    /// sample for the final QUERY. Out of line: once per envelope, while
+    /// the check above runs on every answer.
+    #[inline(never)]
+    fn retire(&mut self, slot: u32) {
+        let env = self.envelopes[slot as usize].take().expect("the caller checked");
         self.free.push(slot);
         if let Some(v) = env.ledger.check_complete() {
             self.violations.push(v);
