@@ -50,13 +50,11 @@ fn start_server(shards: u16, extra: &[&str]) -> (Server, u16) {
             .spawn()
             .unwrap();
         let stderr = child.stderr.take().unwrap();
-        let mut ready = false;
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("ready:") {
-                ready = true;
-                break;
-            }
-        }
+        let mut lines = BufReader::new(stderr).lines();
+        let ready = lines.by_ref().map_while(Result::ok).any(|line| line.contains("ready:"));
+        // The rest of its log is read to the end, so the server never writes
+        // into a pipe nobody reads (a full one would block its log lines).
+        std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
         if ready {
             return (Server(child, data_dir), port);
         }

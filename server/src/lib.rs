@@ -37,6 +37,7 @@ pub mod forward;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod handler;
+pub mod log;
 pub mod metrics;
 pub mod net;
 pub mod prefault;

@@ -8,12 +8,12 @@ fn main() {
     let config = match args.into_config() {
         Ok(config) => config,
         Err(error) => {
-            eprintln!("hongbao-server: {error}");
+            hongbao_server::log!("hongbao-server: {error}");
             std::process::exit(2);
         }
     };
     if let Err(error) = hongbao_server::server::run(config) {
-        eprintln!("hongbao-server: {error}");
+        hongbao_server::log!("hongbao-server: {error}");
         std::process::exit(1);
     }
 }

@@ -32,7 +32,7 @@ pub enum ServerError {
 pub fn run(config: ServerConfig) -> Result<(), ServerError> {
     let findings = crate::startup_checks::check_host(&config);
     for warning in &findings.warnings {
-        eprintln!("hongbao-server: warning: {warning}");
+        crate::log!("hongbao-server: warning: {warning}");
     }
     if let Some(error) = findings.errors.first() {
         return Err(ServerError::Host(error.clone()));
@@ -48,7 +48,7 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
     if let Some(addr) = config.metrics {
         crate::metrics::serve(addr, metrics.clone(), stopping.clone())
             .map_err(|source| ServerError::Listen { addr, source })?;
-        eprintln!("hongbao-server: metrics at http://{addr}/metrics");
+        crate::log!("hongbao-server: metrics at http://{addr}/metrics");
     }
     let mesh = MeshBuilder::full(config.shards.len(), MESH_CHANNEL_SIZE);
     let (ready_tx, ready_rx) = mpsc::channel();
@@ -88,13 +88,13 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
         .collect();
     let ports = config.shard_ports();
     if config.auth.required() {
-        eprintln!("hongbao-server: clients must authenticate: HELLO with the token of --auth-token-file");
+        crate::log!("hongbao-server: clients must authenticate: HELLO with the token of --auth-token-file");
     } else if config.listen.ip().is_loopback() {
-        eprintln!("hongbao-server: protected mode: no --auth-token-file, so listening on loopback only");
+        crate::log!("hongbao-server: protected mode: no --auth-token-file, so listening on loopback only");
     } else {
-        eprintln!("hongbao-server: warning: no --auth-token-file and not on loopback: anyone who reaches the port can move money");
+        crate::log!("hongbao-server: warning: no --auth-token-file and not on loopback: anyone who reaches the port can move money");
     }
-    eprintln!(
+    crate::log!(
         "hongbao-server: ready: {} shards on cores [{}], main port {}, shard ports {}-{}, data dir {}",
         config.shards.len(),
         cores.join(","),
@@ -106,7 +106,7 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
     let finished = Arc::new(AtomicBool::new(false));
     if let Some(late_after) = config.watchdog {
         if let Err(error) = crate::watchdog::spawn(metrics.clone(), late_after, finished.clone()) {
-            eprintln!(
+            crate::log!(
                 "hongbao-server: warning: no shard watchdog ({error}): a shard asleep and not woken would stay so"
             );
         }
@@ -115,7 +115,7 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
         let _ = handle.join();
     }
     finished.store(true, std::sync::atomic::Ordering::Relaxed);
-    eprintln!("hongbao-server: stopped");
+    crate::log!("hongbao-server: stopped");
     Ok(())
 }
 

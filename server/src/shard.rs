@@ -293,7 +293,7 @@ fn prefault_heap(shard: u16, bytes: u64) -> crate::prefault::Prefaulted {
     let started = Instant::now();
     let done = crate::prefault::prefault(usize::try_from(bytes).unwrap_or(usize::MAX));
     if done.bytes > 0 {
-        eprintln!(
+        crate::log!(
             "hongbao-server: shard {shard}: prefaulted {} MiB ({} page faults) in {} ms",
             done.bytes >> 20,
             done.faults,
@@ -346,14 +346,14 @@ async fn take_snapshot(shard: Rc<Shard>, dir: std::path::PathBuf, state: Rc<Snap
     match result {
         Ok((covers, bytes, removed)) => {
             state.covers.set(covers);
-            eprintln!(
+            crate::log!(
                 "hongbao-server: shard {}: snapshot at record {covers} ({} MiB) in {} ms, {removed} segments removed",
                 shard.id,
                 bytes >> 20,
                 started.elapsed().as_millis()
             );
         }
-        Err(why) => eprintln!("hongbao-server: shard {}: snapshot failed: {why}", shard.id),
+        Err(why) => crate::log!("hongbao-server: shard {}: snapshot failed: {why}", shard.id),
     }
     state.running.set(false);
 }
@@ -393,7 +393,7 @@ async fn open_log(
     let writer = SegmentWriter::create(&dir, found.next_seq)
         .await
         .map_err(|e| format!("cannot open a log segment in {}: {e}", dir.display()))?;
-    eprintln!(
+    crate::log!(
         "hongbao-server: shard {id}: recovered the snapshot at record {} and {} records from {} segments in {} ms ({} torn bytes cut), {} envelopes",
         found.snapshot_covers,
         found.records,

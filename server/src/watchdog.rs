@@ -296,7 +296,7 @@ fn act(watches: &[&Watch], verdict: Verdict, log: bool) {
                 Err(error) => format!(" (the signal failed: {error})"),
             };
             if log {
-                eprintln!(
+                crate::log!(
                     "hongbao-server: warning: shard {shard}: its socket loop is {} ms late for its next turn \
                      (busy, or asleep and not woken); interrupting its thread, nudge {nth}{sent}",
                     late.as_millis()
@@ -305,7 +305,7 @@ fn act(watches: &[&Watch], verdict: Verdict, log: bool) {
         }
         Verdict::Resumed { shard, nudges } => {
             if log {
-                eprintln!(
+                crate::log!(
                     "hongbao-server: shard {shard}: its socket loop turns again after {nudges} nudge(s)"
                 );
             }

@@ -103,14 +103,14 @@ pub async fn run(shard: Rc<Shard>, mesh: Rc<MeshSenders>, listeners: Vec<Listene
     let mut ring = match Ring::new(config) {
         Ok(ring) => ring,
         Err(error) => {
-            eprintln!("hongbao-server: shard {}: cannot set up the socket ring: {error}", shard.id);
+            crate::log!("hongbao-server: shard {}: cannot set up the socket ring: {error}", shard.id);
             shard.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
             return;
         }
     };
     let doorbell = Rc::new(Doorbell::default());
     if let Err(error) = ring.spawn_wakeup(doorbell.clone()) {
-        eprintln!("hongbao-server: shard {}: cannot set up the ring's wake-up: {error}", shard.id);
+        crate::log!("hongbao-server: shard {}: cannot set up the ring's wake-up: {error}", shard.id);
         shard.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
         return;
     }
@@ -160,7 +160,7 @@ pub async fn run(shard: Rc<Shard>, mesh: Rc<MeshSenders>, listeners: Vec<Listene
         let worked = match state.turn(&mut ring) {
             Ok(worked) => worked,
             Err(error) => {
-                eprintln!("hongbao-server: shard {}: the socket ring failed: {error}", state.shard.id);
+                crate::log!("hongbao-server: shard {}: the socket ring failed: {error}", state.shard.id);
                 break;
             }
         };
@@ -393,7 +393,7 @@ impl State {
                 listener.armed = false;
                 if error.raw_os_error() != Some(libc::ECANCELED) {
                     // EMFILE and the like: the listener is fine, the host is not.
-                    eprintln!("hongbao-server: accept failed: {error}");
+                    crate::log!("hongbao-server: accept failed: {error}");
                     listener.retry_at = Some(Instant::now() + ACCEPT_RETRY);
                 } else if !stopping {
                     listener.retry_at = Some(Instant::now());

@@ -140,7 +140,7 @@ pub async fn run_writer(
                     commit.syncs.set(commit.syncs.get() + 1);
                 }
                 Err(error) => {
-                    eprintln!(
+                    crate::log!(
                         "hongbao-server: shard {shard}: the log cannot write ({error}); refusing changes from now on, reads go on"
                     );
                     commit.failed.set(true);
