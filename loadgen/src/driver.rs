@@ -320,6 +320,16 @@ pub async fn drive(
                     let conn = &mut conns[token as usize];
                     conn.receiving = false;
                     match error {
+                        // Before this side shut its writes, an end of stream
+                        // is the server going away: the run fails now, not
+                        // when its clock runs out.
+                        None if !conn.half_closed => {
+                            conn.done = true;
+                            failure.get_or_insert(format!(
+                                "the server closed the connection with {} requests unanswered",
+                                conn.in_flight.len()
+                            ));
+                        }
                         None => conn.done = true,
                         Some(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {}
                         Some(e) => {
@@ -884,6 +894,44 @@ mod tests {
         );
         let answered_during: u64 = recorder.per_second.iter().sum();
         assert!(answered_during < 2_000, "answers after the end are not in the throughput over time");
+    }
+
+    #[test]
+    fn a_server_that_closes_during_the_run_fails_it_at_once() {
+        // The server answers 100 PINGs, then shuts its side (a clean end of
+        // stream, not a reset) and reads on. The run must fail on the end
+        // of stream, saying so, not wait out its 5 s and then count the
+        // requests left unanswered.
+        use hongbao_protocol::codec::write_response;
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let (mut input, mut out, mut answered) = (Vec::new(), Vec::new(), 0u64);
+            let mut buf = vec![0u8; 64 << 10];
+            while answered < 100 {
+                let n = stream.read(&mut buf).unwrap();
+                input.extend_from_slice(&buf[..n]);
+                let mut at = 0;
+                while let Some(frame) = decode_frame(&input[at..]).unwrap() {
+                    if answered < 100 {
+                        write_response(&mut out, Opcode::Ping as u8, frame.request_id(), Status::Ok, &[]);
+                        answered += 1;
+                    }
+                    at += frame.wire_len();
+                }
+                input.drain(..at);
+                stream.write_all(&out).unwrap();
+                out.clear();
+            }
+            stream.shutdown(std::net::Shutdown::Write).unwrap();
+            while stream.read(&mut buf).is_ok_and(|n| n > 0) {}
+        });
+        let (outcome, _) = drive_pings(addr, 1_000_000, Duration::from_secs(5), AFTER_END);
+        let why = outcome.unwrap_err();
+        assert!(why.contains("the server closed the connection with"), "{why}");
+        server.join().unwrap();
     }
 
     #[test]

@@ -24,5 +24,6 @@ pub mod report;
 pub mod results;
 pub mod slowness;
 pub mod stalls;
+pub mod violations;
 pub mod worker;
 pub mod workload;

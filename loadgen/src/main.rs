@@ -10,6 +10,7 @@ use clap::Parser;
 use glommio::{LocalExecutorBuilder, Placement};
 use hongbao_loadgen::args::{self, Args};
 use hongbao_loadgen::results::{Recorder, RunResult, RunSettings};
+use hongbao_loadgen::violations::Violations;
 use hongbao_loadgen::worker::{run_worker, WorkerPlan};
 use hongbao_loadgen::{plot, report};
 
@@ -97,6 +98,9 @@ fn run(args: Args) -> Result<i32, String> {
     let mut shards = 0;
     let mut finished = 0;
     let mut failures = Vec::new();
+    // The money violations of workers that failed: their figures are left
+    // out of the report, their violations never.
+    let mut failed_violations = Violations::default();
     for handle in handles {
         match handle.join() {
             Ok(Ok(outcome)) => {
@@ -104,10 +108,14 @@ fn run(args: Args) -> Result<i32, String> {
                 shards = outcome.shards;
                 finished += 1;
             }
-            Ok(Err(why)) => failures.push(why),
+            Ok(Err(failure)) => {
+                failures.push(failure.why);
+                failed_violations.merge(&failure.violations);
+            }
             Err(e) => failures.push(format!("worker failed: {e}")),
         }
     }
+    recorder.violations.merge(&failed_violations);
     done.store(true, Ordering::Relaxed);
     if let Some(ticker) = ticker {
         let _ = ticker.join();
@@ -116,6 +124,7 @@ fn run(args: Args) -> Result<i32, String> {
     // With no worker finished there are no figures: a report of zeros
     // would read like a server that answered nothing.
     if finished == 0 {
+        print_violations(&recorder.violations);
         return Err(failed.unwrap_or_else(|| "no worker ran".into()));
     }
 
@@ -163,4 +172,20 @@ fn run(args: Args) -> Result<i32, String> {
         return Err(failed);
     }
     Ok(if result.recorder.violations.is_empty() { 0 } else { 1 })
+}
+
+/// The money violations of a run that has no report to show them in (every
+/// worker failed): printed all the same, since a failure must not hide them.
+fn print_violations(violations: &Violations) {
+    if violations.is_empty() {
+        return;
+    }
+    println!("money checks: {} VIOLATIONS before the run failed:", violations.count());
+    for message in violations.messages().iter().take(report::VIOLATION_LINES_MAX) {
+        println!("  {message}");
+    }
+    let shown = violations.messages().len().min(report::VIOLATION_LINES_MAX) as u64;
+    if violations.count() > shown {
+        println!("  ... and {} more", violations.count() - shown);
+    }
 }

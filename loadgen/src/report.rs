@@ -150,7 +150,8 @@ pub struct Summary {
     pub statuses: Vec<(&'static str, u64)>,
     /// Failed money checks.
     pub violations: u64,
-    /// What each failed money check saw.
+    /// What the failed money checks saw: the first
+    /// [`crate::violations::VIOLATION_MESSAGES_KEPT`] of them.
     pub violation_messages: Vec<String>,
     /// Envelopes whose QUERY was compared with what the workers saw.
     pub envelopes_verified: u64,
@@ -231,8 +232,8 @@ pub fn summary(result: &RunResult) -> Summary {
         lapsed: recorder.lapsed,
         latency_us: all.latency_us,
         statuses: all.statuses.clone(),
-        violations: recorder.violations.len() as u64,
-        violation_messages: recorder.violations.clone(),
+        violations: recorder.violations.count(),
+        violation_messages: recorder.violations.messages().to_vec(),
         envelopes_verified: recorder.envelopes_verified,
         per_second: recorder.per_second.clone(),
         stalls: recorder.stalls.summary(),
@@ -400,7 +401,7 @@ fn row(out: &mut String, op: &OpSummary) {
 fn violations(out: &mut String, summary: &Summary) {
     let messages = &summary.violation_messages;
     let verified = group(summary.envelopes_verified);
-    if messages.is_empty() {
+    if summary.violations == 0 {
         let _ = writeln!(out, "money checks: 0 violations, {verified} envelopes verified");
         return;
     }
@@ -412,8 +413,9 @@ fn violations(out: &mut String, summary: &Summary) {
     for message in messages.iter().take(VIOLATION_LINES_MAX) {
         let _ = writeln!(out, "  {message}");
     }
-    if messages.len() > VIOLATION_LINES_MAX {
-        let _ = writeln!(out, "  ... and {} more", group((messages.len() - VIOLATION_LINES_MAX) as u64));
+    let shown = messages.len().min(VIOLATION_LINES_MAX) as u64;
+    if summary.violations > shown {
+        let _ = writeln!(out, "  ... and {} more", group(summary.violations - shown));
     }
 }
 
@@ -654,7 +656,7 @@ mod tests {
         assert!(out.contains("1.50ms"), "{out}");
         assert!(out.contains("money checks: 0 violations, 12 envelopes verified"), "{out}");
 
-        recorder.violations = (0..25).map(|i| format!("envelope {i}: sum differs")).collect();
+        recorder.violations.extend((0..25).map(|i| format!("envelope {i}: sum differs")));
         let out = text(&summary(&result(recorder, 1.0)));
         assert!(out.contains("25 VIOLATIONS"), "{out}");
         assert!(out.contains("envelope 19:") && !out.contains("envelope 20:"), "{out}");

@@ -10,6 +10,7 @@ use hongbao_protocol::{Opcode, Status};
 
 use crate::slowness::SlownessSummary;
 use crate::stalls::Stalls;
+use crate::violations::Violations;
 
 /// Highest latency a histogram tracks, in microseconds (60 s); higher values
 /// are clamped to it, so a stall is still counted.
@@ -157,7 +158,7 @@ pub struct Recorder {
     /// Answers per whole second of the measured period (index = second).
     pub per_second: Vec<u64>,
     /// Money-check failures, each described in a sentence.
-    pub violations: Vec<String>,
+    pub violations: Violations,
     /// Envelopes whose QUERY was compared with what the worker saw.
     pub envelopes_verified: u64,
     /// Measured OPENs answered ok that repeated a paid share (not shares paid).
@@ -215,7 +216,7 @@ impl Recorder {
         for (i, n) in other.per_second.iter().enumerate() {
             self.per_second[i] += n;
         }
-        self.violations.extend(other.violations.iter().cloned());
+        self.violations.merge(&other.violations);
         self.envelopes_verified += other.envelopes_verified;
         self.repeated_paid += other.repeated_paid;
         self.stalls.merge(&other.stalls);

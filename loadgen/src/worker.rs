@@ -9,7 +9,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use hongbao_client::glommio_net::connect_sharded;
-use hongbao_client::{Client, EnvelopeId, Status};
+use hongbao_client::{Client, ClientError, EnvelopeId, Status};
 
 use crate::args::{Args, Scenario};
 use crate::driver::{drive, DriveSettings, Timing, AFTER_END};
@@ -17,6 +17,7 @@ use crate::money::Ledger;
 use crate::results::Recorder;
 use crate::slowness::{Probe, Slowness};
 use crate::stalls::Stalls;
+use crate::violations::Violations;
 use crate::workload::{ShardWork, WorkSettings, SETUP_REQUESTS_MAX};
 
 /// What a worker hands back.
@@ -26,6 +27,22 @@ pub struct WorkerOutcome {
     pub recorder: Recorder,
     /// Shards the server runs.
     pub shards: u16,
+}
+
+/// A worker that could not finish: why, and the money violations it had
+/// found by then, which a failure must not hide.
+#[derive(Debug, Default)]
+pub struct WorkerFailure {
+    /// What stopped it.
+    pub why: String,
+    /// Failed money checks up to that point.
+    pub violations: Violations,
+}
+
+impl From<String> for WorkerFailure {
+    fn from(why: String) -> WorkerFailure {
+        WorkerFailure { why, violations: Violations::default() }
+    }
 }
 
 /// Everything a worker needs to run.
@@ -46,7 +63,7 @@ pub struct WorkerPlan {
 }
 
 /// Runs one worker to the end of the run and the final money check.
-pub async fn run_worker(plan: WorkerPlan) -> Result<WorkerOutcome, String> {
+pub async fn run_worker(plan: WorkerPlan) -> Result<WorkerOutcome, WorkerFailure> {
     let args = &plan.args;
     if args.scenario == Scenario::Hiccup {
         plan.start_line.wait();
@@ -77,15 +94,23 @@ pub async fn run_worker(plan: WorkerPlan) -> Result<WorkerOutcome, String> {
         after_end: AFTER_END,
         expires_in_secs: args.expires_in,
     };
-    drive(connections, &mut works, &mut recorder, &settings, plan.progress.clone()).await?;
+    let driven = drive(connections, &mut works, &mut recorder, &settings, plan.progress.clone()).await;
+    for work in &works {
+        recorder.violations.merge(&work.violations);
+    }
+    if let Err(why) = driven {
+        return Err(WorkerFailure { why, violations: recorder.violations });
+    }
     recorder.stalls_by_core.push((plan.core, recorder.stalls.clone()));
 
+    let token = read_token(args)?;
     for (shard, work) in works.iter().enumerate() {
-        recorder.violations.extend(work.violations.iter().cloned());
         let sample: Vec<&Ledger> =
             work.retired.iter().chain(work.active_ledgers()).take(args.verify_sample.max(1)).collect();
-        let verified = verify(addrs[shard], &read_token(args)?, &sample, &mut recorder.violations)?;
-        recorder.envelopes_verified += verified;
+        match verify(addrs[shard], &token, &sample, &mut recorder.violations) {
+            Ok(verified) => recorder.envelopes_verified += verified,
+            Err(why) => return Err(WorkerFailure { why, violations: recorder.violations }),
+        }
     }
     Ok(WorkerOutcome { recorder, shards })
 }
@@ -222,7 +247,7 @@ fn verify(
     addr: SocketAddr,
     token: &[u8],
     sample: &[&Ledger],
-    violations: &mut Vec<String>,
+    violations: &mut Violations,
 ) -> Result<u64, String> {
     let mut client = Client::connect(addr).map_err(|e| format!("verify: {e}"))?;
     if !token.is_empty() {
@@ -230,7 +255,22 @@ fn verify(
     }
     let mut verified = 0;
     for ledger in sample {
-        let reply = client.query_all(EnvelopeId(ledger.envelope)).map_err(|e| format!("verify: {e}"))?;
+        let reply = match client.query_all(EnvelopeId(ledger.envelope)) {
+            Ok(reply) => reply,
+            // Pages that contradict their own summary are the server's
+            // money figures disagreeing with its claims: a violation, and
+            // the rest of the sample is still checked.
+            Err(
+                e @ (ClientError::TooManyClaims { .. }
+                | ClientError::ClaimsMissing { .. }
+                | ClientError::PageMismatch { .. }),
+            ) => {
+                violations.push(format!("envelope {}: QUERY's pages disagree: {e}", ledger.envelope));
+                verified += 1;
+                continue;
+            }
+            Err(e) => return Err(format!("verify: {e}")),
+        };
         match (reply.status, reply.body) {
             (Status::Ok, Some(report)) => violations.extend(ledger.check_report(&report)),
             (status, _) => violations.push(format!("envelope {}: QUERY answered {status}", ledger.envelope)),

@@ -269,3 +269,35 @@ fn an_unreachable_server_fails_the_run_without_a_report_of_zeros() {
     assert!(!stdout.contains("ops/s"), "no report of zeros: {stdout}");
     assert!(!json.exists(), "no JSON written");
 }
+
+/// A run that fails (here the server is killed under it) still prints the
+/// money violations found before the failure: a failure must not hide them.
+#[test]
+fn a_failed_run_still_prints_the_violations_it_found() {
+    let (mut server, port) = start_server(1, &["--share-cap", "20000"]);
+    let run = Command::new(env!("CARGO_BIN_EXE_hongbao-loadgen"))
+        .args(["--server", &format!("127.0.0.1:{port}"), "--scenario", "storm", "--cores", "0"])
+        .args(["--duration", "60", "--warmup", "0", "--quiet", "--share-cap", "2"])
+        .args(["--connections", "2", "--depth", "32"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Killed once shares have been paid (each one over the generator's cap
+    // of 2 cents is likely a violation), however slow the machine is.
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut client = hongbao_client::Client::connect(addr).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while client.stats().unwrap().body.unwrap().opens < 1_000 {
+        assert!(std::time::Instant::now() < deadline, "no 1,000 opens in 60 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    drop(client);
+    let _ = server.0.kill();
+    let _ = server.0.wait();
+    let output = run.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "the run failed: {text}");
+    assert!(text.contains("VIOLATIONS before the run failed") && text.contains("outside [1, 2]"), "{text}");
+}

@@ -19,6 +19,7 @@ use hongbao_protocol::{Opcode, Request, Status};
 
 use crate::args::Scenario;
 use crate::money::Ledger;
+use crate::violations::Violations;
 
 /// Shares of each envelope in the grab and open micro benchmarks: the
 /// server's default largest count.
@@ -129,7 +130,7 @@ pub struct ShardWork {
     spare_ledgers: Vec<Vec<u64>>,
     verify_sample: usize,
     /// Money-check failures.
-    pub violations: Vec<String>,
+    pub violations: Violations,
 }
 
 /// How a worker's traffic is set up.
@@ -185,7 +186,7 @@ impl ShardWork {
             retired: VecDeque::new(),
             spare_ledgers: Vec::new(),
             verify_sample: settings.verify_sample,
-            violations: Vec::new(),
+            violations: Violations::default(),
         }
     }
 

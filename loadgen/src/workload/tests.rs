@@ -146,7 +146,11 @@ fn run_with(settings: &WorkSettings, steps: usize, lie: Lie) -> (ShardWork, Sent
 #[test]
 fn storm_against_a_correct_engine_has_no_violation_and_the_published_shape() {
     let (work, sent) = run(Scenario::Storm, 400_000, Lie::Never);
-    assert!(work.violations.is_empty(), "{:?}", &work.violations[..work.violations.len().min(5)]);
+    assert!(
+        work.violations.is_empty(),
+        "{:?}",
+        &work.violations.messages()[..work.violations.messages().len().min(5)]
+    );
     let [creates, grabs, opens, _, _] = sent.by_op;
     assert!(creates > 1_000, "creates {creates}");
     // 6M sent to 48M opened a minute: about eight opens per envelope.
@@ -166,7 +170,7 @@ fn a_retired_hot_envelope_keeps_only_its_payouts() {
     // A sample of 2, so that ledgers also leave it (about 10 envelopes retire).
     let hot = WorkSettings { hot_users: 5_000, verify_sample: 2, ..settings(Scenario::Hot) };
     let (work, _) = run_with(&hot, 100_000, Lie::Never);
-    assert!(work.violations.is_empty(), "{:?}", work.violations.first());
+    assert!(work.violations.is_empty(), "{:?}", work.violations.messages().first());
     assert_eq!(work.retired.len(), 2, "hot envelopes were completed and some left the sample");
     for ledger in &work.retired {
         assert_eq!(ledger.racers(), 0, "5,000 racers' array compacted");
@@ -190,7 +194,7 @@ fn hot_and_micro_scenarios_run_clean() {
     // (The query micro benchmark builds its pool in a setup first: its own test below.)
     for scenario in [Scenario::Hot, Scenario::Grab, Scenario::Open, Scenario::Ping] {
         let (work, sent) = run(scenario, 50_000, Lie::Never);
-        assert!(work.violations.is_empty(), "{scenario:?}: {:?}", work.violations.first());
+        assert!(work.violations.is_empty(), "{scenario:?}: {:?}", work.violations.messages().first());
         assert!(sent.by_op.iter().sum::<u64>() > 1_000, "{scenario:?} sent {sent:?}");
     }
 }
@@ -198,7 +202,7 @@ fn hot_and_micro_scenarios_run_clean() {
 #[test]
 fn the_grab_micro_benchmark_only_grabs() {
     let (work, sent) = run(Scenario::Grab, 50_000, Lie::Never);
-    assert!(work.violations.is_empty(), "{:?}", work.violations.first());
+    assert!(work.violations.is_empty(), "{:?}", work.violations.messages().first());
     let [creates, grabs, opens, queries, pings] = sent.by_op;
     assert!(creates > 0 && grabs > 10_000, "{sent:?}");
     assert_eq!((opens, queries, pings, sent.repeats), (0, 0, 0, 0), "GRABs only: {sent:?}");
@@ -207,7 +211,7 @@ fn the_grab_micro_benchmark_only_grabs() {
 #[test]
 fn paid_racers_tap_again_and_get_the_same_share() {
     let (work, sent) = run(Scenario::Storm, 200_000, Lie::Never);
-    assert!(work.violations.is_empty(), "{:?}", work.violations.first());
+    assert!(work.violations.is_empty(), "{:?}", work.violations.messages().first());
     let opens = sent.by_op[2];
     // One paid racer in 16 repeats a GRAB and an OPEN: about 2 in 17 OPENs' worth.
     assert!(sent.repeats > opens / 20 && sent.repeats < opens / 4, "{sent:?}");
@@ -227,9 +231,9 @@ fn a_server_that_breaks_a_money_rule_is_caught() {
     ] {
         let (work, _) = run(Scenario::Storm, 100_000, lie);
         assert!(
-            work.violations.iter().any(|v| v.contains(what)),
+            work.violations.messages().iter().any(|v| v.contains(what)),
             "{lie:?} went unnoticed: {:?}",
-            work.violations.first()
+            work.violations.messages().first()
         );
     }
 }
@@ -238,14 +242,14 @@ fn a_server_that_breaks_a_money_rule_is_caught() {
 fn the_storm_queries_now_and_then_and_checks_the_totals() {
     let often = WorkSettings { query_every: 8, ..settings(Scenario::Storm) };
     let (work, sent) = run_with(&often, 100_000, Lie::Never);
-    assert!(work.violations.is_empty(), "{:?}", work.violations.first());
+    assert!(work.violations.is_empty(), "{:?}", work.violations.messages().first());
     let [_, grabs, _, queries, _] = sent.by_op;
     assert!(queries > grabs / 16 && queries <= grabs / 8 + 1, "one QUERY per 8 GRABs: {sent:?}");
     let (work, _) = run_with(&often, 20_000, Lie::QueryTotals);
     assert!(
-        work.violations.iter().any(|v| v.contains("QUERY's totals do not add up")),
+        work.violations.messages().iter().any(|v| v.contains("QUERY's totals do not add up")),
         "{:?}",
-        work.violations.first()
+        work.violations.messages().first()
     );
 }
 
@@ -292,7 +296,7 @@ fn the_query_micro_benchmark_builds_its_pool_before_the_clock_then_only_queries(
     assert_eq!((creates, queries, pings), (QUERY_POOL as u64, 0, 0), "{setup:?}");
     assert_eq!(grabs, opens, "{setup:?}");
     assert!((claims + claims / 32..claims + claims / 8).contains(&grabs), "{setup:?}");
-    assert!(work.violations.is_empty(), "{:?}", work.violations.first());
+    assert!(work.violations.is_empty(), "{:?}", work.violations.messages().first());
     let pool: Vec<&Ledger> = work.active_ledgers().collect();
     assert_eq!(pool.len(), QUERY_POOL);
     assert!(pool.iter().all(|l| l.paid_count() == QUERY_PAGE as usize), "a page of paid claims in each");
@@ -302,7 +306,7 @@ fn the_query_micro_benchmark_builds_its_pool_before_the_clock_then_only_queries(
         assert!(matches!(tag, Tag::Query { .. }), "{tag:?}");
         answer_from(&mut engine, &mut work, tag);
     }
-    assert!(work.violations.is_empty(), "{:?}", work.violations.first());
+    assert!(work.violations.is_empty(), "{:?}", work.violations.messages().first());
     for scenario in [Scenario::Storm, Scenario::Hot, Scenario::Grab, Scenario::Open, Scenario::Ping] {
         assert!(
             ShardWork::new(&settings(scenario), 0).next_setup_tag().is_none(),
