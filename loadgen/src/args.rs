@@ -148,8 +148,9 @@ pub struct Args {
     #[arg(long, default_value_t = 20_000, value_name = "CENTS")]
     pub share_cap: u64,
 
-    /// Envelopes per worker compared with QUERY at the end (at most 10,000:
-    /// each is kept in memory until then, up to 8 KiB apiece).
+    /// Envelopes per shard and worker compared with QUERY at the end (at
+    /// most 10,000: each is kept in memory until then, up to 8 KiB apiece;
+    /// 0: no final QUERY).
     #[arg(long, default_value_t = 200, value_name = "N", value_parser = verify_sample)]
     pub verify_sample: usize,
 
@@ -186,10 +187,60 @@ pub fn check(args: &Args) -> Result<(), String> {
     if args.query_every == 0 || args.hot_count == 0 || args.hot_users == 0 || args.expires_in == 0 {
         return Err("--query-every, --hot-count, --hot-users and --expires-in must be above 0".into());
     }
+    if args.share_cap == 0 {
+        return Err("--share-cap must be at least 1 cent: every share is".into());
+    }
+    if args.hot_users > HOT_USERS_MAX {
+        return Err(format!("--hot-users {} must be at most {HOT_USERS_MAX}", args.hot_users));
+    }
+    if args.batch_us > BATCH_US_MAX {
+        return Err(format!("--batch-us {} must be at most {BATCH_US_MAX}", args.batch_us));
+    }
+    // Checked before the run, not after it: a long run must not end on a
+    // file name it cannot write.
+    if let Some(plot) = &args.plot {
+        if !matches!(plot.extension().and_then(|e| e.to_str()), Some("svg" | "png")) {
+            return Err(format!("--plot {}: the file name must end in .svg or .png", plot.display()));
+        }
+    }
     Ok(())
 }
 
-/// Most envelopes per worker kept for the final QUERY.
+/// The CPUs of a `--cores` list ("1", "0,2", "2-3"), each one available
+/// and named once: two busy-polling workers on one core would halve each
+/// other and measure the sharing, not the server.
+pub fn parse_cores(text: &str, available: &[usize]) -> Result<Vec<usize>, String> {
+    let mut cores = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let bad = || format!("--cores: cannot read {item:?}");
+        let (a, b) = item.split_once('-').unwrap_or((item, item));
+        let (a, b): (usize, usize) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+        if b < a || b - a > 1024 {
+            return Err(bad());
+        }
+        for core in a..=b {
+            if cores.contains(&core) {
+                return Err(format!("--cores: core {core} is named twice"));
+            }
+            cores.push(core);
+        }
+    }
+    if let Some(missing) = cores.iter().find(|c| !available.contains(c)) {
+        return Err(format!("--cores: core {missing} is not available (available: {available:?})"));
+    }
+    if cores.is_empty() {
+        return Err("--cores: empty".into());
+    }
+    Ok(cores)
+}
+
+/// Most users racing for one hot envelope: its ledger holds 8 bytes a
+/// racer (80 MB at this bound), per shard and worker.
+pub const HOT_USERS_MAX: u64 = 10_000_000;
+/// Longest open-loop batching window, microseconds.
+pub const BATCH_US_MAX: u64 = 1_000_000;
+
+/// Most envelopes per shard and worker kept for the final QUERY.
 pub const VERIFY_SAMPLE_MAX: usize = 10_000;
 
 fn verify_sample(text: &str) -> Result<usize, String> {
@@ -212,6 +263,31 @@ mod tests {
     fn the_verify_sample_is_bounded() {
         assert!(Args::try_parse_from(["hongbao-loadgen", "--verify-sample", "10000"]).is_ok());
         assert!(Args::try_parse_from(["hongbao-loadgen", "--verify-sample", "10001"]).is_err());
+    }
+
+    #[test]
+    fn flags_that_would_fail_the_run_late_are_refused_before_it() {
+        assert!(parse(&["--share-cap", "0"]).unwrap_err().contains("--share-cap"));
+        assert_eq!(parse(&["--share-cap", "1"]), Ok(()));
+        assert!(parse(&["--hot-users", "10000001"]).unwrap_err().contains("--hot-users"));
+        assert_eq!(parse(&["--hot-users", "10000000"]), Ok(()));
+        assert!(parse(&["--batch-us", "1000001"]).unwrap_err().contains("--batch-us"));
+        assert!(parse(&["--plot", "run.jpg"]).unwrap_err().contains(".svg or .png"));
+        assert!(parse(&["--plot", "run"]).is_err());
+        assert_eq!(parse(&["--plot", "run.svg"]), Ok(()));
+    }
+
+    #[test]
+    fn cores_are_read_once_each_and_must_exist() {
+        let available = [0, 1, 2, 3];
+        assert_eq!(parse_cores("1", &available), Ok(vec![1]));
+        assert_eq!(parse_cores("0, 2-3", &available), Ok(vec![0, 2, 3]));
+        assert!(parse_cores("0,0", &available).unwrap_err().contains("core 0 is named twice"));
+        assert!(parse_cores("0-2,1", &available).unwrap_err().contains("core 1 is named twice"));
+        assert!(parse_cores("4", &available).unwrap_err().contains("not available"));
+        assert!(parse_cores("3-1", &available).is_err());
+        assert!(parse_cores("x", &available).is_err());
+        assert!(parse_cores(",", &available).unwrap_err().contains("empty"));
     }
 
     #[test]

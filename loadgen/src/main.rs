@@ -35,23 +35,7 @@ fn cores(args: &Args) -> Result<Vec<usize>, String> {
     let Some(text) = &args.cores else {
         return Ok(vec![available.iter().copied().max().unwrap_or(0)]);
     };
-    let mut cores = Vec::new();
-    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let bad = || format!("--cores: cannot read {item:?}");
-        let (a, b) = item.split_once('-').unwrap_or((item, item));
-        let (a, b): (usize, usize) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
-        if b < a || b - a > 1024 {
-            return Err(bad());
-        }
-        cores.extend(a..=b);
-    }
-    if let Some(missing) = cores.iter().find(|c| !available.contains(c)) {
-        return Err(format!("--cores: core {missing} is not available (available: {available:?})"));
-    }
-    if cores.is_empty() {
-        return Err("--cores: empty".into());
-    }
-    Ok(cores)
+    args::parse_cores(text, &available)
 }
 
 fn run(args: Args) -> Result<i32, String> {
@@ -171,6 +155,9 @@ fn run(args: Args) -> Result<i32, String> {
     if let Some(failed) = failed {
         return Err(failed);
     }
+    if let Some(why) = no_envelopes(args.scenario, &result.recorder) {
+        return Err(why);
+    }
     Ok(if result.recorder.violations.is_empty() { 0 } else { 1 })
 }
 
@@ -188,4 +175,19 @@ fn print_violations(violations: &Violations) {
     if violations.count() > shown {
         println!("  ... and {} more", violations.count() - shown);
     }
+}
+
+/// Why a run measured nothing of what it was for: a scenario that grabs and
+/// opens, against a server that created no envelope for it (every CREATE
+/// refused, say for a --hot-count above the server's --max-count). Its
+/// figures would be all refusals, and must not pass for a clean run.
+fn no_envelopes(scenario: args::Scenario, recorder: &Recorder) -> Option<String> {
+    use args::Scenario::{Grab, Hot, Open, Storm};
+    if !matches!(scenario, Storm | Hot | Grab | Open) || recorder.envelopes_created > 0 {
+        return None;
+    }
+    Some(match recorder.create_refused {
+        Some(status) => format!("the server created no envelope in the whole run: CREATE answered {status}"),
+        None => "the server created no envelope in the whole run: no CREATE was answered".to_string(),
+    })
 }

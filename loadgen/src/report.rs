@@ -155,6 +155,8 @@ pub struct Summary {
     pub violation_messages: Vec<String>,
     /// Envelopes whose QUERY was compared with what the workers saw.
     pub envelopes_verified: u64,
+    /// Envelopes created over the whole run (warm-up included).
+    pub envelopes_created: u64,
     /// Answers (every operation) per second of the measured period.
     pub per_second: Vec<u64>,
     /// Gaps in the load generator's loops (every worker together): time the
@@ -235,6 +237,7 @@ pub fn summary(result: &RunResult) -> Summary {
         violations: recorder.violations.count(),
         violation_messages: recorder.violations.messages().to_vec(),
         envelopes_verified: recorder.envelopes_verified,
+        envelopes_created: recorder.envelopes_created,
         per_second: recorder.per_second.clone(),
         stalls: recorder.stalls.summary(),
         depth_limited: DepthLimitedSummary {

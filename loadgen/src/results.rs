@@ -161,6 +161,10 @@ pub struct Recorder {
     pub violations: Violations,
     /// Envelopes whose QUERY was compared with what the worker saw.
     pub envelopes_verified: u64,
+    /// Envelopes created (CREATE answered OK) over the whole run.
+    pub envelopes_created: u64,
+    /// The status of a CREATE the server refused, if any was.
+    pub create_refused: Option<Status>,
     /// Measured OPENs answered ok that repeated a paid share (not shares paid).
     pub repeated_paid: u64,
     /// Gaps in the workers' loops during the measured period.
@@ -218,6 +222,8 @@ impl Recorder {
         }
         self.violations.merge(&other.violations);
         self.envelopes_verified += other.envelopes_verified;
+        self.envelopes_created += other.envelopes_created;
+        self.create_refused = self.create_refused.or(other.create_refused);
         self.repeated_paid += other.repeated_paid;
         self.stalls.merge(&other.stalls);
         self.stalls_by_core.extend(other.stalls_by_core.iter().cloned());

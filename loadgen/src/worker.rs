@@ -97,6 +97,8 @@ pub async fn run_worker(plan: WorkerPlan) -> Result<WorkerOutcome, WorkerFailure
     let driven = drive(connections, &mut works, &mut recorder, &settings, plan.progress.clone()).await;
     for work in &works {
         recorder.violations.merge(&work.violations);
+        recorder.envelopes_created += work.envelopes_created;
+        recorder.create_refused = recorder.create_refused.or(work.create_refused);
     }
     if let Err(why) = driven {
         return Err(WorkerFailure { why, violations: recorder.violations });
@@ -106,7 +108,7 @@ pub async fn run_worker(plan: WorkerPlan) -> Result<WorkerOutcome, WorkerFailure
     let token = read_token(args)?;
     for (shard, work) in works.iter().enumerate() {
         let sample: Vec<&Ledger> =
-            work.retired.iter().chain(work.active_ledgers()).take(args.verify_sample.max(1)).collect();
+            work.retired.iter().chain(work.active_ledgers()).take(args.verify_sample).collect();
         match verify(addrs[shard], &token, &sample, &mut recorder.violations) {
             Ok(verified) => recorder.envelopes_verified += verified,
             Err(why) => return Err(WorkerFailure { why, violations: recorder.violations }),
@@ -249,6 +251,9 @@ fn verify(
     sample: &[&Ledger],
     violations: &mut Violations,
 ) -> Result<u64, String> {
+    if sample.is_empty() {
+        return Ok(0);
+    }
     let mut client = Client::connect(addr).map_err(|e| format!("verify: {e}"))?;
     if !token.is_empty() {
         client.authenticate(token).map_err(|e| format!("verify: {e}"))?;

@@ -301,3 +301,19 @@ fn a_failed_run_still_prints_the_violations_it_found() {
     assert_eq!(output.status.code(), Some(2), "the run failed: {text}");
     assert!(text.contains("VIOLATIONS before the run failed") && text.contains("outside [1, 2]"), "{text}");
 }
+
+/// A scenario that grabs and opens, against a server that refuses every
+/// CREATE it sends (hot envelopes above the server's --max-count), fails
+/// and says why: a report of refusals alone must not pass for a clean run.
+#[test]
+fn a_run_the_server_creates_no_envelope_for_fails_and_says_why() {
+    let (_server, port) = start_server(1, &["--max-count", "100"]);
+    let output = Command::new(env!("CARGO_BIN_EXE_hongbao-loadgen"))
+        .args(["--server", &format!("127.0.0.1:{port}"), "--scenario", "hot", "--cores", "0"])
+        .args(["--duration", "0.3", "--warmup", "0", "--quiet", "--hot-count", "1000"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("created no envelope") && stderr.contains("CREATE answered"), "{stderr}");
+}

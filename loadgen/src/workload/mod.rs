@@ -131,6 +131,10 @@ pub struct ShardWork {
     verify_sample: usize,
     /// Money-check failures.
     pub violations: Violations,
+    /// CREATEs answered OK over the whole run, warm-up and setup included.
+    pub envelopes_created: u64,
+    /// The status of the last CREATE refused, if any was.
+    pub create_refused: Option<Status>,
 }
 
 /// How a worker's traffic is set up.
@@ -187,6 +191,8 @@ impl ShardWork {
             spare_ledgers: Vec::new(),
             verify_sample: settings.verify_sample,
             violations: Violations::default(),
+            envelopes_created: 0,
+            create_refused: None,
         }
     }
 
@@ -299,7 +305,11 @@ impl ShardWork {
         match (tag, &answer.body) {
             (Tag::Create { total_cents, count, racers, first_user }, AnswerBody::Create(created)) => {
                 self.creates_in_flight -= 1;
-                let Some(created) = created.filter(|_| answer.status == Status::Ok) else { return };
+                let Some(created) = created.filter(|_| answer.status == Status::Ok) else {
+                    self.create_refused = Some(answer.status);
+                    return;
+                };
+                self.envelopes_created += 1;
                 let active = Active {
                     ledger: Ledger::new_in(
                         created.envelope.0,
