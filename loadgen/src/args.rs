@@ -9,6 +9,10 @@ use clap::{Parser, ValueEnum};
 pub const DEPTH_MAX: usize = hongbao_client::pipeline::MAX_IN_FLIGHT;
 /// Most connections per shard per worker.
 pub const CONNECTIONS_MAX: usize = 4096;
+/// Longest measured period, seconds (a day).
+pub const DURATION_SECS_MAX: u64 = 86_400;
+/// Longest warm-up, seconds.
+pub const WARMUP_SECS_MAX: u64 = 3_600;
 
 /// What traffic to send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -172,11 +176,11 @@ pub fn check(args: &Args) -> Result<(), String> {
     if args.connections == 0 || args.connections > CONNECTIONS_MAX {
         return Err(format!("--connections {} must be between 1 and {CONNECTIONS_MAX}", args.connections));
     }
-    if !(args.duration > 0.0 && args.duration <= 86_400.0) {
-        return Err(format!("--duration {} must be in (0, 86400]", args.duration));
+    if !(args.duration > 0.0 && args.duration <= DURATION_SECS_MAX as f64) {
+        return Err(format!("--duration {} must be in (0, {DURATION_SECS_MAX}]", args.duration));
     }
-    if !(args.warmup >= 0.0 && args.warmup <= 3_600.0) {
-        return Err(format!("--warmup {} must be in [0, 3600]", args.warmup));
+    if !(args.warmup >= 0.0 && args.warmup <= WARMUP_SECS_MAX as f64) {
+        return Err(format!("--warmup {} must be in [0, {WARMUP_SECS_MAX}]", args.warmup));
     }
     if args.rate == Some(0) {
         return Err("--rate must be above 0".into());

@@ -12,9 +12,14 @@ use crate::slowness::SlownessSummary;
 use crate::stalls::Stalls;
 use crate::violations::Violations;
 
-/// Highest latency a histogram tracks, in microseconds (60 s); higher values
-/// are clamped to it, so a stall is still counted.
-pub const LATENCY_US_MAX: u64 = 60_000_000;
+/// Highest latency a histogram tracks, in microseconds: the longest a
+/// request can wait in any run the flags allow (due at the start of the
+/// longest --warmup and --duration, answered at the end of the grace after
+/// it), so the open loop's tail is never cut short. Higher values would be
+/// clamped to it, and still counted.
+pub const LATENCY_US_MAX: u64 =
+    (crate::args::WARMUP_SECS_MAX + crate::args::DURATION_SECS_MAX + crate::driver::AFTER_END.as_secs() + 1)
+        * 1_000_000;
 
 /// Answers by status: a counter per status code, so recording one answer is
 /// an index, not a map lookup.
@@ -311,5 +316,21 @@ mod tests {
         assert_eq!(folded.ops[&Opcode::Grab].statuses.get(&Status::SoldOut), Some(&1));
         assert_eq!(folded.ops[&Opcode::Ping].latency_us.min(), 1, "0 µs is kept as 1, not dropped");
         assert!(!folded.ops.contains_key(&Opcode::Create), "operations never answered are left out");
+    }
+
+    /// An open loop far behind its schedule waits longer than a minute: its
+    /// latencies are kept as they were, up to the longest run the flags
+    /// allow, not cut to a round figure.
+    #[test]
+    fn the_longest_latency_a_run_allows_is_kept() {
+        let mut op = OpResult::new();
+        let two_hours_us = 2 * 3_600 * 1_000_000;
+        op.record(Status::Ok, 10);
+        op.record(Status::Ok, two_hours_us);
+        let max = op.latency_us.max();
+        assert!(max.abs_diff(two_hours_us) <= two_hours_us / 1_000, "max {max} µs");
+        let longest = (crate::args::DURATION_SECS_MAX + crate::args::WARMUP_SECS_MAX) * 1_000_000;
+        op.record(Status::Ok, longest);
+        assert!(op.latency_us.max() >= longest, "{} < {longest}", op.latency_us.max());
     }
 }
