@@ -344,10 +344,14 @@ class RedisError(Exception):
     pass
 
 
+# Longest wait for one Redis answer once it is up (a batch of loads or checks).
+REDIS_CALL_SECS_MAX = 600.0
+
+
 class Redis:
     """Just enough RESP2 to load scripts and data and read the results."""
 
-    def __init__(self, port, timeout=600.0):
+    def __init__(self, port, timeout=REDIS_CALL_SECS_MAX):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.reader = self.sock.makefile("rb")
 
@@ -392,6 +396,9 @@ def wait_redis(proc, port):
         try:
             r = Redis(port, timeout=5)
             if r.call("PING") == "PONG":
+                # Answered: from here on it loads and checks data in
+                # batches, which a slow machine may take minutes over.
+                r.sock.settimeout(REDIS_CALL_SECS_MAX)
                 return r
             r.close()
         except (OSError, RedisError):
