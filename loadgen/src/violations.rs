@@ -4,7 +4,9 @@
 //! A server that breaks a rule on every answer would otherwise grow one
 //! string per answer, millions a second, until the generator itself ran out
 //! of memory; the count stays exact and the messages kept are the first ones,
-//! which are the ones that explain the rest.
+//! which are the ones that explain the rest. One violation is one answer
+//! (or one QUERY) that broke a rule; where it broke several at once, its
+//! message names each.
 
 /// Most violation messages kept per worker (and in a run's report).
 pub const VIOLATION_MESSAGES_KEPT: usize = 1_000;
