@@ -121,6 +121,7 @@ pub(crate) fn small_shard(settings: u8) -> Shard {
         spin: Duration::ZERO,
         clock: SystemClock,
         stopping: Arc::new(AtomicBool::new(false)),
+        failure: Arc::default(),
         commit: None,
         auth,
         auth_timeout: Duration::from_secs(10),

@@ -39,6 +39,7 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
     }
     check_ports_free(&config)?;
     let stopping = Arc::new(AtomicBool::new(false));
+    let failure = Arc::new(std::sync::Mutex::new(None));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, stopping.clone())
             .map_err(|e| ServerError::Shard(format!("cannot handle signal {signal}: {e}")))?;
@@ -58,8 +59,8 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
             Some(core) => Placement::Fixed(core),
             None => Placement::Unbound,
         };
-        let (config, mesh, stopping, ready) =
-            (config.clone(), mesh.clone(), stopping.clone(), ready_tx.clone());
+        let (config, mesh, stopping, failure, ready) =
+            (config.clone(), mesh.clone(), stopping.clone(), failure.clone(), ready_tx.clone());
         let metrics = metrics.clone();
         let id = plan.id;
         let mut builder = LocalExecutorBuilder::new(placement).name(&format!("shard-{id}"));
@@ -69,7 +70,7 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
             builder = builder.spin_before_park(config.spin);
         }
         let handle = builder
-            .spawn(move || run_shard(config, plan, mesh, stopping, ready, metrics))
+            .spawn(move || run_shard(config, plan, mesh, stopping, failure, ready, metrics))
             .map_err(|source| ServerError::Executor { shard: id, source })?;
         handles.push(handle);
     }
@@ -115,6 +116,11 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
         let _ = handle.join();
     }
     finished.store(true, std::sync::atomic::Ordering::Relaxed);
+    let failed = failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+    if let Some(why) = failed {
+        // A shard could not go on: the server stopped, but not cleanly.
+        return Err(ServerError::Shard(why));
+    }
     crate::log!("hongbao-server: stopped");
     Ok(())
 }

@@ -44,6 +44,13 @@ const TICK_SLICE: usize = 256;
 const TICK_BEHIND_WAIT: Duration = Duration::from_micros(20);
 /// How often the shard publishes its metrics.
 const METRICS_EVERY: Duration = Duration::from_millis(10);
+/// The wait before the first retry of a snapshot that failed; it doubles
+/// with each failure in a row, up to [`SNAPSHOT_RETRY_MAX`]. Without it a
+/// failing snapshot (a full disk) would be retried every tick, each try
+/// copying the whole engine and writing a log line.
+const SNAPSHOT_RETRY_FIRST: Duration = Duration::from_secs(1);
+/// The longest wait between snapshot retries.
+const SNAPSHOT_RETRY_MAX: Duration = Duration::from_secs(300);
 
 /// What every task of a shard shares. Lives in an `Rc`: one thread only.
 #[derive(Debug)]
@@ -70,6 +77,8 @@ pub struct Shard {
     pub clock: SystemClock,
     /// Set by a signal; every loop of the shard ends soon after.
     pub stopping: Arc<AtomicBool>,
+    /// Why the server stopped, if a shard failed (see [`Shard::fail`]).
+    pub failure: Arc<std::sync::Mutex<Option<String>>>,
     /// The log's group commit; `None` with `--durability none`.
     pub commit: Option<Rc<GroupCommit>>,
     /// The credential HELLO must present.
@@ -99,6 +108,17 @@ impl Shard {
     /// Whether the server is shutting down.
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::Relaxed)
+    }
+
+    /// Stops the whole server because this shard cannot go on (its socket
+    /// ring failed): every shard drains and the process exits non-zero with
+    /// `why`, so a supervisor restarts it instead of taking it for a clean
+    /// stop. The first failure is the one kept.
+    pub fn fail(&self, why: String) {
+        crate::log!("hongbao-server: shard {}: {why}", self.id);
+        let mut failure = self.failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        failure.get_or_insert_with(|| format!("shard {}: {why}", self.id));
+        self.stopping.store(true, Ordering::Relaxed);
     }
 
     /// Open connections from `ip` on this shard.
@@ -168,6 +188,7 @@ pub async fn run_shard(
     plan: ShardPlan,
     mesh: MeshBuilder<ForwardBatch, glommio::channels::channel_mesh::Full>,
     stopping: Arc<AtomicBool>,
+    failure: Arc<std::sync::Mutex<Option<String>>>,
     ready: mpsc::Sender<Result<u16, String>>,
     metrics: Arc<crate::metrics::Metrics>,
 ) {
@@ -210,6 +231,7 @@ pub async fn run_shard(
         spin: config.spin,
         clock: SystemClock,
         stopping,
+        failure,
         commit,
         auth: config.auth.clone(),
         auth_timeout: config.auth_timeout,
@@ -238,10 +260,24 @@ pub async fn run_shard(
             return;
         }
     };
-    let sockets = glommio::spawn_local(driver::run(shard.clone(), senders.clone(), listeners, config.ring));
+    // Set up before the shard says it is ready: a kernel without what the
+    // ring needs fails the start, with the reason, not the first turn.
+    let ring = match hongbao_uring::Ring::new(config.ring) {
+        Ok(ring) => ring,
+        Err(error) => {
+            let _ = ready.send(Err(format!("shard {}: cannot set up the socket ring: {error}", plan.id)));
+            return;
+        }
+    };
+    let sockets = glommio::spawn_local(driver::run(shard.clone(), senders.clone(), listeners, ring));
     let _ = ready.send(Ok(plan.id));
 
-    let snapshots = Rc::new(SnapshotState { covers: Cell::new(last_snapshot), running: Cell::new(false) });
+    let snapshots = Rc::new(SnapshotState {
+        covers: Cell::new(last_snapshot),
+        running: Cell::new(false),
+        failures: Cell::new(0),
+        retry_at: Cell::new(None),
+    });
     let mut behind = false;
     let mut next_publish = Instant::now();
     while !shard.is_stopping() {
@@ -268,10 +304,13 @@ pub async fn run_shard(
             commit.poke();
         }
         let every = config.snapshot_every;
-        if shard.commit.is_some()
+        // A failed log makes no snapshot (nothing it covers can be durable);
+        // a failed snapshot waits its backoff.
+        if shard.commit.as_ref().is_some_and(|commit| !commit.failed())
             && every > 0
             && last >= snapshots.covers.get() + every
             && !snapshots.running.get()
+            && snapshots.retry_at.get().map_or(true, |at| now >= at)
         {
             snapshots.running.set(true);
             let dir = shard_dir(&config.data_dir, plan.id);
@@ -316,6 +355,16 @@ fn publish_metrics(shard: &Shard, slot: &crate::metrics::ShardMetrics) {
 struct SnapshotState {
     covers: Cell<u64>,
     running: Cell<bool>,
+    /// Snapshots that failed in a row, and when the next may start.
+    failures: Cell<u32>,
+    retry_at: Cell<Option<Instant>>,
+}
+
+/// How long to wait after the `failures`-th snapshot failure in a row: one
+/// second, doubling, at most [`SNAPSHOT_RETRY_MAX`].
+fn snapshot_retry_after(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    SNAPSHOT_RETRY_FIRST.saturating_mul(1 << doublings).min(SNAPSHOT_RETRY_MAX)
 }
 
 /// Takes a snapshot: the engine's image (a pause of the shard while it is
@@ -337,23 +386,41 @@ async fn take_snapshot(shard: Rc<Shard>, dir: std::path::PathBuf, state: Rc<Snap
             .await
             .map_err(|e| format!("write: {e}"))?;
         drop(records);
+        // In place from here on, whatever happens to the clean-up: the next
+        // snapshot is due `snapshot_every` records after this one.
+        state.covers.set(covers);
         // Unlinking big files and listing directories are blocking system
         // calls: off the shard's thread.
-        let removed = glommio::executor().spawn_blocking(move || remove_covered(&dir, covers)).await?;
+        let removed = glommio::executor().spawn_blocking(move || remove_covered(&dir, covers)).await;
         Ok::<_, String>((covers, bytes, removed))
     }
     .await;
     match result {
         Ok((covers, bytes, removed)) => {
-            state.covers.set(covers);
+            state.failures.set(0);
+            state.retry_at.set(None);
+            let removed = match removed {
+                Ok(n) => format!("{n} segments removed"),
+                Err(why) => format!("removing what it covers failed (the next snapshot tries again): {why}"),
+            };
             crate::log!(
-                "hongbao-server: shard {}: snapshot at record {covers} ({} MiB) in {} ms, {removed} segments removed",
+                "hongbao-server: shard {}: snapshot at record {covers} ({} MiB) in {} ms, {removed}",
                 shard.id,
                 bytes >> 20,
                 started.elapsed().as_millis()
             );
         }
-        Err(why) => crate::log!("hongbao-server: shard {}: snapshot failed: {why}", shard.id),
+        Err(why) => {
+            let failures = state.failures.get().saturating_add(1);
+            let wait = snapshot_retry_after(failures);
+            state.failures.set(failures);
+            state.retry_at.set(Some(Instant::now() + wait));
+            crate::log!(
+                "hongbao-server: shard {}: snapshot failed ({failures} in a row, next try in {} s): {why}",
+                shard.id,
+                wait.as_secs()
+            );
+        }
     }
     state.running.set(false);
 }
@@ -387,6 +454,13 @@ async fn open_log(
 ) -> Result<(SegmentWriter, u64), String> {
     let dir = shard_dir(&config.data_dir, id);
     let started = Instant::now();
+    if dir.exists() {
+        let cut = snapshot::remove_temporaries(&dir)
+            .map_err(|e| format!("cannot remove a cut snapshot in {}: {e}", dir.display()))?;
+        if cut > 0 {
+            crate::log!("hongbao-server: shard {id}: removed {cut} snapshot file(s) a crash cut short");
+        }
+    }
     let found = recover(engine, &dir).map_err(|e| format!("cannot recover the log: {e}"))?;
     *last_snapshot = found.snapshot_covers;
     engine.enable_journal(found.next_seq);
@@ -437,3 +511,27 @@ fn serve_forwarded(shard: &Rc<Shard>, mut receivers: Receivers<ForwardBatch>) {
 
 /// Keeps the compiler honest about which mesh handle type the shard uses.
 pub type MeshSenders = Senders<ForwardBatch>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shard_that_fails_stops_the_server_and_keeps_the_first_reason() {
+        let shard = crate::fuzz::small_shard(0);
+        assert!(!shard.is_stopping());
+        shard.fail("the socket ring failed: EBADR".into());
+        shard.fail("a later failure".into());
+        assert!(shard.is_stopping(), "every shard drains");
+        let failure = shard.failure.lock().unwrap().clone();
+        assert_eq!(failure.as_deref(), Some("shard 0: the socket ring failed: EBADR"));
+    }
+
+    #[test]
+    fn a_failing_snapshot_waits_longer_each_time_up_to_the_bound() {
+        let waits: Vec<u64> = (1..=12).map(|n| snapshot_retry_after(n).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
+        assert_eq!(snapshot_retry_after(u32::MAX), SNAPSHOT_RETRY_MAX, "no overflow after many failures");
+        assert_eq!(snapshot_retry_after(0), SNAPSHOT_RETRY_FIRST);
+    }
+}

@@ -296,7 +296,13 @@ impl Ring {
             loop {
                 if let Err(error) = file.read_at(0, 8).await {
                     if !told {
-                        eprintln!("hongbao-uring: reading the ring's eventfd failed ({error}); reading on");
+                        // A log line is never worth the shard: a closed
+                        // stderr must not panic it (eprintln! would).
+                        use std::io::Write as _;
+                        let _ = writeln!(
+                            std::io::stderr().lock(),
+                            "hongbao-uring: reading the ring's eventfd failed ({error}); reading on"
+                        );
                         told = true;
                     }
                     glommio::timer::sleep(WAKEUP_RETRY).await;

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use hongbao_protocol::codec::{bytes_to_complete, write_response};
 use hongbao_protocol::Status;
-use hongbao_uring::{socket, Completion, Doorbell, Ring, RingConfig};
+use hongbao_uring::{socket, Completion, Doorbell, Ring};
 
 use crate::counters::add;
 use crate::forward::Forwarder;
@@ -99,19 +99,10 @@ struct State {
 }
 
 /// Serves the shard's connections on `listeners` until the shard stops.
-pub async fn run(shard: Rc<Shard>, mesh: Rc<MeshSenders>, listeners: Vec<Listener>, config: RingConfig) {
-    let mut ring = match Ring::new(config) {
-        Ok(ring) => ring,
-        Err(error) => {
-            crate::log!("hongbao-server: shard {}: cannot set up the socket ring: {error}", shard.id);
-            shard.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
-            return;
-        }
-    };
+pub async fn run(shard: Rc<Shard>, mesh: Rc<MeshSenders>, listeners: Vec<Listener>, mut ring: Ring) {
     let doorbell = Rc::new(Doorbell::default());
     if let Err(error) = ring.spawn_wakeup(doorbell.clone()) {
-        crate::log!("hongbao-server: shard {}: cannot set up the ring's wake-up: {error}", shard.id);
-        shard.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+        shard.fail(format!("cannot set up the ring's wake-up: {error}"));
         return;
     }
     if let Some(commit) = &shard.commit {
@@ -160,7 +151,7 @@ pub async fn run(shard: Rc<Shard>, mesh: Rc<MeshSenders>, listeners: Vec<Listene
         let worked = match state.turn(&mut ring) {
             Ok(worked) => worked,
             Err(error) => {
-                crate::log!("hongbao-server: shard {}: the socket ring failed: {error}", state.shard.id);
+                state.shard.fail(format!("the socket ring failed: {error}"));
                 break;
             }
         };
@@ -393,8 +384,11 @@ impl State {
                 listener.armed = false;
                 if error.raw_os_error() != Some(libc::ECANCELED) {
                     // EMFILE and the like: the listener is fine, the host is not.
-                    crate::log!("hongbao-server: accept failed: {error}");
-                    listener.retry_at = Some(Instant::now() + ACCEPT_RETRY);
+                    let now = Instant::now();
+                    if let Some(line) = listener.accept_failed(now, &error) {
+                        crate::log!("hongbao-server: {line}");
+                    }
+                    listener.retry_at = Some(now + ACCEPT_RETRY);
                 } else if !stopping {
                     listener.retry_at = Some(Instant::now());
                 }

@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::OwnedFd;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hongbao_protocol::codec::write_response;
 use hongbao_protocol::Status;
@@ -20,12 +20,49 @@ pub struct Listener {
     pub armed: bool,
     /// After a failed accept (out of file descriptors, say), when to try again.
     pub retry_at: Option<Instant>,
+    /// Failed accepts, counted for the log (see [`Listener::accept_failed`]).
+    failures: AcceptFailures,
 }
+
+/// Failed accepts not yet told in the log, and when the log last told.
+#[derive(Debug, Default)]
+struct AcceptFailures {
+    untold: u64,
+    told_at: Option<Instant>,
+}
+
+/// Least time between two log lines about failed accepts: a host out of
+/// file descriptors fails every retry, 100 a second per listener, and a log
+/// line each would flood the log and hold the shard on its writes.
+pub const ACCEPT_FAILURE_LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl Listener {
     /// Binds `addr` with `SO_REUSEPORT` (every shard binds the main port).
     pub fn bind(addr: SocketAddr) -> std::io::Result<Listener> {
-        Ok(Listener { fd: hongbao_uring::socket::listen(addr)?, armed: false, retry_at: None })
+        Ok(Listener {
+            fd: hongbao_uring::socket::listen(addr)?,
+            armed: false,
+            retry_at: None,
+            failures: AcceptFailures::default(),
+        })
+    }
+
+    /// Counts a failed accept at `now`; returns the log line to write, if
+    /// one is due: the first failure, then one line per
+    /// [`ACCEPT_FAILURE_LOG_EVERY`] with how many failed since the last.
+    pub fn accept_failed(&mut self, now: Instant, error: &std::io::Error) -> Option<String> {
+        let failures = &mut self.failures;
+        failures.untold += 1;
+        if failures.told_at.is_some_and(|at| now.duration_since(at) < ACCEPT_FAILURE_LOG_EVERY) {
+            return None;
+        }
+        let line = match failures.untold {
+            1 => format!("accept failed: {error}"),
+            n => format!("accept failed {n} times since the last line: {error}"),
+        };
+        failures.untold = 0;
+        failures.told_at = Some(now);
+        Some(line)
     }
 }
 
@@ -101,6 +138,24 @@ pub fn release_source(shard: &Shard, ip: IpAddr) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failed_accepts_are_told_once_then_counted_per_interval() {
+        let mut listener = Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let error = std::io::Error::from_raw_os_error(libc::EMFILE);
+        let t0 = Instant::now();
+        let first = listener.accept_failed(t0, &error).expect("the first failure is told");
+        assert!(first.starts_with("accept failed: "), "{first}");
+        // A retry every 10 ms for just under the interval: counted, not told.
+        let mut at = t0;
+        for _ in 0..999 {
+            at += Duration::from_millis(10);
+            assert_eq!(listener.accept_failed(at, &error), None);
+        }
+        let next = listener.accept_failed(t0 + ACCEPT_FAILURE_LOG_EVERY, &error).expect("told again");
+        assert!(next.starts_with("accept failed 1000 times since the last line: "), "{next}");
+        assert_eq!(listener.accept_failed(t0 + ACCEPT_FAILURE_LOG_EVERY, &error), None);
+    }
 
     #[test]
     fn sources_are_ipv4_addresses_and_ipv6_blocks_of_64() {

@@ -145,7 +145,9 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
 /// Writes the snapshot of `generations` and `records` covering `covers`:
 /// temporary file, direct I/O in 1 MiB pieces copied straight from the image
 /// (the shard runs between pieces), sync, rename, directory sync. Returns the
-/// bytes written.
+/// bytes written. A write that fails removes its temporary file: left
+/// behind, a part-written snapshot would hold the very disk space whose
+/// lack failed it.
 pub async fn write(
     dir: &Path,
     shard: u16,
@@ -154,12 +156,60 @@ pub async fn write(
     records: &[Record],
 ) -> io::Result<usize> {
     let path = snapshot_path(dir, covers);
-    let temporary = path.with_extension("snap.tmp");
+    let temporary = temporary_path(&path);
+    let total = match write_temporary(&temporary, shard, covers, generations, records).await {
+        Ok(total) => total,
+        Err(e) => {
+            let temporary = temporary.clone();
+            let _ = glommio::executor().spawn_blocking(move || std::fs::remove_file(temporary)).await;
+            return Err(e);
+        }
+    };
+    // Rename and directory sync are blocking calls: off the shard's thread.
+    let dir = dir.to_path_buf();
+    glommio::executor()
+        .spawn_blocking(move || {
+            std::fs::rename(&temporary, &path)?;
+            std::fs::File::open(&dir)?.sync_all()
+        })
+        .await?;
+    Ok(total)
+}
+
+/// Where the snapshot for `path` is written before its rename.
+fn temporary_path(path: &Path) -> PathBuf {
+    path.with_extension("snap.tmp")
+}
+
+/// Removes the temporary files of snapshots that a crash cut short (a
+/// write that failed removes its own). Blocking: for recovery, before the
+/// shard serves. Returns how many there were.
+pub fn remove_temporaries(dir: &Path) -> io::Result<usize> {
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with("snapshot-") && name.ends_with(".snap.tmp") {
+            std::fs::remove_file(&path)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// The body of [`write`]: the temporary file, written and synced.
+async fn write_temporary(
+    temporary: &Path,
+    shard: u16,
+    covers: u64,
+    generations: &[u32],
+    records: &[Record],
+) -> io::Result<usize> {
     let err = |e: glommio::GlommioError<()>| io::Error::other(e.to_string());
     let header = header(shard, covers, generations, records);
     let parts: [&[u8]; 3] = [&header, generations.as_bytes(), records.as_bytes()];
     let total: usize = parts.iter().map(|p| p.len()).sum();
-    let file = DmaFile::create(&temporary).await.map_err(err)?;
+    let file = DmaFile::create(temporary).await.map_err(err)?;
     let block = file.alignment() as usize;
     let chunk = 1 << 20;
     let (mut part, mut in_part) = (0, 0);
@@ -196,14 +246,6 @@ pub async fn write(
     }
     file.fdatasync().await.map_err(err)?;
     file.close().await.map_err(err)?;
-    // Rename and directory sync are blocking calls: off the shard's thread.
-    let dir = dir.to_path_buf();
-    glommio::executor()
-        .spawn_blocking(move || {
-            std::fs::rename(&temporary, &path)?;
-            std::fs::File::open(&dir)?.sync_all()
-        })
-        .await?;
     Ok(total)
 }
 
@@ -214,6 +256,24 @@ mod tests {
     fn sample() -> (Vec<u32>, Vec<Record>) {
         let records = vec![Record::create(1, 1, 5, 100, 2, 0, 10, 20), Record::open(2, 1, 9, 40, 1)];
         (vec![1, 3, 0, 7], records)
+    }
+
+    #[test]
+    fn a_crash_cut_snapshot_file_is_removed_and_nothing_else() {
+        let dir = std::env::temp_dir().join(format!("hongbao-snapshot-tmp-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let cut = temporary_path(&snapshot_path(&dir, 40));
+        std::fs::write(&cut, b"part of a snapshot").unwrap();
+        let kept = [snapshot_path(&dir, 20), dir.join("00000000000000000001.log"), dir.join("notes.tmp")];
+        for path in &kept {
+            std::fs::write(path, b"x").unwrap();
+        }
+        assert_eq!(remove_temporaries(&dir).unwrap(), 1);
+        assert!(!cut.exists());
+        assert!(kept.iter().all(|p| p.exists()), "only a snapshot's temporary file goes");
+        assert_eq!(remove_temporaries(&dir).unwrap(), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
