@@ -7,11 +7,11 @@
 //! those. A scrape is at most one tick behind.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hongbao_protocol::{Opcode, Status};
 
@@ -296,6 +296,48 @@ pub fn memory_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// Longest a metrics client may take over its whole request and answer.
+pub const METRICS_REQUEST_TIME_MAX: Duration = Duration::from_secs(5);
+/// Longest request line read (the rest of the request is not read).
+const METRICS_REQUEST_LINE_MAX: usize = 8 * 1024;
+
+/// The request's first line, read by `deadline` and within
+/// [`METRICS_REQUEST_LINE_MAX`]; `None` if it does not come whole in time.
+fn read_request_line(mut stream: &TcpStream, deadline: Instant) -> Option<String> {
+    let mut line = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !line.contains(&b'\n') {
+        let left = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero())?;
+        stream.set_read_timeout(Some(left)).ok()?;
+        let n = match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => n,
+        };
+        line.extend_from_slice(&buf[..n]);
+        if line.len() > METRICS_REQUEST_LINE_MAX && !line[..METRICS_REQUEST_LINE_MAX].contains(&b'\n') {
+            return None;
+        }
+    }
+    let end = line.iter().position(|b| *b == b'\n')?;
+    Some(String::from_utf8_lossy(&line[..end]).into_owned())
+}
+
+/// Writes `bytes` to `stream` until done or `deadline`, whichever is first.
+fn write_all_by(mut stream: &TcpStream, mut bytes: &[u8], deadline: Instant) {
+    while !bytes.is_empty() {
+        let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
+            return;
+        };
+        if stream.set_write_timeout(Some(left)).is_err() {
+            return;
+        }
+        match stream.write(bytes) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => bytes = &bytes[n..],
+        }
+    }
+}
+
 /// Serves `GET /metrics` on `addr` from a thread of its own until `stopping`.
 /// Each request is read with a limit and a timeout; anything else gets 404.
 pub fn serve(addr: SocketAddr, metrics: Arc<Metrics>, stopping: Arc<AtomicBool>) -> std::io::Result<()> {
@@ -308,24 +350,21 @@ pub fn serve(addr: SocketAddr, metrics: Arc<Metrics>, stopping: Arc<AtomicBool>)
                 continue;
             };
             let _ = stream.set_nonblocking(false);
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-            let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
-            let mut line = String::new();
-            let mut reader = BufReader::new(std::io::Read::take(&stream, 8 * 1024));
-            if reader.read_line(&mut line).is_err() {
-                continue;
-            }
+            // One client at a time, each with a deadline for the whole
+            // exchange: a client dribbling a byte a second must not hold
+            // the endpoint (and every scrape behind it) for hours.
+            let deadline = Instant::now() + METRICS_REQUEST_TIME_MAX;
+            let Some(line) = read_request_line(&stream, deadline) else { continue };
             let (status, body) = if line.starts_with("GET /metrics ") || line.starts_with("GET /metrics?") {
                 ("200 OK", metrics.render())
             } else {
                 ("404 Not Found", "only GET /metrics here\n".to_string())
             };
-            let mut stream = stream;
-            let _ = write!(
-                stream,
+            let answer = format!(
                 "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );
+            write_all_by(&stream, answer.as_bytes(), deadline);
         }
     })?;
     Ok(())

@@ -200,3 +200,35 @@ fn an_idle_parking_server_is_never_nudged() {
     assert!(threads.iter().any(|name| name == "watchdog"), "no watchdog thread among {threads:?}");
     assert_eq!(client.ping().unwrap(), Status::Ok, "still answering");
 }
+
+/// A client that sends its request a byte at a time, slower than any read
+/// timeout would notice, holds the one-at-a-time endpoint only until the
+/// request's deadline: a scrape behind it is answered while it still dribbles.
+#[test]
+fn a_dribbling_client_does_not_hold_the_endpoint() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let metrics = format!("127.0.0.1:{port}");
+    let _server = TestServer::start(1, &["--metrics", &metrics]);
+    let addr: std::net::SocketAddr = metrics.parse().unwrap();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let dribbler = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut stream = TcpStream::connect(addr).unwrap();
+            // 60 bytes, one every second: a minute, without a newline.
+            // (Once the server has given up on it, the writes fail; it
+            // dribbles on regardless, so "done" means a minute went by.)
+            for _ in 0..60 {
+                let _ = stream.write_all(b"G");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let text = scrape(addr);
+    assert!(!done.load(std::sync::atomic::Ordering::SeqCst), "answered only after the dribbler's minute");
+    assert!(text.contains("hongbao_up"), "{text}");
+    // The dribbler is left to finish its minute on its own.
+    drop(dribbler);
+}
