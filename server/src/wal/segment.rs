@@ -92,10 +92,19 @@ impl SegmentWriter {
 
     /// Writes `records` (which must continue the sequence) and makes them
     /// durable. On error nothing may be acknowledged: the caller stops taking
-    /// changes.
+    /// changes. A full segment is closed and the next one started here,
+    /// before the write, never after the sync: records already durable
+    /// are never reported failed because the next file could not be made.
     pub async fn append(&mut self, records: &[Record]) -> io::Result<()> {
         if records.is_empty() {
             return Ok(());
+        }
+        if self.len >= SEGMENT_BYTES_MAX {
+            let next = SegmentWriter::create(&self.dir, self.next_seq).await?;
+            let full = std::mem::replace(self, next);
+            // Every record in it is durable already: a failed close loses
+            // nothing and is not the next write's failure.
+            let _ = full.file.close().await;
         }
         for (i, record) in records.iter().enumerate() {
             // Checked before the write, as the scan checks after the read.
@@ -130,11 +139,53 @@ impl SegmentWriter {
         self.len += (records.len() * RECORD_LEN) as u64;
         self.tail = new_tail;
         self.next_seq += records.len() as u64;
-        if self.len >= SEGMENT_BYTES_MAX {
-            let next = SegmentWriter::create(&self.dir, self.next_seq).await?;
-            let full = std::mem::replace(self, next);
-            full.file.close().await.map_err(|e| io::Error::other(e.to_string()))?;
-        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A segment that reaches its size is closed when the next records come,
+    /// before they are written: the records that filled it were made durable
+    /// and reported so, whatever happens to the next file.
+    #[test]
+    fn a_full_segment_gives_way_at_the_next_write() {
+        let dir = std::env::temp_dir().join(format!("hongbao-segment-rotation-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let inside = dir.clone();
+        glommio::LocalExecutorBuilder::default()
+            .spawn(move || async move {
+                let dir = inside;
+                let record = |seq: u64| Record::open(seq, 1, seq, 1, 1);
+                let mut writer = SegmentWriter::create(&dir, 1).await.unwrap();
+                let per_segment = SEGMENT_BYTES_MAX / RECORD_LEN as u64;
+                let batch = 8_192;
+                let mut seq = 1;
+                while seq <= per_segment {
+                    let records: Vec<Record> = (seq..seq + batch).map(record).collect();
+                    writer.append(&records).await.unwrap();
+                    seq += batch;
+                }
+                assert_eq!(seq, per_segment + 1, "the batches fill the segment exactly");
+                let firsts =
+                    |dir: &Path| list_segments(dir).unwrap().into_iter().map(|s| s.0).collect::<Vec<_>>();
+                assert_eq!(firsts(&dir), [1], "full, and still the only segment: nothing else was written");
+                writer.append(&[record(seq)]).await.unwrap();
+                assert_eq!(firsts(&dir), [1, seq], "the next record starts the next segment");
+                assert_eq!(writer.next_seq(), seq + 1);
+                let segments = list_segments(&dir).unwrap();
+                let first = std::fs::read(&segments[0].1).unwrap();
+                assert!(first.len() as u64 >= SEGMENT_BYTES_MAX);
+                assert_eq!(&first[first.len() - RECORD_LEN..], record(per_segment).as_bytes());
+                let next = std::fs::read(&segments[1].1).unwrap();
+                assert_eq!(&next[..RECORD_LEN], record(seq).as_bytes());
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
