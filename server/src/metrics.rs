@@ -77,6 +77,8 @@ pub struct Gauges {
     pub claims_max: u64,
     /// Log writes made durable.
     pub log_syncs: u64,
+    /// 1 once the log could not write: the shard refuses changes.
+    pub log_failed: u64,
     /// Socket-loop stalls (gaps of 1 ms or more between turns).
     pub loop_stalls: u64,
     /// Their time in all, microseconds.
@@ -105,6 +107,7 @@ impl Gauges {
             self.claims,
             self.claims_max,
             self.log_syncs,
+            self.log_failed,
             self.loop_stalls,
             self.loop_stall_us,
             self.loop_stall_max_us,
@@ -127,7 +130,7 @@ pub struct ShardMetrics {
 }
 
 /// Single-valued metrics: name, type, help.
-pub const GAUGES: [(&str, &str, &str); 16] = [
+pub const GAUGES: [(&str, &str, &str); 17] = [
     ("hongbao_connections", "gauge", "Connections open."),
     ("hongbao_connections_refused_total", "counter", "Connections refused at accept (a limit)."),
     ("hongbao_bytes_received_total", "counter", "Bytes read from clients."),
@@ -139,6 +142,11 @@ pub const GAUGES: [(&str, &str, &str); 16] = [
     ("hongbao_claims", "gauge", "Share slots held (counts of the envelopes held)."),
     ("hongbao_claims_max", "gauge", "Most share slots this shard may hold."),
     ("hongbao_log_syncs_total", "counter", "Log writes made durable (one fdatasync each)."),
+    (
+        "hongbao_log_failed",
+        "gauge",
+        "1 once the shard's log could not write (a full disk, say): it refuses changes and serves reads until restarted.",
+    ),
     (
         "hongbao_loop_stalls_total",
         "counter",
@@ -390,6 +398,7 @@ mod tests {
             loop_stall_max_us: 4_100,
             loop_busy_us: 900,
             loop_idle_us: 100,
+            log_failed: 1,
             ..Gauges::default()
         };
         let log_sync = LocalHistogram::default();
@@ -409,5 +418,6 @@ mod tests {
         assert!(text.contains("hongbao_loop_busy_microseconds_total{shard=\"0\"} 900"));
         assert!(text.contains("hongbao_loop_idle_microseconds_total{shard=\"0\"} 100"));
         assert!(text.contains("hongbao_log_sync_seconds_count{shard=\"0\"} 0"));
+        assert!(text.contains("hongbao_log_failed{shard=\"0\"} 1"));
     }
 }

@@ -151,6 +151,7 @@ impl Shard {
             claims: engine.claims_held(),
             claims_max: engine.config().claims_max,
             log_syncs: self.commit.as_ref().map_or(0, |commit| commit.syncs.get()),
+            log_failed: u64::from(self.commit.as_ref().is_some_and(|commit| commit.failed())),
             loop_stalls: c.loop_stalls.get(),
             loop_stall_us: c.loop_stall_us.get(),
             loop_stall_max_us: c.loop_stall_max_us.get(),

@@ -79,7 +79,9 @@ fn a_full_disk_refuses_changes_and_loses_nothing_acknowledged() {
         }
     };
     let data = disk.mount.join("data");
-    let server = TestServer::start_with_data(1, &[], data.clone());
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let metrics: std::net::SocketAddr = format!("127.0.0.1:{metrics_port}").parse().unwrap();
+    let server = TestServer::start_with_data(1, &["--metrics", &metrics.to_string()], data.clone());
     let mut client = Client::connect(server.main).unwrap();
     let mut envelopes: Vec<(EnvelopeId, u64)> = Vec::new();
     let mut acked: HashMap<(u64, u64), u64> = HashMap::new();
@@ -142,6 +144,12 @@ fn a_full_disk_refuses_changes_and_loses_nothing_acknowledged() {
     assert_eq!(create.status, Status::Unavailable, "a change on a full disk (refused before: {refused})");
     let logged = server.log.try_iter().any(|line| line.contains("the log cannot write"));
     assert!(logged, "the server logs why it refuses changes");
+    // And its metrics say so, once the shard has published (it does every 10 ms).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !support::prometheus::scrape(metrics).contains("hongbao_log_failed{shard=\"0\"} 1") {
+        assert!(std::time::Instant::now() < deadline, "no hongbao_log_failed 1 in 30 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     drop(server);
 
     // Everything acknowledged is in the log: recover a copy on a roomy disk.
