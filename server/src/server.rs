@@ -41,6 +41,12 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
     let stopping = Arc::new(AtomicBool::new(false));
     let failure = Arc::new(std::sync::Mutex::new(None));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // The second signal exits at once, with status 1: for a stop stuck
+        // in a hung fdatasync, say. Nothing acknowledged is lost by it (an
+        // answer goes out only once its change is durable). Registered
+        // first, so that the first signal finds the flag still clear.
+        signal_hook::flag::register_conditional_shutdown(signal, 1, stopping.clone())
+            .map_err(|e| ServerError::Shard(format!("cannot handle signal {signal}: {e}")))?;
         signal_hook::flag::register(signal, stopping.clone())
             .map_err(|e| ServerError::Shard(format!("cannot handle signal {signal}: {e}")))?;
     }
