@@ -111,6 +111,31 @@ pub fn judge_memory(config: &ServerConfig, mem_available: Option<u64>, found: &m
     }
 }
 
+/// The oldest Linux with everything the socket ring uses: provided-buffer
+/// rings (5.19) and multishot receive (6.0).
+pub const KERNEL_MIN: (u32, u32) = (6, 0);
+
+/// Adds a warning if `release` (`/proc/sys/kernel/osrelease`, "6.1.0-13")
+/// is older than [`KERNEL_MIN`]. A warning, not an error: distributions
+/// backport io_uring, and a ring that cannot be built stops the start with
+/// its own reason anyway; but on 5.19 every receive would be refused, and
+/// every connection closed at its first read.
+pub fn judge_kernel(release: &str, found: &mut Findings) {
+    let mut numbers = release.split(|c: char| !c.is_ascii_digit()).filter(|p| !p.is_empty());
+    let (Some(Ok(major)), Some(Ok(minor))) =
+        (numbers.next().map(str::parse::<u32>), numbers.next().map(str::parse::<u32>))
+    else {
+        return;
+    };
+    if (major, minor) < KERNEL_MIN {
+        found.warnings.push(format!(
+            "Linux {major}.{minor} is older than {}.{}, which the socket ring needs (multishot receive): \
+             unless this kernel has it backported, connections will be closed at their first read",
+            KERNEL_MIN.0, KERNEL_MIN.1
+        ));
+    }
+}
+
 /// `MemAvailable` from the text of `/proc/meminfo`, in bytes.
 pub fn read_mem_available(meminfo: &str) -> Option<u64> {
     let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
@@ -198,6 +223,7 @@ pub fn check_host(config: &ServerConfig) -> Findings {
         (host, room) => host.or(room),
     };
     judge_memory(config, available, &mut found);
+    judge_kernel(&std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default(), &mut found);
     found
 }
 
@@ -211,6 +237,23 @@ mod tests {
 
     use super::*;
     use crate::config::Args;
+
+    #[test]
+    fn a_kernel_older_than_the_ring_needs_is_a_warning() {
+        let warned = |release: &str| {
+            let mut found = Findings::default();
+            judge_kernel(release, &mut found);
+            assert!(found.errors.is_empty());
+            found.warnings.len()
+        };
+        assert_eq!(warned("5.19.0-46-generic"), 1);
+        assert_eq!(warned("5.4.0"), 1);
+        assert_eq!(warned("6.0.0"), 0);
+        assert_eq!(warned("6.18.44-fc"), 0);
+        assert_eq!(warned("10.1"), 0, "compared as numbers, not text");
+        assert_eq!(warned(""), 0, "unknown: nothing said");
+        assert_eq!(warned("garbage"), 0);
+    }
 
     fn config(shards: u16) -> ServerConfig {
         Args::parse_from(["hongbao-server", "--shards", &shards.to_string()]).into_config().unwrap()
