@@ -6,7 +6,7 @@
 //!
 //! The shape of one round: [`Pipeline::push`] encodes requests into a write
 //! buffer and returns the request id each was given; [`Pipeline::flush`]
-//! writes them all with one `write_all`; [`Pipeline::next`] returns answers
+//! writes them all (and is cancel-safe); [`Pipeline::next`] returns answers
 //! one at a time, in whatever order the server sends them, each matched to its
 //! request by id. Everything is allocated in [`Pipeline::new`] — the write
 //! buffer, the fixed receive buffer and the in-flight table — so a steady
@@ -56,6 +56,10 @@ struct Slot {
 pub struct Pipeline<S> {
     stream: S,
     wbuf: Vec<u8>,
+    /// Bytes of `wbuf` already written: a flush cut short (its future
+    /// dropped by a caller's timeout) resumes here, never from the start,
+    /// so no request is ever sent twice.
+    written: usize,
     rbuf: FrameBuf,
     slots: Box<[Option<Slot>]>,
     in_flight: usize,
@@ -70,6 +74,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Pipeline<S> {
         Pipeline {
             stream,
             wbuf: Vec::with_capacity(max_in_flight * WRITE_BYTES_PER_REQUEST),
+            written: 0,
             rbuf: FrameBuf::new(),
             slots: vec![None; max_in_flight].into_boxed_slice(),
             in_flight: 0,
@@ -100,14 +105,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Pipeline<S> {
         Ok(request_id)
     }
 
-    /// Writes every pushed request in one `write_all`.
+    /// Writes every pushed request not written yet. Cancel-safe: what each
+    /// write took is counted as it returns, so a flush whose future is
+    /// dropped part way resumes at the next byte (a request resent would be
+    /// done twice: a second envelope created).
     pub async fn flush(&mut self) -> Result<(), ClientError> {
-        if self.wbuf.is_empty() {
-            return Ok(());
+        while self.written < self.wbuf.len() {
+            match self.stream.write(&self.wbuf[self.written..]).await {
+                Ok(0) => return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into()),
+                Ok(n) => self.written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            }
         }
-        self.stream.write_all(&self.wbuf).await?;
         self.stream.flush().await?;
         self.wbuf.clear();
+        self.written = 0;
         Ok(())
     }
 
@@ -214,6 +227,78 @@ mod tests {
     ) -> (Pipeline<BlockingStream>, std::thread::JoinHandle<T>) {
         let (addr, server) = test_support::spawn(script);
         (Pipeline::new(BlockingStream::connect(addr).expect("connect"), max_in_flight), server)
+    }
+
+    /// A stream that takes at most `per_write` bytes a write and answers
+    /// `Pending` to every other poll, as a slow socket does: a flush polled
+    /// once and dropped has written part of its batch.
+    struct Trickle {
+        written: Vec<u8>,
+        per_write: usize,
+        ready: bool,
+    }
+
+    impl futures_lite::io::AsyncWrite for Trickle {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            self.ready = !self.ready;
+            if !self.ready {
+                cx.waker().wake_by_ref();
+                return std::task::Poll::Pending;
+            }
+            let n = buf.len().min(self.per_write);
+            self.written.extend_from_slice(&buf[..n]);
+            std::task::Poll::Ready(Ok(n))
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_close(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    impl futures_lite::io::AsyncRead for Trickle {
+        fn poll_read(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            _: &mut [u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            std::task::Poll::Pending
+        }
+    }
+
+    #[test]
+    fn a_flush_dropped_part_way_resumes_and_sends_each_byte_once() {
+        let mut pipeline = Pipeline::new(Trickle { written: Vec::new(), per_write: 10, ready: false }, 8);
+        let mut expected = Vec::new();
+        for user in 1..=3 {
+            let request = requests::create(user, 100, 2, EnvelopeKind::Fixed, 60);
+            let id = pipeline.push(&request).unwrap();
+            request.encode(id, &mut expected);
+        }
+        // Polled a few times and dropped each time, as a caller's timeout
+        // would: every poll that wrote kept its bytes.
+        for _ in 0..5 {
+            let mut flush = std::pin::pin!(pipeline.flush());
+            let waker = std::task::Waker::noop();
+            let _ = std::future::Future::poll(flush.as_mut(), &mut std::task::Context::from_waker(waker));
+            let _ = std::future::Future::poll(flush.as_mut(), &mut std::task::Context::from_waker(waker));
+        }
+        assert!(pipeline.stream.written.len() < expected.len(), "cut short, as meant");
+        block_on(pipeline.flush()).unwrap();
+        assert_eq!(pipeline.stream.written, expected, "every request once, in order");
+        block_on(pipeline.flush()).unwrap();
+        assert_eq!(pipeline.stream.written, expected, "nothing more to send");
     }
 
     #[test]
