@@ -1,7 +1,7 @@
 //! The blocking client: one request at a time over a `std::net::TcpStream`.
 //!
 //! For the CLI, tests and scripts, where simplicity beats throughput. Every
-//! socket operation has a timeout, so a silent server makes a call fail with
+//! socket operation has a timeout (a call's whole answer, too), so a silent or dribbling server makes a call fail with
 //! an I/O error instead of hanging. Answers are owned values; the allocations
 //! this costs (a HELLO's ports, a QUERY page's claims) are bounded by the
 //! protocol's limits, which the codec checks before anything is allocated.
@@ -34,6 +34,9 @@ pub struct Client {
     next_request_id: u64,
     /// Token HELLO presents (empty: none).
     token: Vec<u8>,
+    /// Longest a call waits for its whole answer (not only for each read:
+    /// a server sending a byte at a time must not stretch a call to hours).
+    timeout: Duration,
 }
 
 /// A request's outcome: its status and its typed body. A refusal (any status
@@ -109,7 +112,8 @@ impl Client {
         }
     }
 
-    /// Wraps a connected stream; `timeout` bounds every read and write.
+    /// Wraps a connected stream; `timeout` bounds every write, and the whole
+    /// wait for each answer.
     pub fn from_stream(stream: TcpStream, timeout: Duration) -> Result<Client, ClientError> {
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
@@ -121,6 +125,7 @@ impl Client {
             wbuf: Vec::with_capacity(1024),
             next_request_id: 1,
             token: Vec::new(),
+            timeout,
         })
     }
 
@@ -275,7 +280,13 @@ impl Client {
         request.encode(request_id, &mut self.wbuf);
         self.stream.write_all(&self.wbuf)?;
 
+        let deadline = std::time::Instant::now() + self.timeout;
         while !self.rbuf.has_frame()? {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "no whole answer in time").into());
+            }
+            self.stream.set_read_timeout(Some(left))?;
             let n = match self.stream.read(self.rbuf.spare()) {
                 Ok(0) => return Err(ClientError::Closed { in_flight: 1 }),
                 Ok(n) => n,
@@ -318,6 +329,26 @@ mod tests {
     ) -> (Client, std::thread::JoinHandle<T>) {
         let (addr, server) = test_support::spawn(script);
         (Client::connect_timeout(addr, TEST_TIMEOUT).expect("connect"), server)
+    }
+
+    /// A server that sends its answer a byte every 100 ms keeps every read
+    /// inside its timeout; the call's own deadline still ends it.
+    #[test]
+    fn a_server_dribbling_its_answer_times_the_call_out() {
+        let (addr, server) = test_support::spawn(|mut conn| {
+            let (id, request) = conn.recv().unwrap();
+            for byte in test_support::canned(id, &request) {
+                conn.send(&[byte]);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let mut client = Client::connect_timeout(addr, Duration::from_secs(1)).unwrap();
+        match client.ping() {
+            Err(ClientError::Io { source }) => assert_eq!(source.kind(), io::ErrorKind::TimedOut),
+            other => panic!("a 2.4 s answer within a 1 s timeout: {other:?}"),
+        }
+        drop(client);
+        let _ = server.join();
     }
 
     #[test]
