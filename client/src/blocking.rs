@@ -281,16 +281,22 @@ impl Client {
         self.stream.write_all(&self.wbuf)?;
 
         let deadline = std::time::Instant::now() + self.timeout;
+        let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "no whole answer in time").into();
         while !self.rbuf.has_frame()? {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
-                return Err(io::Error::new(io::ErrorKind::TimedOut, "no whole answer in time").into());
+                return Err(timed_out());
             }
             self.stream.set_read_timeout(Some(left))?;
             let n = match self.stream.read(self.rbuf.spare()) {
                 Ok(0) => return Err(ClientError::Closed { in_flight: 1 }),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // A socket read timeout is EAGAIN on Linux: said one way,
+                // whichever of the two ran out first.
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                    return Err(timed_out())
+                }
                 Err(e) => return Err(e.into()),
             };
             self.rbuf.filled(n);
@@ -346,6 +352,19 @@ mod tests {
         match client.ping() {
             Err(ClientError::Io { source }) => assert_eq!(source.kind(), io::ErrorKind::TimedOut),
             other => panic!("a 2.4 s answer within a 1 s timeout: {other:?}"),
+        }
+        drop(client);
+        let _ = server.join();
+        // A server that says nothing: the socket's own timeout (EAGAIN) is
+        // told the same way.
+        let (addr, server) = test_support::spawn(|mut conn| {
+            let _ = conn.recv();
+            let _ = conn.recv();
+        });
+        let mut client = Client::connect_timeout(addr, Duration::from_millis(300)).unwrap();
+        match client.ping() {
+            Err(ClientError::Io { source }) => assert_eq!(source.kind(), io::ErrorKind::TimedOut),
+            other => panic!("a silent server: {other:?}"),
         }
         drop(client);
         let _ = server.join();
