@@ -235,6 +235,10 @@ impl Client {
     /// takes more round trips. Claims paid while paging are included.
     pub fn query_all(&mut self, envelope: EnvelopeId) -> Result<Reply<Option<EnvelopeReport>>, ClientError> {
         let mut claims: Vec<Claim> = Vec::new();
+        // The share count of the first page: a count never changes, so a
+        // later page that says otherwise is not believed (nor let grow the
+        // claims past it).
+        let mut count: Option<u32> = None;
         loop {
             // Fits: claims.len() never exceeds an envelope's u32 count (checked below).
             let page_start = claims.len() as u32;
@@ -244,10 +248,32 @@ impl Client {
                 return Err(ClientError::PageMismatch { expected: page_start, found: page.page_start });
             }
             let summary = page.summary;
+            let inconsistent = |what: String| ClientError::InconsistentPage { page_start, what };
+            let count = *count.get_or_insert(summary.count);
+            if summary.count != count {
+                return Err(inconsistent(format!(
+                    "count {} after {count} on an earlier page",
+                    summary.count
+                )));
+            }
+            let left = summary.paid_count.saturating_sub(page_start);
+            if page.claims.len() as u64 > u64::from(left) {
+                return Err(inconsistent(format!(
+                    "{} claims where {left} are paid past it",
+                    page.claims.len()
+                )));
+            }
+            // PROTOCOL.md 7.6: the claims with order start + 1 onwards, in order.
+            for (i, claim) in page.claims.iter().enumerate() {
+                let expected = u64::from(page_start) + i as u64 + 1;
+                if u64::from(claim.order) != expected {
+                    return Err(inconsistent(format!("claim {i} has order {} for {expected}", claim.order)));
+                }
+            }
             let page_empty = page.claims.is_empty();
             claims.extend(page.claims);
-            if claims.len() as u64 > u64::from(summary.count) {
-                return Err(ClientError::TooManyClaims { claims: claims.len() as u64, count: summary.count });
+            if claims.len() as u64 > u64::from(count) {
+                return Err(ClientError::TooManyClaims { claims: claims.len() as u64, count });
             }
             let listed = claims.len() as u32;
             if listed >= summary.paid_count {
@@ -591,6 +617,63 @@ mod tests {
         assert!(matches!(err, ClientError::ClaimsMissing { claims: 0, paid_count: 5 }), "{err:?}");
         drop(client);
         server.join().unwrap();
+    }
+
+    /// Pages that contradict themselves or each other are refused: claims
+    /// not next in opening order, a count that changes between pages.
+    #[test]
+    fn query_all_refuses_pages_that_disagree() {
+        /// Changes the QUERY answer that starts at the given claim.
+        type Edit = fn(u32, &mut Vec<u8>);
+        let lying = |edit: Edit| {
+            move |mut conn: FakeConn| {
+                let mut starts = Vec::new();
+                while let Some((id, request)) = conn.recv() {
+                    let Request::Query(q) = request else { panic!("expected QUERY, got {request:?}") };
+                    let start = q.page_start.get();
+                    starts.push(start);
+                    let mut frame = query_frame(id, q.envelope.get(), 10, 6, start, 3);
+                    edit(start, &mut frame);
+                    conn.send(&frame);
+                }
+                starts
+            }
+        };
+        // Header 24 bytes, QUERY body 104 (count at 80), then 24 bytes per
+        // claim with its order at 16.
+        let cases: [(Edit, &str); 2] = [
+            // The second page lists its first claim again as order 3.
+            (
+                |start, frame| {
+                    if start == 3 {
+                        let at = 24 + 104 + 16;
+                        frame[at..at + 4].copy_from_slice(&3u32.to_le_bytes());
+                    }
+                },
+                "has order 3 for 4",
+            ),
+            // The second page says the envelope has 11 shares, not 10.
+            (
+                |start, frame| {
+                    if start == 3 {
+                        let at = 24 + 80;
+                        assert_eq!(&frame[at..at + 4], &10u32.to_le_bytes(), "count's place");
+                        frame[at..at + 4].copy_from_slice(&11u32.to_le_bytes());
+                    }
+                },
+                "count 11 after 10",
+            ),
+        ];
+        for (edit, said) in cases {
+            let (mut client, server) = client_for(lying(edit));
+            let err = client.query_all(EnvelopeId(9)).unwrap_err();
+            assert!(
+                matches!(&err, ClientError::InconsistentPage { page_start: 3, what } if what.contains(said)),
+                "{err:?}"
+            );
+            drop(client);
+            assert_eq!(server.join().unwrap(), vec![0, 3]);
+        }
     }
 
     #[test]

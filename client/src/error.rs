@@ -54,6 +54,11 @@ pub enum ClientError {
     /// A QUERY page came back empty before every paid claim was listed.
     #[error("query listed {claims} claims of {paid_count} paid, then an empty page")]
     ClaimsMissing { claims: u32, paid_count: u32 },
+    /// A QUERY page contradicts the protocol or the pages before it: its
+    /// claims are not the next in opening order, it holds more than are
+    /// paid, or the envelope's share count changed between pages.
+    #[error("query page {page_start} is inconsistent: {what}")]
+    InconsistentPage { page_start: u32, what: String },
     /// Paging through an envelope returned more claims than it has shares.
     #[error("envelope returned {claims} claims but has only {count} shares")]
     TooManyClaims { claims: u64, count: u32 },

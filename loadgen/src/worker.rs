@@ -268,7 +268,8 @@ fn verify(
             Err(
                 e @ (ClientError::TooManyClaims { .. }
                 | ClientError::ClaimsMissing { .. }
-                | ClientError::PageMismatch { .. }),
+                | ClientError::PageMismatch { .. }
+                | ClientError::InconsistentPage { .. }),
             ) => {
                 violations.push(format!("envelope {}: QUERY's pages disagree: {e}", ledger.envelope));
                 verified += 1;
