@@ -123,13 +123,13 @@ impl LatencyHistogram {
         let rank = q.clamp(0.0, 1.0) * count as f64;
         let mut below = 0u64;
         for (i, bucket) in self.buckets.iter().enumerate() {
-            if *bucket > 0 && (below + bucket) as f64 >= rank {
+            if *bucket > 0 && below.saturating_add(*bucket) as f64 >= rank {
                 let Some(upper) = self.bounds_us.get(i) else { break };
                 let lower = if i == 0 { 0 } else { self.bounds_us[i - 1] };
                 let within = (rank - below as f64) / *bucket as f64;
                 return Some(lower as f64 + (upper - lower) as f64 * within);
             }
-            below += bucket;
+            below = below.saturating_add(*bucket);
         }
         self.bounds_us.last().map(|b| *b as f64)
     }
@@ -158,7 +158,11 @@ impl LatencyHistogram {
 impl ShardStats {
     /// Requests of `opcode` answered, all statuses (`None`: unknown opcodes).
     pub fn requests_of(&self, opcode: Option<Opcode>) -> u64 {
-        self.requests_by_status.iter().filter(|c| c.opcode == opcode).map(|c| c.count).sum()
+        // Saturating, like every other total: the figures come from a server.
+        self.requests_by_status
+            .iter()
+            .filter(|c| c.opcode == opcode)
+            .fold(0, |n, c| n.saturating_add(c.count))
     }
 
     /// The latency histogram of `opcode`, if any request of it was timed.
@@ -194,7 +198,10 @@ impl ShardStats {
         for count in &s.requests_by_status {
             let key = (count.opcode, count.status);
             match self.requests_by_status.binary_search_by_key(&key, |c| (c.opcode, c.status)) {
-                Ok(i) => self.requests_by_status[i].count += count.count,
+                Ok(i) => {
+                    let total = &mut self.requests_by_status[i].count;
+                    *total = total.saturating_add(count.count);
+                }
                 Err(i) => self.requests_by_status.insert(i, *count),
             }
         }
@@ -289,6 +296,27 @@ mod tests {
         assert_eq!(histogram(&[0, 0, 7]).quantile_us(0.5), Some(1000.0));
         assert_eq!(histogram(&[0, 0, 0]).quantile_us(0.5), None);
         assert_eq!(LatencyHistogram::default().quantile_us(0.5), None);
+    }
+
+    /// Figures from a server are added saturating everywhere: huge ones
+    /// give the largest total, never a panic or a wrapped one.
+    #[test]
+    fn huge_figures_saturate() {
+        let half = 1u64 << 63;
+        assert_eq!(histogram(&[half, half, 5]).quantile_us(0.5), Some(100.0));
+        let count = |count| StatusCount { opcode: Some(Opcode::Open), status: Status::Ok, count };
+        let mut a = ShardStats { requests_by_status: vec![count(half)], ..ShardStats::default() };
+        let b = ShardStats { requests_by_status: vec![count(half)], ..ShardStats::default() };
+        assert!(a.add(&b));
+        assert_eq!(a.requests_by_status[0].count, u64::MAX);
+        let c = ShardStats {
+            requests_by_status: vec![
+                count(half),
+                StatusCount { opcode: Some(Opcode::Open), status: Status::NoReservation, count: half },
+            ],
+            ..ShardStats::default()
+        };
+        assert_eq!(c.requests_of(Some(Opcode::Open)), u64::MAX);
     }
 
     #[test]
