@@ -128,6 +128,10 @@ fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
             }
             if ok {
                 0
+            } else if outcome.status.is_frame_level() {
+                // malformed_frame, timeout and the like are the server ending
+                // the connection over the frame, not refusing the request.
+                EXIT_ERROR
             } else {
                 EXIT_REFUSED
             }
@@ -532,6 +536,18 @@ mod tests {
         let v: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["status"], "sold_out");
         assert_eq!((v["hold_until_ms"].as_u64(), v["shares_free"].as_u64()), (Some(0), Some(0)));
+    }
+
+    /// A frame-level status (the server ending the connection over the
+    /// frame) is a protocol failure, exit 2, not a refusal.
+    #[test]
+    fn a_frame_level_status_exits_2() {
+        let malformed = |id: u64, _: &Request<'_>| response(Opcode::Grab, id, Status::MalformedFrame, &[]);
+        let (addr, server) = serve(malformed);
+        let server_arg = addr.to_string();
+        let (code, _, err) = run_cli(&["grab", "--envelope", "5", "--user", "3", "--server", &server_arg]);
+        server.join().unwrap();
+        assert_eq!(code, 2, "{err}");
     }
 
     #[test]
