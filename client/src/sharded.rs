@@ -240,10 +240,11 @@ mod tests {
 
     #[test]
     fn a_port_answered_by_the_wrong_shard_is_an_error() {
-        let (addr0, shard0) = test_support::spawn(shard(1, 1));
+        // Shard 0's port is answered by shard 1 of the two.
+        let (addr0, shard0) = test_support::spawn(shard(1, 2));
         let (main, main_server) = test_support::spawn(move |mut conn| {
             let (id, _) = conn.recv().unwrap();
-            conn.send(&hello_frame(id, 0, &[addr0.port()]));
+            conn.send(&hello_frame(id, 0, &[addr0.port(), addr0.port()]));
         });
         let err = connect(main).unwrap_err();
         assert!(matches!(err, ClientError::ShardMismatch { expected: 0, found: 1, .. }), "{err:?}");

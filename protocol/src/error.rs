@@ -34,6 +34,10 @@ pub enum FrameError {
     /// A length field inside a body is above its limit.
     #[error("{field} of {value} above the limit {max}")]
     FieldTooLarge { field: &'static str, value: u32, max: u32 },
+    /// A length or count field outside its range `min..=max` (a zero where
+    /// at least one is required, say).
+    #[error("{field} of {value} outside {min} to {max}")]
+    FieldOutOfRange { field: &'static str, value: u32, min: u32, max: u32 },
     /// An entry of a table inside a body breaks the table's rule (order,
     /// uniqueness, a value outside its domain); `index` counts from 0.
     #[error("{table} entry {index}: {rule}")]

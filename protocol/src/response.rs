@@ -6,7 +6,7 @@ use zerocopy::FromBytes;
 use crate::body::{ClaimEntry, FixedBody, HelloResponse, QueryResponse, StatsResponse, StatsTables};
 use crate::codec::Frame;
 use crate::error::FrameError;
-use crate::limits::{MAX_QUERY_PAGE, MAX_SHARDS};
+use crate::limits::{MAX_BODY_LEN, MAX_QUERY_PAGE, MAX_SHARDS};
 use crate::status::Status;
 
 /// A response frame, checked for direction and status.
@@ -46,11 +46,31 @@ impl<'a> Response<'a> {
         let (hello, tail) = HelloResponse::decode_prefix(self.opcode, self.body)?;
         let count = hello.shard_count.get();
         if count == 0 || count > MAX_SHARDS {
-            return Err(FrameError::FieldTooLarge {
+            return Err(FrameError::FieldOutOfRange {
                 field: "shard_count",
                 value: u32::from(count),
+                min: 1,
                 max: u32::from(MAX_SHARDS),
             });
+        }
+        // PROTOCOL.md 7.1: the answering shard is one of them, and the
+        // limits are within the protocol's.
+        let shard_id = hello.shard_id.get();
+        if shard_id >= count {
+            return Err(FrameError::FieldOutOfRange {
+                field: "shard_id",
+                value: u32::from(shard_id),
+                min: 0,
+                max: u32::from(count) - 1,
+            });
+        }
+        for (field, value, max) in [
+            ("max_body_len", hello.max_body_len.get(), MAX_BODY_LEN),
+            ("max_query_page", hello.max_query_page.get(), MAX_QUERY_PAGE),
+        ] {
+            if value > max {
+                return Err(FrameError::FieldTooLarge { field, value, max });
+            }
         }
         if tail.len() != usize::from(count) * 2 {
             let expected = HelloResponse::SIZE + usize::from(count) * 2;
