@@ -74,6 +74,9 @@ pub enum ClientError {
     /// A shard-aware port is answered by another shard than HELLO listed it for.
     #[error("port {port} is listed for shard {expected} but shard {found} answers it")]
     ShardMismatch { port: u16, expected: u16, found: u16 },
+    /// A shard-aware port's HELLO tells another shard count than the main port's.
+    #[error("port {port} answers HELLO with {found} shards, the main port with {main}")]
+    HelloDisagrees { port: u16, main: u16, found: u16 },
     /// HELLO, which every sharded session starts with, was refused.
     #[error("hello refused: {status}")]
     HelloRefused { status: Status },

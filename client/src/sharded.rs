@@ -69,6 +69,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ShardedClient<S> {
                 .map_err(|source| ClientError::Connect { addr: shard_addr.to_string(), source })?;
             let mut pipeline = Pipeline::new(stream, max_in_flight);
             let (shard_info, _) = handshake(&mut pipeline, &hello).await?;
+            // Every shard must tell the same shard count as the main port:
+            // a port of a server being restarted with another count would
+            // route envelopes to the wrong owner.
+            if shard_info.shard_count != info.shard_count {
+                return Err(ClientError::HelloDisagrees {
+                    port: *port,
+                    main: info.shard_count,
+                    found: shard_info.shard_count,
+                });
+            }
             if usize::from(shard_info.shard_id) != shard {
                 return Err(ClientError::ShardMismatch {
                     port: *port,
@@ -248,6 +258,20 @@ mod tests {
         });
         let err = connect(main).unwrap_err();
         assert!(matches!(err, ClientError::ShardMismatch { expected: 0, found: 1, .. }), "{err:?}");
+        main_server.join().unwrap();
+        shard0.join().unwrap();
+    }
+
+    #[test]
+    fn a_port_of_a_server_with_another_shard_count_is_an_error() {
+        // The main port tells one shard; its port answers as shard 0 of 2.
+        let (addr0, shard0) = test_support::spawn(shard(0, 2));
+        let (main, main_server) = test_support::spawn(move |mut conn| {
+            let (id, _) = conn.recv().unwrap();
+            conn.send(&hello_frame(id, 0, &[addr0.port()]));
+        });
+        let err = connect(main).unwrap_err();
+        assert!(matches!(err, ClientError::HelloDisagrees { main: 1, found: 2, .. }), "{err:?}");
         main_server.join().unwrap();
         shard0.join().unwrap();
     }
