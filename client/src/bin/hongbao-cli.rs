@@ -599,5 +599,25 @@ mod tests {
         assert_eq!(v["shards"][1]["shard_id"], 1);
         assert_eq!(v["total"]["requests"], 21);
         assert_eq!(v["total"]["uptime_ms"], 2000);
+
+        // Both ports answered by shard 0: not added up as two shards.
+        let (addr0, shard0) = serve(shard(0));
+        let (addr1, shard1) = serve(shard(0));
+        let ports: Vec<u8> = [addr0.port(), addr1.port()].iter().flat_map(|p| p.to_le_bytes()).collect();
+        let (main, main_server) = serve(move |id, _: &Request<'_>| {
+            let mut h = HelloResponse::new_zeroed();
+            h.version = hongbao_protocol::VERSION;
+            h.shard_count = U16::new(2);
+            h.max_body_len = U32::new(65_536);
+            h.max_query_page = U32::new(1024);
+            response(Opcode::Hello, id, Status::Ok, &[h.as_bytes(), &ports])
+        });
+        let main_arg = main.to_string();
+        let (code, _, err) = run_cli(&["stats", "--server", &main_arg]);
+        for server in [main_server, shard0, shard1] {
+            server.join().unwrap();
+        }
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("but shard 0 answers it"), "{err}");
     }
 }

@@ -22,13 +22,27 @@ pub fn stats(client: &mut Client, timeout: Duration, token: Option<&[u8]>) -> Re
     };
     let host = client.peer_addr()?.ip();
     let mut shards = Vec::with_capacity(info.shard_ports.len());
-    for port in &info.shard_ports {
+    for (index, port) in info.shard_ports.iter().enumerate() {
         let mut shard = Client::connect_timeout(SocketAddr::new(host, *port), timeout)?;
         if let Some(token) = token {
-            shard.authenticate(token)?;
+            let status = shard.authenticate(token)?;
+            if status != Status::Ok {
+                let json = json!({ "status": status.name(), "shards": shards_json(&shards) });
+                let human = format!("{} (port {port})", refused("hello", status));
+                return Ok(Outcome { status, json, human });
+            }
         }
         let reply = shard.stats()?;
         match reply.body {
+            // Each port must be answered by its own shard, or the totals
+            // would count one shard twice (and another not at all).
+            Some(s) if usize::from(s.shard_id) != index || s.shard_count != info.shard_count => {
+                return Err(ClientError::ShardMismatch {
+                    port: *port,
+                    expected: index as u16,
+                    found: s.shard_id,
+                });
+            }
             Some(s) => shards.push(s),
             None => {
                 let json = json!({ "status": reply.status.name(), "shards": shards_json(&shards) });
