@@ -24,6 +24,8 @@ use serde_json::{json, Value};
 const EXIT_REFUSED: u8 = 1;
 /// Exit code when the connection or the protocol failed.
 const EXIT_ERROR: u8 = 2;
+/// Exit code when the command line cannot be read (sysexits' EX_USAGE).
+const EXIT_USAGE: u8 = 64;
 
 #[derive(Debug, Parser)]
 #[command(name = "hongbao-cli", version, about = "Send one request to a hongbao red-envelope server")]
@@ -109,8 +111,29 @@ pub(crate) struct Outcome {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return ExitCode::from(usage_error(&e, std::env::args().any(|a| a == "--json"))),
+    };
     ExitCode::from(run(&cli, &mut io::stdout().lock(), &mut io::stderr().lock()))
+}
+
+/// A command line that cannot be read: clap's message, and with `--json` the
+/// one JSON object every run prints; exit [`EXIT_USAGE`], not 2, which
+/// means the connection or the protocol failed. `--help` and `--version`
+/// print and exit 0.
+fn usage_error(e: &clap::Error, json: bool) -> u8 {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return 0;
+    }
+    let _ = e.print();
+    if json {
+        let message = e.kind().as_str().unwrap_or("cannot read the command line");
+        println!("{}", json!({ "status": "error", "error": message }));
+    }
+    EXIT_USAGE
 }
 
 /// Runs `cli` and prints to `out` and `err`; returns the exit code.
@@ -445,6 +468,17 @@ mod tests {
         assert!(parsed.json);
         assert_eq!(parsed.server, "127.0.0.1:7400");
         assert!(matches!(parsed.command, Command::Create { fixed: true, expires_in: 0, count: 2, .. }));
+    }
+
+    #[test]
+    fn a_command_line_it_cannot_read_exits_64_and_help_exits_0() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("hongbao-cli").chain(args.iter().copied())).unwrap_err()
+        };
+        assert_eq!(usage_error(&parse(&["grab", "--bogus"]), false), EXIT_USAGE);
+        assert_eq!(usage_error(&parse(&["--json", "grab"]), true), EXIT_USAGE, "a required flag missing");
+        assert_eq!(usage_error(&parse(&["--help"]), false), 0);
+        assert_ne!(EXIT_USAGE, EXIT_ERROR, "a usage error is not a connection failure");
     }
 
     #[test]
