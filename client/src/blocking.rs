@@ -130,7 +130,9 @@ impl Client {
     }
 
     /// The stream, for a caller that goes on with its own I/O (after HELLO,
-    /// say). Nothing is buffered between requests, so no answer is lost.
+    /// say). Every answer to a request of this client has been read; bytes
+    /// the server sent past the last of them (a frame it sent unasked, such
+    /// as a busy before it closes) are dropped with the client.
     pub fn into_stream(self) -> TcpStream {
         self.stream
     }
