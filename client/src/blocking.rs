@@ -365,37 +365,37 @@ mod tests {
         (Client::connect_timeout(addr, TEST_TIMEOUT).expect("connect"), server)
     }
 
+    /// PING against `script` with `timeout`: it must time out, said as TimedOut.
+    fn ping_times_out(script: impl FnOnce(FakeConn) + Send + 'static, timeout: Duration) {
+        let (addr, server) = test_support::spawn(script);
+        let mut client = Client::connect_timeout(addr, timeout).unwrap();
+        match client.ping() {
+            Err(ClientError::Io { source }) => assert_eq!(source.kind(), io::ErrorKind::TimedOut),
+            other => panic!("no timeout: {other:?}"),
+        }
+        drop(client);
+        let _ = server.join();
+    }
+
     /// A server that sends its answer a byte every 100 ms keeps every read
-    /// inside its timeout; the call's own deadline still ends it.
+    /// inside its timeout; the call's own deadline still ends it (a 2.4 s
+    /// answer, a 1 s timeout). A server that says nothing ends it through
+    /// the socket's own timeout (EAGAIN), told the same way.
     #[test]
     fn a_server_dribbling_its_answer_times_the_call_out() {
-        let (addr, server) = test_support::spawn(|mut conn| {
+        let dribble = |mut conn: FakeConn| {
             let (id, request) = conn.recv().unwrap();
             for byte in test_support::canned(id, &request) {
                 conn.send(&[byte]);
                 std::thread::sleep(Duration::from_millis(100));
             }
-        });
-        let mut client = Client::connect_timeout(addr, Duration::from_secs(1)).unwrap();
-        match client.ping() {
-            Err(ClientError::Io { source }) => assert_eq!(source.kind(), io::ErrorKind::TimedOut),
-            other => panic!("a 2.4 s answer within a 1 s timeout: {other:?}"),
-        }
-        drop(client);
-        let _ = server.join();
-        // A server that says nothing: the socket's own timeout (EAGAIN) is
-        // told the same way.
-        let (addr, server) = test_support::spawn(|mut conn| {
+        };
+        ping_times_out(dribble, Duration::from_secs(1));
+        let silent = |mut conn: FakeConn| {
             let _ = conn.recv();
             let _ = conn.recv();
-        });
-        let mut client = Client::connect_timeout(addr, Duration::from_millis(300)).unwrap();
-        match client.ping() {
-            Err(ClientError::Io { source }) => assert_eq!(source.kind(), io::ErrorKind::TimedOut),
-            other => panic!("a silent server: {other:?}"),
-        }
-        drop(client);
-        let _ = server.join();
+        };
+        ping_times_out(silent, Duration::from_millis(300));
     }
 
     #[test]

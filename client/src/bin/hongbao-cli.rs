@@ -609,23 +609,29 @@ mod tests {
                 response(Opcode::Stats, id, Status::Ok, &[s.as_bytes()])
             }
         };
-        let (addr0, shard0) = serve(shard(0));
-        let (addr1, shard1) = serve(shard(1));
-        let ports: Vec<u8> = [addr0.port(), addr1.port()].iter().flat_map(|p| p.to_le_bytes()).collect();
-        let (main, main_server) = serve(move |id, request| {
-            assert!(matches!(request, Request::Hello { .. }));
-            let mut h = HelloResponse::new_zeroed();
-            h.version = hongbao_protocol::VERSION;
-            h.shard_count = U16::new(2);
-            h.max_body_len = U32::new(65_536);
-            h.max_query_page = U32::new(1024);
-            response(Opcode::Hello, id, Status::Ok, &[h.as_bytes(), &ports])
-        });
-        let main_arg = main.to_string();
-        let (code, out, err) = run_cli(&["stats", "--json", "--server", &main_arg]);
-        for server in [main_server, shard0, shard1] {
-            server.join().unwrap();
-        }
+        // A main port whose HELLO lists two shard ports, answered by the
+        // shards `ids` say; returns the CLI's outcome.
+        let stats_of = |ids: [u16; 2], args: &[&str]| {
+            let (addr0, shard0) = serve(shard(ids[0]));
+            let (addr1, shard1) = serve(shard(ids[1]));
+            let ports: Vec<u8> = [addr0.port(), addr1.port()].iter().flat_map(|p| p.to_le_bytes()).collect();
+            let (main, main_server) = serve(move |id, request| {
+                assert!(matches!(request, Request::Hello { .. }));
+                let mut h = HelloResponse::new_zeroed();
+                h.version = hongbao_protocol::VERSION;
+                h.shard_count = U16::new(2);
+                h.max_body_len = U32::new(65_536);
+                h.max_query_page = U32::new(1024);
+                response(Opcode::Hello, id, Status::Ok, &[h.as_bytes(), &ports])
+            });
+            let main_arg = main.to_string();
+            let outcome = run_cli(&[args, &["--server", &main_arg]].concat());
+            for server in [main_server, shard0, shard1] {
+                server.join().unwrap();
+            }
+            outcome
+        };
+        let (code, out, err) = stats_of([0, 1], &["stats", "--json"]);
         assert_eq!(code, 0, "{err}");
         let v: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["status"], "ok");
@@ -635,22 +641,7 @@ mod tests {
         assert_eq!(v["total"]["uptime_ms"], 2000);
 
         // Both ports answered by shard 0: not added up as two shards.
-        let (addr0, shard0) = serve(shard(0));
-        let (addr1, shard1) = serve(shard(0));
-        let ports: Vec<u8> = [addr0.port(), addr1.port()].iter().flat_map(|p| p.to_le_bytes()).collect();
-        let (main, main_server) = serve(move |id, _: &Request<'_>| {
-            let mut h = HelloResponse::new_zeroed();
-            h.version = hongbao_protocol::VERSION;
-            h.shard_count = U16::new(2);
-            h.max_body_len = U32::new(65_536);
-            h.max_query_page = U32::new(1024);
-            response(Opcode::Hello, id, Status::Ok, &[h.as_bytes(), &ports])
-        });
-        let main_arg = main.to_string();
-        let (code, _, err) = run_cli(&["stats", "--server", &main_arg]);
-        for server in [main_server, shard0, shard1] {
-            server.join().unwrap();
-        }
+        let (code, _, err) = stats_of([0, 0], &["stats"]);
         assert_eq!(code, 2, "{err}");
         assert!(err.contains("but shard 0 answers it"), "{err}");
     }
