@@ -93,7 +93,7 @@ impl Client {
     }
 
     /// Connects to `addr`, trying each address it resolves to; `timeout` bounds
-    /// the connect and every later read and write.
+    /// the connect, every later write and each call's whole wait for its answer.
     pub fn connect_timeout<A: ToSocketAddrs + fmt::Display>(
         addr: A,
         timeout: Duration,
@@ -308,14 +308,18 @@ impl Client {
         request.encode(request_id, &mut self.wbuf);
         self.stream.write_all(&self.wbuf)?;
 
-        let deadline = std::time::Instant::now() + self.timeout;
+        // A timeout too long to add to the clock (Duration::MAX, say) sets
+        // no deadline: the socket's own read timeout stands alone.
+        let deadline = std::time::Instant::now().checked_add(self.timeout);
         let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "no whole answer in time").into();
         while !self.rbuf.has_frame()? {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return Err(timed_out());
+            if let Some(deadline) = deadline {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    return Err(timed_out());
+                }
+                self.stream.set_read_timeout(Some(left))?;
             }
-            self.stream.set_read_timeout(Some(left))?;
             let n = match self.stream.read(self.rbuf.spare()) {
                 Ok(0) => return Err(ClientError::Closed { in_flight: 1 }),
                 Ok(n) => n,
@@ -396,6 +400,17 @@ mod tests {
             let _ = conn.recv();
         };
         ping_times_out(silent, Duration::from_millis(300));
+    }
+
+    /// A timeout too long to add to the clock is no deadline, not a panic.
+    #[test]
+    fn the_longest_timeout_is_no_deadline() {
+        let (addr, server) = test_support::spawn(serve_canned);
+        let stream = std::net::TcpStream::connect(addr).unwrap();
+        let mut client = Client::from_stream(stream, Duration::MAX).unwrap();
+        assert_eq!(client.ping().unwrap(), Status::Ok);
+        drop(client);
+        server.join().unwrap();
     }
 
     #[test]

@@ -110,6 +110,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Pipeline<S> {
     /// dropped part way resumes at the next byte (a request resent would be
     /// done twice: a second envelope created).
     pub async fn flush(&mut self) -> Result<(), ClientError> {
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
         while self.written < self.wbuf.len() {
             match self.stream.write(&self.wbuf[self.written..]).await {
                 Ok(0) => return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into()),
@@ -165,7 +168,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Pipeline<S> {
 
     /// Bytes pushed and not yet flushed.
     pub fn unflushed_len(&self) -> usize {
-        self.wbuf.len()
+        self.wbuf.len() - self.written
     }
 
     /// The stream.
@@ -295,6 +298,7 @@ mod tests {
             let _ = std::future::Future::poll(flush.as_mut(), &mut std::task::Context::from_waker(waker));
         }
         assert!(pipeline.stream.written.len() < expected.len(), "cut short, as meant");
+        assert_eq!(pipeline.unflushed_len(), expected.len() - pipeline.stream.written.len());
         block_on(pipeline.flush()).unwrap();
         assert_eq!(pipeline.stream.written, expected, "every request once, in order");
         block_on(pipeline.flush()).unwrap();

@@ -105,7 +105,12 @@ pub async fn run_worker(plan: WorkerPlan) -> Result<WorkerOutcome, WorkerFailure
     }
     recorder.stalls_by_core.push((plan.core, recorder.stalls.clone()));
 
-    let token = read_token(args)?;
+    // Read again (the run may have been long), and a failure to read it
+    // keeps the violations found, like any other failure after the load.
+    let token = match read_token(args) {
+        Ok(token) => token,
+        Err(why) => return Err(WorkerFailure { why, violations: recorder.violations }),
+    };
     for (shard, work) in works.iter().enumerate() {
         let sample: Vec<&Ledger> =
             work.retired.iter().chain(work.active_ledgers()).take(args.verify_sample).collect();

@@ -211,21 +211,27 @@ fn a_dribbling_client_does_not_hold_the_endpoint() {
     let _server = TestServer::start(1, &["--metrics", &metrics]);
     let addr: std::net::SocketAddr = metrics.parse().unwrap();
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (started_tx, started) = std::sync::mpsc::channel();
     let dribbler = {
         let done = done.clone();
         std::thread::spawn(move || {
             let mut stream = TcpStream::connect(addr).unwrap();
+            stream.write_all(b"G").unwrap();
+            started_tx.send(()).unwrap();
             // 60 bytes, one every second: a minute, without a newline.
             // (Once the server has given up on it, the writes fail; it
             // dribbles on regardless, so "done" means a minute went by.)
             for _ in 0..60 {
-                let _ = stream.write_all(b"G");
                 std::thread::sleep(Duration::from_secs(1));
+                let _ = stream.write_all(b"G");
             }
             done.store(true, std::sync::atomic::Ordering::SeqCst);
         })
     };
-    std::thread::sleep(Duration::from_millis(300));
+    // The dribbler is connected and has begun its request: the endpoint
+    // is busy with it before the scrape arrives (it serves one at a time).
+    started.recv().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
     let text = scrape(addr);
     assert!(!done.load(std::sync::atomic::Ordering::SeqCst), "answered only after the dribbler's minute");
     assert!(text.contains("hongbao_up"), "{text}");

@@ -7,13 +7,16 @@ mod support;
 
 use std::io::Read;
 use std::net::TcpStream;
-use std::process::Command;
 
 use support::TestServer;
 
-fn signal(server: &TestServer, name: &str) {
-    let pid = server.child.id().to_string();
-    assert!(Command::new("kill").args([&format!("-{name}"), &pid]).status().unwrap().success());
+/// Sends `signal` at once (no `kill` process to start: the second signal
+/// must land inside the drain, which lasts about a second).
+#[allow(unsafe_code)] // one libc call, on a pid this test owns
+fn signal(server: &TestServer, signal: libc::c_int) {
+    let pid = libc::pid_t::try_from(server.child.id()).unwrap();
+    // SAFETY: kill only sends a signal to the child this test started.
+    assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
 }
 
 #[test]
@@ -21,12 +24,12 @@ fn a_second_sigterm_during_the_drain_exits_at_once() {
     let mut server = TestServer::start(1, &[]);
     // A client that never closes keeps the drain waiting (up to its bound).
     let mut held = TcpStream::connect(server.main).unwrap();
-    signal(&server, "TERM");
+    signal(&server, libc::SIGTERM);
     // The drain began once the server shut its side of the held connection:
     // the first signal has been handled, so the second one is a second.
     let mut buf = [0u8; 64];
     while held.read(&mut buf).is_ok_and(|n| n > 0) {}
-    signal(&server, "TERM");
+    signal(&server, libc::SIGTERM);
     let status = server.child.wait().unwrap();
     assert_eq!(status.code(), Some(1), "the second SIGTERM exits at once: {status:?}");
 }

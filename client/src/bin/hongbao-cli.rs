@@ -8,7 +8,10 @@
 //!
 //! Exit codes: 0 when the server did what was asked, 1 when it refused (the
 //! status is printed: human text to stderr, JSON still to stdout), 2 when the
-//! connection or the protocol failed (the JSON status is then "error").
+//! connection or the protocol failed (the JSON status is then "error", or the
+//! frame-level status the server ended the connection with, such as
+//! "malformed_frame"), 64 when the command line cannot be read (with
+//! `--json`, status "error").
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -113,7 +116,7 @@ pub(crate) struct Outcome {
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => return ExitCode::from(usage_error(&e, std::env::args().any(|a| a == "--json"))),
+        Err(e) => return ExitCode::from(usage_error(&e, std::env::args_os().any(|a| a == "--json"))),
     };
     ExitCode::from(run(&cli, &mut io::stdout().lock(), &mut io::stderr().lock()))
 }

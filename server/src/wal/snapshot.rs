@@ -166,10 +166,14 @@ pub async fn write(
         }
     };
     // Rename and directory sync are blocking calls: off the shard's thread.
+    // A rename that fails leaves no full-size temporary file behind either.
     let dir = dir.to_path_buf();
     glommio::executor()
         .spawn_blocking(move || {
-            std::fs::rename(&temporary, &path)?;
+            if let Err(e) = std::fs::rename(&temporary, &path) {
+                let _ = std::fs::remove_file(&temporary);
+                return Err(e);
+            }
             std::fs::File::open(&dir)?.sync_all()
         })
         .await?;

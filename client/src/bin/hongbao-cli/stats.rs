@@ -36,7 +36,14 @@ pub fn stats(client: &mut Client, timeout: Duration, token: Option<&[u8]>) -> Re
         match reply.body {
             // Each port must be answered by its own shard, or the totals
             // would count one shard twice (and another not at all).
-            Some(s) if usize::from(s.shard_id) != index || s.shard_count != info.shard_count => {
+            Some(s) if s.shard_count != info.shard_count => {
+                return Err(ClientError::HelloDisagrees {
+                    port: *port,
+                    main: info.shard_count,
+                    found: s.shard_count,
+                });
+            }
+            Some(s) if usize::from(s.shard_id) != index => {
                 return Err(ClientError::ShardMismatch {
                     port: *port,
                     expected: index as u16,
