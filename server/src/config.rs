@@ -389,7 +389,7 @@ impl Args {
             read_buffer_bytes: self.max_buffered_bytes,
             spin: std::time::Duration::from_micros(self.spin_us),
             watchdog: (self.watchdog_ms > 0).then(|| std::time::Duration::from_millis(self.watchdog_ms)),
-            ring: hongbao_uring::RingConfig::default(),
+            ring: ring_for(self.max_connections),
             auth,
             auth_timeout: std::time::Duration::from_secs(self.auth_timeout),
             frame_timeout: std::time::Duration::from_secs(self.frame_timeout),
@@ -413,5 +413,43 @@ impl ServerConfig {
     /// The shard-aware ports in shard order.
     pub fn shard_ports(&self) -> Vec<u16> {
         self.shards.iter().map(|s| s.port).collect()
+    }
+}
+
+/// The socket ring for a shard of `max_connections`: a completion queue with
+/// room for two completions a connection (its receive's data and its end or
+/// refill) and one per receive buffer, so that a turn in which every
+/// connection speaks at once does not rely on the kernel's overflow list.
+/// Bounded by what io_uring allows (a completion queue of at most 65,536).
+fn ring_for(max_connections: usize) -> hongbao_uring::RingConfig {
+    let ring = hongbao_uring::RingConfig::default();
+    let completions = max_connections.saturating_mul(2).saturating_add(usize::from(ring.buffers));
+    // The completion queue is four times the submission queue.
+    let entries = (completions / 4).next_power_of_two().clamp(ring.entries as usize, RING_ENTRIES_MAX);
+    hongbao_uring::RingConfig { entries: entries as u32, ..ring }
+}
+
+/// Most submission entries a shard's ring asks for (its completion queue is
+/// four times that, io_uring's largest).
+const RING_ENTRIES_MAX: usize = 16_384;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ring_has_room_for_every_connection_s_completions() {
+        let default = hongbao_uring::RingConfig::default();
+        assert_eq!(ring_for(1).entries, default.entries, "never below the default");
+        for connections in [1, 1_000, 10_000, 30_000] {
+            let ring = ring_for(connections);
+            assert!(ring.entries.is_power_of_two());
+            assert!(
+                ring.entries as usize * 4 >= connections * 2 + usize::from(ring.buffers),
+                "{connections}"
+            );
+        }
+        assert_eq!(ring_for(1 << 20).entries as usize, RING_ENTRIES_MAX, "bounded by io_uring's largest");
+        assert_eq!(ring_for(10_000).buffers, default.buffers);
     }
 }
