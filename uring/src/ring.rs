@@ -145,6 +145,10 @@ pub struct Ring {
     reaped: Vec<(u64, i32, u32)>,
     /// Entries the last [`Ring::poll`] submitted.
     last_submitted: u32,
+    /// Why the ring can no longer take entries: an `io_uring_enter` failed
+    /// while the submission queue was full. Every later [`Ring::poll`]
+    /// reports it, so the owner stops instead of panicking mid-push.
+    broken: Option<io::Error>,
 }
 
 impl Ring {
@@ -161,6 +165,7 @@ impl Ring {
             task_run,
             reaped: Vec::with_capacity(REAP_BATCH),
             last_submitted: 0,
+            broken: None,
         })
     }
 
@@ -241,6 +246,7 @@ impl Ring {
     /// Submits everything queued and hands every completion that is ready to
     /// `handle`, without waiting. Returns how many it handled.
     pub fn poll(&mut self, mut handle: impl FnMut(Completion<'_>)) -> io::Result<usize> {
+        self.check_broken()?;
         self.last_submitted = self.uring.submission().len() as u32;
         self.enter(0)?;
         let mut handled = 0;
@@ -316,6 +322,7 @@ impl Ring {
     /// Before parking: lets the eventfd fire and runs the kernel's deferred
     /// work once more. `false`: completions are already waiting, do not park.
     pub fn prepare_park(&mut self) -> io::Result<bool> {
+        self.check_broken()?;
         self.uring.completion().enable_eventfd();
         self.enter(0)?;
         let mut queue = self.uring.completion();
@@ -396,8 +403,14 @@ impl Ring {
         self.push(entry);
     }
 
-    /// Queues one entry, submitting first if the queue is full.
+    /// Queues one entry, submitting first if the queue is full. A ring that
+    /// cannot take it is marked broken (the entry is dropped, unseen by the
+    /// kernel) and the next [`Ring::poll`] says why: a socket loop cannot go
+    /// on without its ring, but it must stop with an error, not a panic.
     fn push(&mut self, entry: squeue::Entry) {
+        if self.broken.is_some() {
+            return;
+        }
         for _ in 0..PUSH_ATTEMPTS_MAX {
             // SAFETY: every entry built above points only at memory the ring
             // keeps alive until its completion: send buffers in `sends`, the
@@ -409,14 +422,25 @@ impl Ring {
             }
             // Full: hand the queue to the kernel and try again.
             if let Err(error) = self.enter(0) {
-                // Nothing can be queued on a ring that cannot enter; a socket
-                // loop cannot go on without its ring.
-                panic!("io_uring_enter failed while the submission queue is full: {error}");
+                let why = format!("io_uring_enter failed while the submission queue is full: {error}");
+                self.broken = Some(io::Error::new(error.kind(), why));
+                return;
             }
         }
         // The kernel took nothing for this long (it answered EBUSY or EAGAIN
         // every time): spinning on would hang the shard without a word.
-        panic!("io_uring: the submission queue stayed full through {PUSH_ATTEMPTS_MAX} submissions");
+        self.broken = Some(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            format!("io_uring: the submission queue stayed full through {PUSH_ATTEMPTS_MAX} submissions"),
+        ));
+    }
+
+    /// The error that broke the ring, again for each caller.
+    fn check_broken(&self) -> io::Result<()> {
+        match &self.broken {
+            Some(error) => Err(io::Error::new(error.kind(), error.to_string())),
+            None => Ok(()),
+        }
     }
 
     /// One `io_uring_enter`: submits what is queued and runs the kernel's

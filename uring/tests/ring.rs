@@ -1,6 +1,7 @@
 //! The ring against real loopback sockets inside a glommio executor: accept,
 //! receive, send, end of stream, cancel, parking on the doorbell, a pool that
-//! runs dry, and dropping a ring with operations in flight.
+//! runs dry, dropping a ring with operations in flight, and a ring whose
+//! `io_uring_enter` fails while its queue is full.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -228,4 +229,30 @@ fn dropping_a_ring_with_operations_in_flight_waits_for_them() {
         assert_eq!(ring.in_flight(), 2);
         drop(ring); // must not hang or free buffers the kernel still uses
     });
+}
+
+#[test]
+fn a_ring_that_cannot_enter_with_a_full_queue_reports_it_instead_of_panicking() {
+    let error = run(|| {
+        let mut ring = Ring::new(small()).expect("ring");
+        // Put /dev/null where the ring's descriptor was: the queue's memory is
+        // still mapped, so entries go in, but io_uring_enter now fails
+        // (EOPNOTSUPP), as a kernel error would make it.
+        let null = std::fs::File::open("/dev/null").expect("/dev/null");
+        #[allow(unsafe_code)] // reason: the fault this test injects is a descriptor swap
+        // SAFETY: both descriptors are open; the ring's number stays open
+        // (on /dev/null) until the ring closes it.
+        let swapped = unsafe { libc::dup2(null.as_raw_fd(), ring.as_raw_fd()) };
+        assert_eq!(swapped, ring.as_raw_fd(), "dup2: {}", std::io::Error::last_os_error());
+        // Twice the submission queue: the push that finds it full must enter.
+        for token in 0..2 * u64::from(small().entries) {
+            ring.cancel_receive(token);
+        }
+        let first = ring.poll(|_| {}).expect_err("a broken ring says so");
+        let again = ring.poll(|_| {}).expect_err("and keeps saying so");
+        assert_eq!(first.to_string(), again.to_string());
+        assert!(ring.prepare_park().is_err(), "a broken ring does not park");
+        first.to_string()
+    });
+    assert!(error.contains("submission queue is full"), "{error}");
 }
