@@ -28,7 +28,30 @@ pub enum ServerError {
     Host(String),
 }
 
-/// Runs the server until SIGINT or SIGTERM.
+/// The signals that stop the server with a drain. SIGHUP (the terminal that
+/// started it went away) drains too, rather than its default of killing the
+/// process mid-batch, except where it was ignored when the server started:
+/// under `nohup` it stays ignored, as asked.
+fn stop_signals() -> Vec<libc::c_int> {
+    let mut signals = vec![signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM];
+    if !ignored_at_start(libc::SIGHUP) {
+        signals.push(libc::SIGHUP);
+    }
+    signals
+}
+
+/// Whether `signal` was ignored when this process started (dispositions set
+/// to ignore survive exec).
+#[allow(unsafe_code)] // reason: sigaction has no safe wrapper here
+fn ignored_at_start(signal: libc::c_int) -> bool {
+    // SAFETY: a query only (no new action); `old` is a valid out-parameter.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(signal, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN
+    }
+}
+
+/// Runs the server until SIGINT, SIGTERM or SIGHUP.
 pub fn run(config: ServerConfig) -> Result<(), ServerError> {
     let findings = crate::startup_checks::check_host(&config);
     for warning in &findings.warnings {
@@ -40,7 +63,7 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
     check_ports_free(&config)?;
     let stopping = Arc::new(AtomicBool::new(false));
     let failure = Arc::new(std::sync::Mutex::new(None));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+    for signal in stop_signals() {
         // The second signal exits at once, with status 1: for a stop stuck
         // in a hung fdatasync, say. Nothing acknowledged is lost by it (an
         // answer goes out only once its change is durable). Registered

@@ -74,10 +74,36 @@ impl TestServer {
         TestServer::launch(base, shards, extra, data_dir)
     }
 
+    /// Starts a server with `shards` shards, its command first passed to
+    /// `prepare` (to change what the process inherits, say).
+    pub fn start_prepared(shards: u16, prepare: &dyn Fn(&mut Command)) -> TestServer {
+        for _ in 0..10 {
+            let base = free_port_run(shards);
+            let data_dir = std::env::temp_dir().join(format!("hongbao-test-{}-{base}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&data_dir);
+            if let Some(server) = TestServer::launch_prepared(base, shards, &[], data_dir, prepare) {
+                return server;
+            }
+        }
+        panic!("could not start hongbao-server on any port");
+    }
+
     /// Starts a server on `base` with `data_dir` (kept as it is).
     pub fn launch(base: u16, shards: u16, extra: &[&str], data_dir: PathBuf) -> Option<TestServer> {
+        TestServer::launch_prepared(base, shards, extra, data_dir, &|_| {})
+    }
+
+    fn launch_prepared(
+        base: u16,
+        shards: u16,
+        extra: &[&str],
+        data_dir: PathBuf,
+        prepare: &dyn Fn(&mut Command),
+    ) -> Option<TestServer> {
         let main: SocketAddr = format!("127.0.0.1:{base}").parse().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hongbao-server"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hongbao-server"));
+        prepare(&mut command);
+        let mut child = command
             .arg("--listen")
             .arg(main.to_string())
             .arg("--shards")
