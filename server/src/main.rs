@@ -9,11 +9,15 @@ fn main() {
         Ok(config) => config,
         Err(error) => {
             hongbao_server::log!("hongbao-server: {error}");
+            hongbao_server::log::flush();
             std::process::exit(2);
         }
     };
     if let Err(error) = hongbao_server::server::run(config) {
         hongbao_server::log!("hongbao-server: {error}");
+        hongbao_server::log::flush();
         std::process::exit(1);
     }
+    // The writer thread dies with the process: "stopped" must be out first.
+    hongbao_server::log::flush();
 }

@@ -271,6 +271,12 @@ impl Metrics {
                 }
             }
         }
+        let name = "hongbao_log_lines_dropped_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Log lines dropped because stderr was not being read.\n# TYPE {name} counter\n{name} {}",
+            crate::log::dropped()
+        );
         let _ = writeln!(out, "# HELP hongbao_memory_bytes Resident memory of the process.");
         let _ = writeln!(out, "# TYPE hongbao_memory_bytes gauge\nhongbao_memory_bytes {}", memory_bytes());
         out
