@@ -402,7 +402,8 @@ impl Engine {
                 note_expired(&mut self.journal, &mut self.counters, env);
             }
             let state = env.state;
-            let evict_at_ms = env.expires_at_ms + retention_ms;
+            // Saturating: expiry times come from the log too.
+            let evict_at_ms = env.expires_at_ms.saturating_add(retention_ms);
             let expires_at_ms = env.expires_at_ms;
             match state {
                 EnvelopeState::Active => self.timers.push(expires_at_ms, id),
@@ -419,7 +420,7 @@ impl Engine {
         assert_ne!(env.state, EnvelopeState::Active, "evicting a live envelope");
         self.claims_held -= u64::from(env.count);
         self.counters.evicted += 1;
-        let at_ms = env.expires_at_ms + u64::from(self.config.retention_secs) * 1000;
+        let at_ms = env.expires_at_ms.saturating_add(u64::from(self.config.retention_secs) * 1000);
         self.journal.push(|seq| Record::evict(seq, id, at_ms));
         if let Shares::Inline(inline) = env.into_shares() {
             self.pool.recycle(inline);

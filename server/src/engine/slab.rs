@@ -4,8 +4,11 @@
 //! the top 24 bits and the slot's generation in the low 24. Looking an envelope
 //! up is an index into a chunk, no hashing, and a stale id (its slot reused
 //! since) fails the generation check. Freed slots are reused first in, first
-//! out, so a slot comes round again only after every other free slot has, and
-//! a key repeats only after 2^24 reuses of the same slot. Chunks are allocated
+//! out, so a slot comes round again only after every other free slot has. A
+//! slot whose generation reaches the largest one is retired for good rather
+//! than wrapped: a key is never handed out twice (a stale id can never name a
+//! newer envelope, and the log replays, whose keys must rise per slot).
+//! Retiring costs one slot per 2^24 reuses. Chunks are allocated
 //! as the slab grows and never move, so growth copies nothing.
 
 use super::chunked_queue::ChunkedQueue;
@@ -99,8 +102,9 @@ impl Slab {
             None => return None,
         };
         let generation = self.slot(index).map_or(0, |slot| slot.generation);
-        let next = if generation == GEN_MAX { 1 } else { generation + 1 };
-        Some(((index as u64) << GEN_BITS) | u64::from(next))
+        // Free slots never hold the largest generation: those are retired.
+        debug_assert!(generation < GEN_MAX, "slot {index} is retired");
+        Some(((index as u64) << GEN_BITS) | u64::from(generation + 1))
     }
 
     /// Stores `envelope` under [`Slab::next_key`] and returns the key.
@@ -153,7 +157,7 @@ impl Slab {
     pub fn rebuild_free(&mut self) {
         self.free.clear();
         for index in 0..self.fresh as usize {
-            if self.slot(index).is_some_and(|slot| slot.envelope.is_none()) {
+            if self.slot(index).is_some_and(|slot| slot.envelope.is_none() && slot.generation < GEN_MAX) {
                 self.free.push_back(index as u32);
             }
         }
@@ -189,7 +193,9 @@ impl Slab {
             return None;
         }
         let envelope = slot.envelope.take()?;
-        self.free.push_back(index as u32);
+        if slot.generation < GEN_MAX {
+            self.free.push_back(index as u32);
+        }
         self.len -= 1;
         Some(envelope)
     }
@@ -197,5 +203,39 @@ impl Slab {
     /// Every envelope held.
     pub fn iter(&self) -> impl Iterator<Item = &Envelope> {
         self.chunks.iter().flat_map(|chunk| chunk.iter()).filter_map(|slot| slot.envelope.as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::pool::SharePool;
+    use crate::engine::shares::Shares;
+    use hongbao_protocol::body::EnvelopeKind;
+
+    fn envelope(pool: &mut SharePool) -> Envelope {
+        Envelope::new(1, 1, 10, 1, EnvelopeKind::Fixed, 0, 1_000, Shares::new(1, pool))
+    }
+
+    #[test]
+    fn a_slot_at_the_largest_generation_is_retired_not_wrapped() {
+        let mut pool = SharePool::default();
+        let mut slab = Slab::default();
+        // Slot 0 at its last generation, as a long-lived shard's log has it.
+        let last = u64::from(GEN_MAX);
+        assert!(slab.insert_at(last, envelope(&mut pool)));
+        slab.rebuild_free();
+        assert_eq!(slab.remove(last).map(|e| e.id), Some(1));
+        // Not reused: the next key is a fresh slot's first, not slot 0's
+        // generation 1 (which would name an envelope slot 0 once held).
+        let next = slab.next_key().unwrap();
+        assert_eq!(Slab::split(next), (1, 1));
+        assert_eq!(slab.insert(envelope(&mut pool)), next);
+        // Nor after a restart's rebuild from the slots.
+        slab.rebuild_free();
+        assert_eq!(Slab::split(slab.next_key().unwrap()), (2, 1));
+        // A slot below the last generation is reused as before, one up.
+        assert!(slab.remove(next).is_some());
+        assert_eq!(Slab::split(slab.next_key().unwrap()), (1, 2));
     }
 }

@@ -32,6 +32,9 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 pub const RECORD_LEN: usize = 64;
 /// Record format version.
 pub const RECORD_VERSION: u8 = 1;
+/// Largest sequence number a record, segment or snapshot may carry (29,000
+/// years at 10M records a second), so that one past it never overflows.
+pub const SEQ_MAX: u64 = i64::MAX as u64;
 
 /// What a record says happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,7 +172,8 @@ impl Record {
         let Some(kind) = RecordKind::from_code(self.kind) else {
             return Err(RecordError::Format { kind: self.kind, version: self.version });
         };
-        if self.version != RECORD_VERSION || self.reserved.get() != 0 || self.seq.get() == 0 {
+        let seq = self.seq.get();
+        if self.version != RECORD_VERSION || self.reserved.get() != 0 || seq == 0 || seq > SEQ_MAX {
             return Err(RecordError::Format { kind: self.kind, version: self.version });
         }
         let f = |i: usize| self.field(i);

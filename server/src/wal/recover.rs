@@ -5,8 +5,17 @@
 //! (a corrupt record in the middle, a gap between segments, a record that
 //! contradicts the state) stops start-up with an error that names the file and
 //! the byte offset. Nothing is ever skipped silently.
+//!
+//! Before the shard serves, every segment it read is synced. A crash between
+//! a write and its `fdatasync` leaves records that read back fine (from the
+//! page cache or the device's cache) but may not survive a power cut; the
+//! shard counts everything it recovered as durable and answers a retried
+//! OPEN from it at once, so it must be durable in fact. A directory this
+//! start made is synced into its parent for the same reason.
 
 use std::path::{Path, PathBuf};
+
+use super::record::SEQ_MAX;
 
 use super::record::RECORD_LEN;
 use super::scan::scan;
@@ -47,11 +56,15 @@ pub fn recover(engine: &mut Engine, dir: &Path) -> Result<Recovered, RecoverErro
         let path = path.to_path_buf();
         move |source| RecoverError::Io { path, source }
     };
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    create_dir_durably(dir).map_err(io(dir))?;
     let mut found = Recovered { snapshot_covers: 0, records: 0, segments: 0, torn_bytes: 0, next_seq: 1 };
     // The newest snapshot. One that was renamed into place and fails its
     // checks is corruption, not a crash, and stops start-up.
     if let Some((covers, path)) = list_snapshots(dir).map_err(io(dir))?.pop() {
+        if covers >= SEQ_MAX {
+            let what = format!("covers record {covers}, past the largest sequence number ({SEQ_MAX})");
+            return Err(RecoverError::Bad { path, what });
+        }
         let bytes = std::fs::read(&path).map_err(io(&path))?;
         let bad = |what: String| RecoverError::Bad { path: path.clone(), what };
         let image = snapshot::decode(&bytes).map_err(|e| bad(e.to_string()))?;
@@ -78,8 +91,19 @@ pub fn recover(engine: &mut Engine, dir: &Path) -> Result<Recovered, RecoverErro
         let scanned = scan(&bytes, *first_seq)
             .map_err(|e| RecoverError::Bad { path: path.clone(), what: e.to_string() })?;
         for (i, record) in scanned.records.iter().enumerate() {
-            if record.seq.get() < found.next_seq {
+            let seq = record.seq.get();
+            if seq <= found.snapshot_covers {
                 continue; // In the snapshot already.
+            }
+            if seq < found.next_seq {
+                // A second copy of records an earlier segment already gave:
+                // which one was acknowledged cannot be known.
+                let what = format!(
+                    "offset {}: record {seq} is in an earlier segment too (it ends at {})",
+                    i * RECORD_LEN,
+                    found.next_seq - 1
+                );
+                return Err(RecoverError::Bad { path: path.clone(), what });
             }
             engine.replay(record).map_err(|e| RecoverError::Bad {
                 path: path.clone(),
@@ -90,6 +114,7 @@ pub fn recover(engine: &mut Engine, dir: &Path) -> Result<Recovered, RecoverErro
         found.torn_bytes +=
             bytes[scanned.valid_len..].iter().rposition(|b| *b != 0).map_or(0, |p| p as u64 + 1);
         found.next_seq = found.next_seq.max(scanned.next_seq);
+        std::fs::File::open(path).and_then(|file| file.sync_data()).map_err(io(path))?;
     }
     // A last segment with no record (a crash right after it was made) would
     // collide with the one about to be made at the same sequence number.
@@ -100,4 +125,21 @@ pub fn recover(engine: &mut Engine, dir: &Path) -> Result<Recovered, RecoverErro
     }
     engine.finish_replay();
     Ok(found)
+}
+
+/// Creates `dir` and any missing parents, and syncs each new entry into its
+/// parent: a directory entry is durable only once its parent is synced.
+fn create_dir_durably(dir: &Path) -> std::io::Result<()> {
+    let mut missing = Vec::new();
+    let mut at = Some(dir);
+    while let Some(path) = at.filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
+        missing.push(path);
+        at = path.parent();
+    }
+    std::fs::create_dir_all(dir)?;
+    for path in missing {
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
 }

@@ -41,7 +41,9 @@ pub fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
         let Some(number) = name.strip_prefix("wal-").and_then(|n| n.strip_suffix(".log")) else { continue };
         match number.parse::<u64>() {
-            Ok(first_seq) if first_seq >= 1 => segments.push((first_seq, path)),
+            Ok(first_seq) if (1..=super::record::SEQ_MAX).contains(&first_seq) => {
+                segments.push((first_seq, path))
+            }
             _ => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
