@@ -29,6 +29,8 @@ pub struct ShardCounters {
     pub connections: Cell<u64>,
     /// Connections refused at accept because the shard was full.
     pub connections_refused: Cell<u64>,
+    /// Memory the connections' buffers held at the last sweep.
+    pub connection_buffer_bytes: Cell<u64>,
     /// Requests this shard's engine answered.
     pub requests: Cell<u64>,
     /// Requests sent to their owning shard.

@@ -120,7 +120,7 @@ impl Forwarder {
                 Ok(()) => self.waiting.push((shard, answer)),
                 // The owner is gone (shutting down). Nothing in the batch was
                 // done, so closing the connection acknowledges nothing wrongly.
-                Err(_) => return u64::MAX,
+                Err(_) => return self.abandon(),
             }
         }
         for (shard, answer) in std::mem::take(&mut self.waiting) {
@@ -132,10 +132,38 @@ impl Forwarder {
                 // The owner dropped the batch (it stopped); its frames are gone
                 // with it, so the client sees no answer for them and its
                 // connection is closed by the caller.
-                Err(_) => return u64::MAX,
+                Err(_) => return self.abandon(),
             }
         }
         forwarded
+    }
+
+    /// A flush that cannot finish: the connection closes, so nothing of it
+    /// may be sent again (frames still pending) or waited for (batches sent
+    /// to other owners). Returns the flush's "could not reach" count.
+    fn abandon(&mut self) -> u64 {
+        for (frames, count) in &mut self.pending {
+            frames.clear();
+            *count = 0;
+        }
+        self.waiting.clear();
+        self.answer_bytes = 0;
+        u64::MAX
+    }
+
+    /// Bytes of memory its buffers hold.
+    pub fn buffer_bytes(&self) -> usize {
+        let pending: usize = self.pending.iter().map(|(frames, _)| frames.capacity()).sum();
+        pending + self.spare_answers.iter().map(Vec::capacity).sum::<usize>()
+    }
+
+    /// An idle connection's forwarder gives back the memory of its empty
+    /// buffers (see [`crate::net::buffers::shrink_idle`]).
+    pub fn shrink_idle(&mut self) {
+        for (frames, _) in &mut self.pending {
+            crate::net::buffers::shrink_idle(frames);
+        }
+        self.spare_answers.clear();
     }
 
     fn recycle(&mut self, shard: usize, frames: Vec<u8>, answers: Vec<u8>) {
@@ -146,5 +174,23 @@ impl Forwarder {
         if self.spare_answers.len() < self.pending.len() {
             self.spare_answers.push(crate::net::buffers::recycle(answers));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_abandoned_flush_leaves_nothing_to_send_or_wait_for() {
+        let mut forwarder = Forwarder::new(3);
+        forwarder.push(1, &[1; 40], 48);
+        forwarder.push(2, &[2; 40], 48);
+        let (_reply, answer) = oneshot::channel();
+        forwarder.waiting.push((1, answer));
+        assert!(!forwarder.is_empty());
+        assert_eq!(forwarder.abandon(), u64::MAX);
+        assert!(forwarder.is_empty(), "no frame of a given-up connection runs later");
+        assert!(forwarder.waiting.is_empty() && forwarder.answer_bytes() == 0);
     }
 }

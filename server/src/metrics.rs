@@ -59,6 +59,8 @@ pub struct Gauges {
     pub connections: u64,
     /// Connections refused at accept.
     pub connections_refused: u64,
+    /// Memory the connections' buffers held at the last sweep.
+    pub connection_buffer_bytes: u64,
     /// Bytes read from clients.
     pub bytes_in: u64,
     /// Bytes written to clients.
@@ -98,6 +100,7 @@ impl Gauges {
         [
             self.connections,
             self.connections_refused,
+            self.connection_buffer_bytes,
             self.bytes_in,
             self.bytes_out,
             self.forwarded_out,
@@ -130,9 +133,14 @@ pub struct ShardMetrics {
 }
 
 /// Single-valued metrics: name, type, help.
-pub const GAUGES: [(&str, &str, &str); 17] = [
+pub const GAUGES: [(&str, &str, &str); 18] = [
     ("hongbao_connections", "gauge", "Connections open."),
     ("hongbao_connections_refused_total", "counter", "Connections refused at accept (a limit)."),
+    (
+        "hongbao_connection_buffer_bytes",
+        "gauge",
+        "Memory held by the connections' buffers (capacity), at the last sweep; connections idle for a sweep keep at most 4 KiB of each empty buffer.",
+    ),
     ("hongbao_bytes_received_total", "counter", "Bytes read from clients."),
     ("hongbao_bytes_sent_total", "counter", "Bytes written to clients."),
     ("hongbao_forwarded_out_total", "counter", "Requests forwarded to their owning shard."),

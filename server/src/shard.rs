@@ -142,6 +142,7 @@ impl Shard {
         crate::metrics::Gauges {
             connections: c.connections.get(),
             connections_refused: c.connections_refused.get(),
+            connection_buffer_bytes: c.connection_buffer_bytes.get(),
             bytes_in: c.bytes_in.get(),
             bytes_out: c.bytes_out.get(),
             forwarded_out: c.forwarded_out.get(),

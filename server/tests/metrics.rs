@@ -238,3 +238,80 @@ fn a_dribbling_client_does_not_hold_the_endpoint() {
     // The dribbler is left to finish its minute on its own.
     drop(dribbler);
 }
+
+/// Connections that once held a burst and then go idle give that memory back
+/// (`hongbao_connection_buffer_bytes`): ten thousand idle connections must not
+/// each keep a burst's worth of buffers.
+#[test]
+fn idle_connections_give_back_their_buffers() {
+    use hongbao_protocol::Request;
+    const CONNS: usize = 8;
+    const PINGS: u64 = 10_000;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let metrics = format!("127.0.0.1:{port}");
+    let server = TestServer::start(1, &["--metrics", &metrics]);
+    let addr = metrics.parse().unwrap();
+    let buffers = || {
+        let samples = parse(&scrape(addr));
+        samples.iter().find(|(n, _, _)| n == "hongbao_connection_buffer_bytes").map(|(_, _, v)| *v).unwrap()
+    };
+    let mut burst = Vec::new();
+    for id in 1..=PINGS {
+        Request::Ping.encode(id, &mut burst);
+    }
+    // Each connection sends its burst and reads nothing yet: the server's
+    // buffers fill up to their limits and stay full.
+    let streams: Vec<TcpStream> = (0..CONNS).map(|_| TcpStream::connect(server.main).unwrap()).collect();
+    let writers: Vec<_> = streams
+        .iter()
+        .map(|s| {
+            let (mut stream, burst) = (s.try_clone().unwrap(), burst.clone());
+            std::thread::spawn(move || stream.write_all(&burst).unwrap())
+        })
+        .collect();
+    let full = (CONNS * 64 * 1024) as f64;
+    let mut held = 0.0;
+    for _ in 0..200 {
+        held = buffers();
+        if held >= full {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(held >= full, "the bursts were buffered: {held} bytes");
+    // Every answer read, then nothing more: the connections are idle.
+    for mut stream in &streams {
+        let mut answers = vec![0u8; 64 * 1024];
+        let mut pings = 0;
+        let mut read = 0;
+        while pings < PINGS {
+            let n = stream.read(&mut answers[read..]).unwrap();
+            assert!(n > 0, "the server closed the connection");
+            read += n;
+            let mut at = 0;
+            while read - at >= 24 {
+                let len = 24 + u32::from_le_bytes(answers[at + 8..at + 12].try_into().unwrap()) as usize;
+                if read - at < len {
+                    break;
+                }
+                at += len;
+                pings += 1;
+            }
+            answers.copy_within(at..read, 0);
+            read -= at;
+        }
+    }
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let idle = (CONNS * 3 * 4096) as f64;
+    for _ in 0..500 {
+        held = buffers();
+        if held <= idle {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(held <= idle, "{CONNS} idle connections still hold {held} bytes of buffers");
+    drop(streams);
+}

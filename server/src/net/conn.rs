@@ -99,6 +99,9 @@ pub struct Conn {
     pub in_flight_max: usize,
     /// Answer bytes it gathers before it writes them.
     pub out_max: usize,
+    /// Something arrived since the last sweep; one that stays `false` through
+    /// a sweep is idle and gives back its buffers' memory.
+    pub active: bool,
 }
 
 impl Conn {
@@ -138,6 +141,7 @@ impl Conn {
             in_send: 0,
             in_flight_max: usize::MAX,
             out_max: OUT_FLUSH_BYTES,
+            active: true,
         }
     }
 
@@ -237,6 +241,32 @@ impl Conn {
         self.send_started = None;
         self.in_send = 0;
     }
+
+    /// Bytes of memory its buffers hold (capacity, not contents).
+    pub fn buffer_bytes(&self) -> usize {
+        self.input.capacity()
+            + self.out.capacity()
+            + self.spare.as_ref().map_or(0, Vec::capacity)
+            + self.resend.as_ref().map_or(0, |(buffer, _)| buffer.capacity())
+            + self.forwarder.as_ref().map_or(0, Forwarder::buffer_bytes)
+    }
+
+    /// Called by each sweep: a connection that received nothing since the
+    /// last one gives back the memory of its empty buffers (those in the ring
+    /// or holding bytes are left alone).
+    pub fn sweep_idle(&mut self) {
+        if !std::mem::take(&mut self.active) {
+            use super::buffers::shrink_idle;
+            shrink_idle(&mut self.input);
+            shrink_idle(&mut self.out);
+            if let Some(spare) = self.spare.as_mut() {
+                shrink_idle(spare);
+            }
+            if let Some(forwarder) = self.forwarder.as_mut() {
+                forwarder.shrink_idle();
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -316,6 +346,25 @@ mod tests {
         c.sent(buffer);
         assert_eq!(c.frames_allowed(), 7);
         assert!(c.can_answer(0));
+    }
+
+    #[test]
+    fn a_connection_idle_for_a_whole_sweep_gives_back_its_empty_buffers() {
+        let mut c = conn();
+        let big = 256 << 10;
+        c.input = Vec::with_capacity(big);
+        c.out = Vec::with_capacity(big);
+        c.spare = Some(Vec::with_capacity(big));
+        c.sweep_idle(); // Active since it was made: kept, and now idle.
+        assert_eq!(c.input.capacity(), big, "a busy connection keeps its buffers");
+        c.active = true; // Something arrives before the next sweep.
+        c.sweep_idle();
+        assert_eq!(c.out.capacity(), big);
+        c.out.extend_from_slice(&[1; 24]); // Answers not sent yet are kept.
+        c.sweep_idle(); // Nothing arrived since the last sweep: idle.
+        assert_eq!((c.input.capacity(), c.spare.as_ref().unwrap().capacity()), (0, 0));
+        assert_eq!((c.out.len(), c.out.capacity()), (24, big), "bytes are never dropped");
+        assert_eq!(c.buffer_bytes(), big);
     }
 
     #[test]

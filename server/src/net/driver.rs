@@ -293,6 +293,7 @@ impl State {
                 add(&self.shard.counters.bytes_in, data.len() as u64);
                 let durable = self.durable();
                 let conn = self.conns[slot].as_mut().expect("slot_of found it");
+                conn.active = true;
                 if !armed {
                     conn.receiving = false;
                     conn.cancelling = false;
@@ -552,11 +553,15 @@ impl State {
 
     /// Cuts off connections past a deadline: not authenticated in time or a
     /// frame started and not finished (told `timeout`), a send the client
-    /// does not read, or a lingering close the client does not finish.
+    /// does not read, or a lingering close the client does not finish. And
+    /// connections idle since the last sweep give back their buffers' memory.
     fn sweep(&mut self, now: Instant) {
         let frame_timeout = self.shard.frame_timeout;
+        let mut buffer_bytes = 0;
         for (slot, conn) in self.conns.iter_mut().enumerate() {
             let Some(conn) = conn else { continue };
+            conn.sweep_idle();
+            buffer_bytes += conn.buffer_bytes() as u64;
             let late_auth = !conn.authenticated && now >= conn.auth_deadline;
             let late_frame = conn.partial_since.is_some_and(|t| now.duration_since(t) >= frame_timeout);
             let late_send = conn.send_started.is_some_and(|(t, _)| now.duration_since(t) >= frame_timeout);
@@ -578,6 +583,7 @@ impl State {
                 self.touched.push(slot as u32);
             }
         }
+        self.shard.counters.connection_buffer_bytes.set(buffer_bytes);
     }
 
     /// The shard stops: no more accepts; every connection sends what it has
