@@ -78,6 +78,30 @@ fn two_segments_with_the_same_records_are_refused() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A power cut during the last write of records 11-101 (at 4096-byte blocks)
+/// kept its second block but lost its first: recovery cuts at the hole, and
+/// after the next start's segment (from record 11) it reads both again,
+/// cutting the old one at the same place, past its stale records 65-101.
+#[test]
+fn a_torn_last_write_is_cut_at_the_hole_again_and_again() {
+    let dir = fresh_dir("torn-write");
+    std::fs::create_dir_all(&dir).unwrap();
+    let records = log(100);
+    let bytes: Vec<u8> = records.iter().flat_map(|r| r.as_bytes().to_vec()).collect();
+    let mut torn = vec![0; 8192];
+    torn[..640].copy_from_slice(&bytes[..640]);
+    torn[4096..4096 + bytes.len() - 4096].copy_from_slice(&bytes[4096..]);
+    std::fs::write(segment_path(&dir, 1), &torn).unwrap();
+    let found = recover(&mut Engine::new(config()), &dir).unwrap();
+    // Torn bytes count to the last non-zero one: the stale records' end.
+    let cut = (bytes.iter().rposition(|b| *b != 0).unwrap() + 1 - 640) as u64;
+    assert_eq!((found.records, found.next_seq, found.torn_bytes), (10, 11, cut));
+    write_segment(&dir, &records[10..]);
+    let found = recover(&mut Engine::new(config()), &dir).unwrap();
+    assert_eq!((found.records, found.segments, found.next_seq, found.torn_bytes), (101, 2, 102, cut));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn a_snapshot_past_the_largest_sequence_number_is_refused() {
     let dir = fresh_dir("seq-max");

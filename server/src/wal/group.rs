@@ -5,9 +5,11 @@
 //! batch, note the last record number the engine has handed out, and wait for
 //! [`GroupCommit::wait`] before writing their answers. The shard's writer task
 //! takes every record the engine journaled since its last write, appends them
-//! with one write and one `fdatasync`, and wakes every waiter it covered. While
-//! it syncs, more batches pile up, so the busier the shard the more records
-//! each sync carries.
+//! with one write and one `fdatasync` (one of each per
+//! [`WRITE_RECORDS_MAX`](super::segment::WRITE_RECORDS_MAX) records, should
+//! there be more), and wakes every waiter it covered. While it syncs, more
+//! batches pile up, so the busier the shard the more records each sync
+//! carries.
 //!
 //! A failed write or sync is never acknowledged: its waiters learn it failed
 //! (their connections close without answers), the shard refuses changes from

@@ -3,7 +3,8 @@
 //!
 //! [`record`] is the on-disk record format (fixed 64 bytes, crc32c, sequence
 //! number) and [`scan`] reads a log's bytes back into records, cutting a torn
-//! tail and refusing corruption in the middle; both are sans IO. [`segment`]
+//! tail or torn last write and refusing corruption in the middle; both are
+//! sans IO. [`segment`]
 //! holds the files (direct I/O appends through glommio), [`recover`] replays
 //! them at start-up, and [`group`] is the group commit that holds answers back
 //! until their records are durable. The

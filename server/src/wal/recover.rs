@@ -1,10 +1,12 @@
 //! Start-up: load the newest snapshot, then read the segments after it, in
 //! order, and replay them.
 //!
-//! A torn tail is cut (it was never acknowledged); anything else that is wrong
-//! (a corrupt record in the middle, a gap between segments, a record that
-//! contradicts the state) stops start-up with an error that names the file and
-//! the byte offset. Nothing is ever skipped silently.
+//! A torn tail or torn last write is cut (it was never acknowledged; the
+//! stale records a torn write leaves after its hole stay in the old segment,
+//! and every start cuts them again); anything else that is wrong (a corrupt
+//! record in the middle, a gap between segments, a record that contradicts
+//! the state) stops start-up with an error that names the file and the byte
+//! offset. Nothing is ever skipped silently.
 //!
 //! Before the shard serves, every segment it read is synced. A crash between
 //! a write and its `fdatasync` leaves records that read back fine (from the
@@ -32,7 +34,8 @@ pub struct Recovered {
     pub records: u64,
     /// Segments read.
     pub segments: usize,
-    /// Bytes cut off as torn tails.
+    /// Bytes cut off as torn tails, to the last non-zero one (a torn write's
+    /// stale records after its hole count).
     pub torn_bytes: u64,
     /// The sequence number of the next record.
     pub next_seq: u64,

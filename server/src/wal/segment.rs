@@ -11,6 +11,12 @@
 //! last partly filled block in memory and writes it again, extended, with the
 //! next batch. Rewriting those bytes with the same contents means a torn
 //! rewrite cannot damage records that were already durable.
+//!
+//! One write carries at most [`WRITE_RECORDS_MAX`] records; a larger batch
+//! is written in pieces, each with its own `fdatasync`. A power cut can keep
+//! a later block of a write and lose an earlier one, and the scan tells such
+//! a torn last write from corruption by how far past the hole valid records
+//! reach (see [`super::scan`]): that needs a bound on one write.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -22,6 +28,15 @@ use super::record::{Record, RECORD_LEN};
 
 /// A segment ends once it holds this many bytes.
 pub const SEGMENT_BYTES_MAX: u64 = 64 << 20;
+/// Most records one write (and its `fdatasync`) carries: 1 MiB. Group commit
+/// batches are far smaller (a few thousand records), so this rarely splits one.
+pub const WRITE_RECORDS_MAX: usize = 16_384;
+/// Largest block (the file's direct-I/O alignment) a writer accepts. A write
+/// starts at the beginning of the block holding the old tail, so this bounds
+/// the old bytes a write rewrites.
+pub const BLOCK_BYTES_MAX: usize = 64 << 10;
+
+const _: () = assert!(WRITE_RECORDS_MAX * RECORD_LEN == 1 << 20);
 
 /// The directory of shard `shard`'s log.
 pub fn shard_dir(data_dir: &Path, shard: u16) -> PathBuf {
@@ -62,7 +77,7 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// Appends records to the current segment, one aligned write and one
-/// `fdatasync` per batch.
+/// `fdatasync` per batch of up to [`WRITE_RECORDS_MAX`] records.
 #[derive(Debug)]
 pub struct SegmentWriter {
     dir: PathBuf,
@@ -73,6 +88,8 @@ pub struct SegmentWriter {
     tail: Vec<u8>,
     /// Sequence number of the next record.
     next_seq: u64,
+    /// Writes made durable, in every segment this writer has filled.
+    writes: u64,
 }
 
 impl SegmentWriter {
@@ -81,10 +98,19 @@ impl SegmentWriter {
         let path = segment_path(dir, next_seq);
         let file =
             DmaFile::create(&path).await.map_err(|e| io::Error::other(format!("{}: {e}", path.display())))?;
+        let block = file.alignment() as usize;
+        if block > BLOCK_BYTES_MAX || block % RECORD_LEN != 0 {
+            // The scan's rule for torn writes assumes both.
+            let _ = file.close().await;
+            let why = format!(
+                "direct-I/O block of {block} bytes, not a multiple of {RECORD_LEN} up to {BLOCK_BYTES_MAX}"
+            );
+            return Err(io::Error::new(io::ErrorKind::Unsupported, format!("{}: {why}", path.display())));
+        }
         // The directory sync is a blocking call: off the shard's thread.
         let owned = dir.to_path_buf();
         glommio::executor().spawn_blocking(move || sync_dir(&owned)).await?;
-        Ok(SegmentWriter { dir: dir.to_path_buf(), file, len: 0, tail: Vec::new(), next_seq })
+        Ok(SegmentWriter { dir: dir.to_path_buf(), file, len: 0, tail: Vec::new(), next_seq, writes: 0 })
     }
 
     /// The sequence number the next record must have.
@@ -92,33 +118,51 @@ impl SegmentWriter {
         self.next_seq
     }
 
+    /// Writes made durable so far, each with its own `fdatasync`.
+    pub fn writes(&self) -> u64 {
+        self.writes
+    }
+
     /// Writes `records` (which must continue the sequence) and makes them
-    /// durable. On error nothing may be acknowledged: the caller stops taking
-    /// changes. A full segment is closed and the next one started here,
-    /// before the write, never after the sync: records already durable
-    /// are never reported failed because the next file could not be made.
+    /// durable, in writes of at most [`WRITE_RECORDS_MAX`] records. On error
+    /// nothing may be acknowledged (the pieces before it may be durable, as
+    /// after a crash before the answer): the caller stops taking changes.
     pub async fn append(&mut self, records: &[Record]) -> io::Result<()> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        if self.len >= SEGMENT_BYTES_MAX {
-            let next = SegmentWriter::create(&self.dir, self.next_seq).await?;
-            let full = std::mem::replace(self, next);
-            // Every record in it is durable already: a failed close loses
-            // nothing and is not the next write's failure.
-            let _ = full.file.close().await;
-        }
         for (i, record) in records.iter().enumerate() {
-            // Checked before the write, as the scan checks after the read.
+            // Checked before the first write, as the scan checks after the
+            // read: a batch with a bad record writes nothing.
             record.validate().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
             if record.seq.get() != self.next_seq + i as u64 {
                 return Err(io::Error::new(io::ErrorKind::InvalidData, "records out of sequence"));
             }
         }
+        for piece in records.chunks(WRITE_RECORDS_MAX) {
+            self.write(piece).await?;
+        }
+        Ok(())
+    }
+
+    /// One aligned write of `records` (checked, at most [`WRITE_RECORDS_MAX`])
+    /// and one `fdatasync`. A full segment is closed and the next one started
+    /// here, before the write, never after the sync: records already durable
+    /// are never reported failed because the next file could not be made.
+    async fn write(&mut self, records: &[Record]) -> io::Result<()> {
+        assert!(!records.is_empty() && records.len() <= WRITE_RECORDS_MAX);
+        if self.len >= SEGMENT_BYTES_MAX {
+            let mut next = SegmentWriter::create(&self.dir, self.next_seq).await?;
+            next.writes = self.writes;
+            let full = std::mem::replace(self, next);
+            // Every record in it is durable already: a failed close loses
+            // nothing and is not the next write's failure.
+            let _ = full.file.close().await;
+        }
         let block = self.file.alignment() as usize;
         let start = self.len - self.tail.len() as u64;
         let data_len = self.tail.len() + records.len() * RECORD_LEN;
         let buffer_len = data_len.div_ceil(block) * block;
+        // A hole this write leaves lies at or after `start`, so its valid
+        // records end at most `data_len` past it: the scan must allow that.
+        assert!(data_len <= super::scan::TORN_WRITE_BYTES_MAX);
         let mut buffer = self.file.alloc_dma_buffer(buffer_len);
         let bytes = buffer.as_bytes_mut();
         bytes[..self.tail.len()].copy_from_slice(&self.tail);
@@ -141,6 +185,7 @@ impl SegmentWriter {
         self.len += (records.len() * RECORD_LEN) as u64;
         self.tail = new_tail;
         self.next_seq += records.len() as u64;
+        self.writes += 1;
         Ok(())
     }
 }
@@ -184,6 +229,37 @@ mod tests {
                 assert_eq!(&first[first.len() - RECORD_LEN..], record(per_segment).as_bytes());
                 let next = std::fs::read(&segments[1].1).unwrap();
                 assert_eq!(&next[..RECORD_LEN], record(seq).as_bytes());
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A batch above the write bound goes down in pieces of at most
+    /// WRITE_RECORDS_MAX records, each its own write, and every record of it
+    /// reads back in place.
+    #[test]
+    fn a_batch_above_the_write_bound_is_written_in_pieces() {
+        let dir = std::env::temp_dir().join(format!("hongbao-segment-pieces-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let inside = dir.clone();
+        glommio::LocalExecutorBuilder::default()
+            .spawn(move || async move {
+                let dir = inside;
+                let record = |seq: u64| Record::open(seq, 1, seq, 1, 1);
+                let mut writer = SegmentWriter::create(&dir, 1).await.unwrap();
+                // A partly filled block first, so every piece rewrites a tail.
+                writer.append(&(1..=3).map(record).collect::<Vec<_>>()).await.unwrap();
+                let batch = 2 * WRITE_RECORDS_MAX as u64 + 5;
+                writer.append(&(4..4 + batch).map(record).collect::<Vec<_>>()).await.unwrap();
+                assert_eq!(writer.writes(), 1 + 3, "two full pieces and one of 5 records");
+                assert_eq!(writer.next_seq(), 4 + batch);
+                let bytes = std::fs::read(segment_path(&dir, 1)).unwrap();
+                let scanned = super::super::scan::scan(&bytes, 1).unwrap();
+                assert_eq!(scanned.next_seq, 4 + batch);
+                assert!(scanned.records.iter().zip(1..).all(|(r, seq)| *r == record(seq)));
             })
             .unwrap()
             .join()
