@@ -40,6 +40,18 @@ pub fn set_nodelay(fd: RawFd) -> io::Result<()> {
     set_int(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)
 }
 
+/// Turns TCP keepalive on for `fd`: after `idle` seconds without traffic the
+/// kernel probes every `interval` seconds and resets the connection after
+/// `probes` unanswered probes, so a peer that vanished without a FIN or RST
+/// (a host lost, a NAT entry expired) does not hold its connection forever.
+pub fn set_keepalive(fd: RawFd, idle: u32, interval: u32, probes: u32) -> io::Result<()> {
+    let int = |v: u32| v.min(i32::MAX as u32) as libc::c_int;
+    set_int(fd, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, int(idle))?;
+    set_int(fd, libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, int(interval))?;
+    set_int(fd, libc::IPPROTO_TCP, libc::TCP_KEEPCNT, int(probes))?;
+    set_int(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1)
+}
+
 /// Fixes the kernel's receive buffer of `fd` at `bytes` (the kernel doubles
 /// it for its bookkeeping), turning autotuning off: what a peer can have
 /// queued for us is then bounded, whatever the host's `tcp_rmem`.

@@ -45,6 +45,14 @@ const PARK_MAX: Duration = Duration::from_millis(100);
 const BREATHE_EVERY: Duration = Duration::from_micros(100);
 /// The timer of a step aside: just long enough not to be due at once.
 const BREATH: Duration = Duration::from_micros(2);
+/// TCP keepalive of client connections: the first probe after this long
+/// without traffic...
+const KEEPALIVE_IDLE_SECS: u32 = 60;
+/// ...then one this often...
+const KEEPALIVE_INTERVAL_SECS: u32 = 10;
+/// ...and the connection is reset after this many unanswered: a vanished
+/// peer's slot, descriptor and buffers are freed within two minutes.
+const KEEPALIVE_PROBES: u32 = 6;
 /// How long a failed accept waits before it is armed again.
 const ACCEPT_RETRY: Duration = Duration::from_millis(10);
 /// How long shutting down waits for connections to drain.
@@ -184,7 +192,7 @@ pub async fn run(shard: Rc<Shard>, mesh: Rc<MeshSenders>, listeners: Vec<Listene
             }
         }
         if now.duration_since(busy_at) >= spin && ring.prepare_park().unwrap_or(false) {
-            let park = PARK_MAX.min(next_sweep.saturating_duration_since(now));
+            let park = park_for(now, next_sweep, &state.listeners);
             watch.parked_until(now + park);
             futures_lite::future::or(doorbell.wait(), glommio::timer::sleep(park)).await;
             watch.unparked();
@@ -210,6 +218,15 @@ pub async fn run(shard: Rc<Shard>, mesh: Rc<MeshSenders>, listeners: Vec<Listene
     drop(watching);
     drop(ring);
     drop(state);
+}
+
+/// How long a parked loop may sleep: until the next sweep, at most
+/// [`PARK_MAX`], and no later than a listener waiting to be armed again
+/// (after EMFILE, say): its backlog fills while the loop sleeps.
+fn park_for(now: Instant, next_sweep: Instant, listeners: &[Listener]) -> Duration {
+    let retry = listeners.iter().filter(|l| !l.armed).filter_map(|l| l.retry_at).min();
+    let until = retry.map_or(next_sweep, |at| at.min(next_sweep));
+    PARK_MAX.min(until.saturating_duration_since(now))
 }
 
 /// The watchdog watches the loop while this lives (and not after, however
@@ -424,6 +441,14 @@ impl State {
             return;
         }
         let _ = socket::set_nodelay(fd.as_raw_fd());
+        // Idle connections are never timed out (PROTOCOL.md), so only the
+        // kernel can tell a peer that is gone from one that is quiet.
+        let _ = socket::set_keepalive(
+            fd.as_raw_fd(),
+            KEEPALIVE_IDLE_SECS,
+            KEEPALIVE_INTERVAL_SECS,
+            KEEPALIVE_PROBES,
+        );
         // A multishot receive takes whatever the socket holds, even past the
         // connection's buffered-bytes limit (it is cancelled only after);
         // a receive buffer of the same size bounds that overshoot, so a
@@ -683,4 +708,25 @@ fn spawn_forward(
         doorbell.ring();
     })
     .detach();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listener_waiting_to_be_armed_again_shortens_the_park() {
+        let now = Instant::now();
+        let sweep = now + Duration::from_millis(80);
+        let mut listeners = vec![Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap()];
+        assert_eq!(park_for(now, sweep, &listeners), Duration::from_millis(80));
+        assert_eq!(park_for(now, now + Duration::from_secs(5), &listeners), PARK_MAX);
+        listeners[0].retry_at = Some(now + ACCEPT_RETRY);
+        assert_eq!(park_for(now, sweep, &listeners), ACCEPT_RETRY, "wakes for the retry");
+        listeners[0].armed = true; // Armed again: its retry time is history.
+        assert_eq!(park_for(now, sweep, &listeners), Duration::from_millis(80));
+        listeners[0].armed = false;
+        listeners[0].retry_at = Some(now - Duration::from_millis(1));
+        assert_eq!(park_for(now, sweep, &listeners), Duration::ZERO, "overdue: no park");
+    }
 }
