@@ -5,7 +5,9 @@
 //! per owning shard. After the whole read is handled, each buffer goes to its
 //! shard as one [`ForwardBatch`] over glommio's channel mesh; the owner answers
 //! every frame into a reply buffer and sends both buffers back, so in steady
-//! state the buffers circulate and nothing is allocated per request.
+//! state the buffers circulate and no buffer is allocated per request. What
+//! is made per batch (one batch per connection and read, however many frames
+//! it holds) is the task that sends it and one reply channel per owner.
 //!
 //! The routing decision is [`owner_of`]: the envelope id names its shard.
 

@@ -466,9 +466,17 @@ impl Drop for Ring {
         let cancel_all = opcode::AsyncCancel2::new(types::CancelBuilder::any())
             .build()
             .user_data(user_data(KIND_CANCEL, 0));
-        // SAFETY: a cancel points at no memory.
-        if unsafe { self.uring.submission().push(&cancel_all) }.is_ok() {
-            self.in_flight += 1;
+        // A full queue is handed to the kernel first (a few times at most):
+        // without the cancel, the wait below would run to its end.
+        for _ in 0..4 {
+            // SAFETY: a cancel points at no memory.
+            if unsafe { self.uring.submission().push(&cancel_all) }.is_ok() {
+                self.in_flight += 1;
+                break;
+            }
+            if self.broken.is_some() || self.enter(0).is_err() {
+                break;
+            }
         }
         let deadline = Instant::now() + DROP_WAIT;
         while self.in_flight > 0 && Instant::now() < deadline {

@@ -99,6 +99,9 @@ struct State {
     seen: (u64, bool),
     accepted: Vec<OwnedFd>,
     forwarded: Rc<RefCell<Vec<Forwarded>>>,
+    /// The other half of `forwarded`: swapped with it each turn, so neither
+    /// list is made anew.
+    returned: Vec<Forwarded>,
     spare_answers: Vec<Vec<u8>>,
     /// Most bytes a connection may hold unanswered.
     buffered_max: usize,
@@ -137,6 +140,7 @@ pub async fn run(shard: Rc<Shard>, mesh: Rc<MeshSenders>, listeners: Vec<Listene
         seen: (0, false),
         accepted: Vec::new(),
         forwarded: Rc::new(RefCell::new(Vec::new())),
+        returned: Vec::new(),
         spare_answers: Vec::new(),
         buffered_max,
         journaled: false,
@@ -252,9 +256,12 @@ impl State {
     fn turn(&mut self, ring: &mut Ring) -> std::io::Result<bool> {
         let reaped = ring.poll(|completion| self.on_completion(completion))?;
         let mut worked = reaped > 0;
-        for fd in std::mem::take(&mut self.accepted) {
+        // Taken and put back, not replaced: the lists keep their memory.
+        let mut accepted = std::mem::take(&mut self.accepted);
+        for fd in accepted.drain(..) {
             self.admit(ring, fd);
         }
+        self.accepted = accepted;
         let log = (self.durable(), self.shard.refuses_changes());
         if log != self.seen {
             self.seen = log;
@@ -266,11 +273,13 @@ impl State {
                 }
             }
         }
-        let returned = std::mem::take(&mut *self.forwarded.borrow_mut());
+        let mut returned = std::mem::take(&mut self.returned);
+        std::mem::swap(&mut returned, &mut *self.forwarded.borrow_mut());
         worked |= !returned.is_empty();
-        for batch in returned {
+        for batch in returned.drain(..) {
             self.on_forwarded(batch);
         }
+        self.returned = returned;
         let mut touched = std::mem::take(&mut self.touched);
         for slot in touched.drain(..) {
             self.service(ring, slot as usize);
