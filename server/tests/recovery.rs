@@ -130,3 +130,21 @@ fn a_first_start_makes_its_directories_and_reads_back_what_it_finds() {
     assert_eq!((found.records, found.segments, found.next_seq), (4, 1, 5));
     std::fs::remove_dir_all(&top).unwrap();
 }
+
+#[test]
+fn a_segment_larger_than_any_this_server_writes_is_refused_unread() {
+    use hongbao_server::wal::segment::SEGMENT_FILE_BYTES_MAX;
+    let dir = fresh_dir("too-large");
+    std::fs::create_dir_all(&dir).unwrap();
+    let records = log(2);
+    write_segment(&dir, &records);
+    // Sparse: a file this long costs no disk, and recovery must not read it.
+    let file = std::fs::OpenOptions::new().write(true).open(segment_path(&dir, 1)).unwrap();
+    file.set_len(SEGMENT_FILE_BYTES_MAX + 1).unwrap();
+    let error = recover(&mut Engine::new(config()), &dir).unwrap_err().to_string();
+    assert!(error.contains("more than a segment can hold"), "{error}");
+    file.set_len(SEGMENT_FILE_BYTES_MAX).unwrap();
+    let found = recover(&mut Engine::new(config()), &dir).unwrap();
+    assert_eq!(found.records, 3, "at the bound it is read (zeros after the records are its tail)");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

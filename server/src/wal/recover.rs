@@ -21,7 +21,7 @@ use super::record::SEQ_MAX;
 
 use super::record::RECORD_LEN;
 use super::scan::scan;
-use super::segment::list_segments;
+use super::segment::{list_segments, SEGMENT_FILE_BYTES_MAX};
 use super::snapshot::{self, list_snapshots};
 use crate::engine::Engine;
 
@@ -88,6 +88,11 @@ pub fn recover(engine: &mut Engine, dir: &Path) -> Result<Recovered, RecoverErro
         if *first_seq > found.next_seq {
             let what =
                 format!("starts at record {first_seq}, but the log before it ends at {}", found.next_seq - 1);
+            return Err(RecoverError::Bad { path: path.clone(), what });
+        }
+        let len = std::fs::metadata(path).map_err(io(path))?.len();
+        if len > SEGMENT_FILE_BYTES_MAX {
+            let what = format!("{len} bytes, more than a segment can hold ({SEGMENT_FILE_BYTES_MAX})");
             return Err(RecoverError::Bad { path: path.clone(), what });
         }
         let bytes = std::fs::read(path).map_err(io(path))?;

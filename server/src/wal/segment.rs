@@ -37,6 +37,11 @@ pub const WRITE_RECORDS_MAX: usize = 16_384;
 pub const BLOCK_BYTES_MAX: usize = 64 << 10;
 
 const _: () = assert!(WRITE_RECORDS_MAX * RECORD_LEN == 1 << 20);
+/// The largest segment file this server writes: a segment takes writes until
+/// it holds [`SEGMENT_BYTES_MAX`], and the last one may add a whole write
+/// (padded to its block). Recovery refuses a larger file before reading it.
+pub const SEGMENT_FILE_BYTES_MAX: u64 =
+    SEGMENT_BYTES_MAX + (WRITE_RECORDS_MAX * RECORD_LEN + BLOCK_BYTES_MAX) as u64;
 
 /// The directory of shard `shard`'s log.
 pub fn shard_dir(data_dir: &Path, shard: u16) -> PathBuf {
