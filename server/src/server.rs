@@ -52,13 +52,16 @@ fn ignored_at_start(signal: libc::c_int) -> bool {
 }
 
 /// Runs the server until SIGINT, SIGTERM or SIGHUP.
-pub fn run(config: ServerConfig) -> Result<(), ServerError> {
+pub fn run(mut config: ServerConfig) -> Result<(), ServerError> {
     let findings = crate::startup_checks::check_host(&config);
     for warning in &findings.warnings {
         crate::log!("hongbao-server: warning: {warning}");
     }
     if let Some(error) = findings.errors.first() {
         return Err(ServerError::Host(error.clone()));
+    }
+    if let Some(connections) = findings.connections_max {
+        config.max_connections = config.max_connections.min(connections);
     }
     check_ports_free(&config)?;
     let stopping = Arc::new(AtomicBool::new(false));

@@ -24,6 +24,12 @@ pub struct Findings {
     pub warnings: Vec<String>,
     /// Problems it cannot run with.
     pub errors: Vec<String>,
+    /// Connections per shard the open-files limit leaves room for, where that
+    /// is fewer than `--max-connections`: the server admits no more, so that
+    /// connections can never take the descriptors its log needs (a segment
+    /// or snapshot that cannot be opened fails the log, and the shard then
+    /// refuses every change until restarted).
+    pub connections_max: Option<usize>,
 }
 
 /// A resource limit, soft and hard (`None` = unlimited).
@@ -69,10 +75,12 @@ pub fn judge(
         } else if soft < fds_wanted {
             let connections = (soft - fds_needed_min) / shards;
             found.warnings.push(format!(
-                "the open-files limit is {soft}: about {connections} connections per shard, not the {} of \
-                 --max-connections; raise it (`ulimit -n 1048576`, or LimitNOFILE=)",
+                "the open-files limit is {soft}: room for {connections} connections per shard, not the {} of \
+                 --max-connections, so each shard admits {connections} (busy past them); raise it \
+                 (`ulimit -n 1048576`, or LimitNOFILE=)",
                 config.max_connections
             ));
+            found.connections_max = Some(usize::try_from(connections).unwrap_or(usize::MAX));
         }
     }
     let memlock_wanted = shards * IO_MEMORY_PER_SHARD;
@@ -279,7 +287,8 @@ mod tests {
 
         let found = judge(&config(2), limit(5_000), limit(64 << 20), Some(1));
         assert!(found.errors.is_empty(), "{found:?}");
-        assert!(found.warnings.iter().any(|w| w.contains("connections per shard")));
+        assert!(found.warnings.iter().any(|w| w.contains("room for 2436 connections per shard")));
+        assert_eq!(found.connections_max, Some(2436), "(5,000 - 2 x 64) / 2: the cap the shards keep to");
         assert!(found.warnings.iter().any(|w| w.contains("io_uring_group")));
     }
 

@@ -60,7 +60,7 @@ fn sighup_drains_and_stops_cleanly() {
 fn sighup_ignored_at_start_stays_ignored() {
     use std::os::unix::process::CommandExt as _;
     #[allow(unsafe_code)] // reason: what nohup does, in the child before exec
-    let mut server = TestServer::start_prepared(1, &|command| {
+    let mut server = TestServer::start_prepared(1, &[], &|command| {
         // SAFETY: signal(2) is async-signal-safe, so it may run between fork
         // and exec; it touches nothing of the parent's.
         unsafe {

@@ -76,12 +76,12 @@ impl TestServer {
 
     /// Starts a server with `shards` shards, its command first passed to
     /// `prepare` (to change what the process inherits, say).
-    pub fn start_prepared(shards: u16, prepare: &dyn Fn(&mut Command)) -> TestServer {
+    pub fn start_prepared(shards: u16, extra: &[&str], prepare: &dyn Fn(&mut Command)) -> TestServer {
         for _ in 0..10 {
             let base = free_port_run(shards);
             let data_dir = std::env::temp_dir().join(format!("hongbao-test-{}-{base}", std::process::id()));
             let _ = std::fs::remove_dir_all(&data_dir);
-            if let Some(server) = TestServer::launch_prepared(base, shards, &[], data_dir, prepare) {
+            if let Some(server) = TestServer::launch_prepared(base, shards, extra, data_dir, prepare) {
                 return server;
             }
         }
