@@ -623,10 +623,13 @@ impl State {
     /// The shard stops: no more accepts; every connection sends what it has
     /// answered and closes.
     fn begin_shutdown(&mut self, ring: &mut Ring) {
-        for (i, listener) in self.listeners.iter().enumerate() {
+        for (i, listener) in self.listeners.iter_mut().enumerate() {
             if listener.armed {
                 ring.cancel_accept(LISTENER_TOKEN | i as u64);
             }
+            // Never armed again: a retry still due would keep every park
+            // of the drain at zero.
+            listener.retry_at = None;
         }
         for (slot, conn) in self.conns.iter_mut().enumerate() {
             let Some(conn) = conn else { continue };
