@@ -7,7 +7,9 @@
 //! every frame into a reply buffer and sends both buffers back, so in steady
 //! state the buffers circulate and no buffer is allocated per request. What
 //! is made per batch (one batch per connection and read, however many frames
-//! it holds) is the task that sends it and one reply channel per owner.
+//! it holds) is the task that sends it and one reply channel per owner, and
+//! on the owner, for a batch whose answers must wait for its log, the task
+//! that waits (so the peer's next batches are answered meanwhile).
 //!
 //! The routing decision is [`owner_of`]: the envelope id names its shard.
 

@@ -42,6 +42,13 @@ pub fn line(args: fmt::Arguments<'_>) {
     }
 }
 
+/// Starts the writer thread now, from the calling thread: call it first in
+/// `main`, so that the writer does not start (lazily) on a shard's thread,
+/// whose pinning to a core it would inherit.
+pub fn start() {
+    let _ = stderr_log();
+}
+
 /// Waits, at most [`FLUSH_WAIT_MAX`], until every line queued so far is
 /// written. Call before the process exits: the writer thread dies with it.
 pub fn flush() {
@@ -80,20 +87,26 @@ impl Log {
         let seen = dropped.clone();
         std::thread::Builder::new().name("log".into()).spawn(move || {
             let mut told = 0;
+            // Says how many lines were dropped since it last said so.
+            let mut tell = |sink: &mut dyn Write| {
+                let now = seen.load(Ordering::Relaxed);
+                if now > told {
+                    let n = now - told;
+                    write_line(
+                        sink,
+                        &format!("hongbao-server: {n} log line(s) dropped: stderr was not being read"),
+                    );
+                    told = now;
+                }
+            };
             for message in lines {
                 match message {
                     Message::Line(line) => {
-                        let now = seen.load(Ordering::Relaxed);
-                        if now > told {
-                            let n = now - told;
-                            let note =
-                                format!("hongbao-server: {n} log line(s) dropped: stderr was not being read");
-                            write_line(&mut sink, &note);
-                            told = now;
-                        }
+                        tell(&mut sink);
                         write_line(&mut sink, &line);
                     }
                     Message::Flush(done) => {
+                        tell(&mut sink);
                         let _ = done.send(());
                     }
                 }
@@ -132,7 +145,7 @@ impl Log {
 
 /// One line in one call (on a locked handle for stderr), so lines never
 /// interleave; a failure is dropped.
-fn write_line(sink: &mut impl Write, line: &str) {
+fn write_line(sink: &mut (impl Write + ?Sized), line: &str) {
     let _ = writeln!(sink, "{line}");
     let _ = sink.flush();
 }

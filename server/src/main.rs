@@ -4,6 +4,7 @@ use clap::Parser;
 use hongbao_server::config::Args;
 
 fn main() {
+    hongbao_server::log::start();
     let args = Args::parse();
     let config = match args.into_config() {
         Ok(config) => config,

@@ -64,16 +64,19 @@ pub fn judge(
         ),
         _ => {}
     }
-    let fds_needed_min = shards * FDS_PER_SHARD;
-    let fds_wanted = fds_needed_min + shards * config.max_connections as u64;
+    // The shards' own descriptors and room for one connection each: with
+    // less, the server would answer every client busy.
+    let fds_needed_min = shards * (FDS_PER_SHARD + 1);
+    let fds_wanted = shards * FDS_PER_SHARD + shards * config.max_connections as u64;
     if let Some(soft) = nofile.soft {
         if soft < fds_needed_min {
             found.errors.push(format!(
-                "the open-files limit is {soft}, below the {fds_needed_min} that {shards} shards need to start; \
+                "the open-files limit is {soft}, below the {fds_needed_min} that {shards} shards need to start \
+                 and take a connection each; \
                  raise it (`ulimit -n 1048576`, or LimitNOFILE= in the systemd unit)"
             ));
         } else if soft < fds_wanted {
-            let connections = (soft - fds_needed_min) / shards;
+            let connections = (soft - shards * FDS_PER_SHARD) / shards;
             found.warnings.push(format!(
                 "the open-files limit is {soft}: room for {connections} connections per shard, not the {} of \
                  --max-connections, so each shard admits {connections} (busy past them); raise it \

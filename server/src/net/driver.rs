@@ -415,7 +415,9 @@ impl State {
                     if let Some(line) = listener.accept_failed(now, &error) {
                         crate::log!("hongbao-server: {line}");
                     }
-                    listener.retry_at = Some(now + ACCEPT_RETRY);
+                    // (Not while stopping: it is never armed again, and a
+                    // retry still due would keep every park at zero.)
+                    listener.retry_at = (!stopping).then_some(now + ACCEPT_RETRY);
                 } else if !stopping {
                     listener.retry_at = Some(Instant::now());
                 }

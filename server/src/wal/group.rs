@@ -139,7 +139,9 @@ pub async fn run_writer(
                 Ok(()) => {
                     commit.sync_latency.record(started.elapsed());
                     commit.durable_seq.set(last);
-                    commit.syncs.set(commit.syncs.get() + 1);
+                    // One fdatasync per piece the append wrote.
+                    let pieces = pending.len().div_ceil(super::segment::WRITE_RECORDS_MAX) as u64;
+                    commit.syncs.set(commit.syncs.get() + pieces);
                 }
                 Err(error) => {
                     crate::log!(

@@ -3,7 +3,7 @@
 //! ```text
 //!  0       4    5    6       8               16              24
 //! +-------+----+----+-------+---------------+---------------+
-//! | crc32c|kind|ver | rsvd  |   sequence    |   envelope    |
+//! | crc32c|kind|ver | flags |   sequence    |   envelope    |
 //! +-------+----+----+-------+---------------+---------------+
 //! 24              32              40              48              56              64
 //! +---------------+---------------+---------------+---------------+---------------+
@@ -22,6 +22,12 @@
 //! | expire | refunded cents | at ms | 0 | 0 | 0 |
 //! | evict | at ms | 0 | 0 | 0 | 0 |
 //!
+//! Flags (version 2): bit 0 marks the first record of one write of the log
+//! (see [`super::segment::SegmentWriter::append`]), so that reading a log back
+//! can tell a power cut tearing the last write from a hole in an earlier,
+//! acknowledged one (see [`super::scan`]). Every other bit is 0. Version 1
+//! records have no flags (the two bytes are 0) and are still read.
+//!
 //! Reservations (GRAB) are not logged: they lapse by themselves, and after a
 //! crash a user simply grabs again. Everything that moves money is.
 
@@ -30,8 +36,12 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 /// Bytes of one record.
 pub const RECORD_LEN: usize = 64;
-/// Record format version.
-pub const RECORD_VERSION: u8 = 1;
+/// Record format version written.
+pub const RECORD_VERSION: u8 = 2;
+/// The oldest version still read: it has no flags.
+pub const RECORD_VERSION_NO_FLAGS: u8 = 1;
+/// Flag: the first record of one write of the log.
+pub const FLAG_WRITE_START: u16 = 1;
 /// Largest sequence number a record, segment or snapshot may carry (29,000
 /// years at 10M records a second), so that one past it never overflows.
 pub const SEQ_MAX: u64 = i64::MAX as u64;
@@ -77,7 +87,7 @@ pub struct Record {
     crc: U32,
     kind: u8,
     version: u8,
-    reserved: U16,
+    flags: U16,
     /// Per-shard sequence number, from 1.
     pub seq: U64,
     /// The envelope changed.
@@ -94,8 +104,8 @@ pub enum RecordError {
     /// The checksum does not match.
     #[error("checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")]
     Checksum { stored: u32, computed: u32 },
-    /// Unknown kind or version, or reserved bytes not zero.
-    #[error("unknown kind {kind} or version {version}, or reserved bytes set")]
+    /// Unknown kind or version, or unknown flags set.
+    #[error("unknown kind {kind} or version {version}, or unknown flags set")]
     Format { kind: u8, version: u8 },
     /// Fields out of their domain.
     #[error("{kind:?} record with fields out of range")]
@@ -108,7 +118,7 @@ impl Record {
             crc: U32::new(0),
             kind: kind.code(),
             version: RECORD_VERSION,
-            reserved: U16::new(0),
+            flags: U16::new(0),
             seq: U64::new(seq),
             envelope: U64::new(envelope),
             fields: fields.map(U64::new),
@@ -148,6 +158,24 @@ impl Record {
         Record::new(RecordKind::Evict, seq, envelope, [at_ms, 0, 0, 0, 0])
     }
 
+    /// The same record marked as the first of a write (checksum updated).
+    pub fn marked_write_start(mut self) -> Record {
+        self.version = RECORD_VERSION;
+        self.flags = U16::new(self.flags.get() | FLAG_WRITE_START);
+        self.crc = U32::new(self.computed_crc());
+        self
+    }
+
+    /// Whether it is marked as the first record of a write.
+    pub fn starts_write(&self) -> bool {
+        self.flags.get() & FLAG_WRITE_START != 0
+    }
+
+    /// Whether its version marks write starts at all (version 1 did not).
+    pub fn marks_writes(&self) -> bool {
+        self.version >= RECORD_VERSION
+    }
+
     fn computed_crc(&self) -> u32 {
         crc32c::crc32c(&self.as_bytes()[4..])
     }
@@ -173,7 +201,12 @@ impl Record {
             return Err(RecordError::Format { kind: self.kind, version: self.version });
         };
         let seq = self.seq.get();
-        if self.version != RECORD_VERSION || self.reserved.get() != 0 || seq == 0 || seq > SEQ_MAX {
+        let known_flags = match self.version {
+            RECORD_VERSION => FLAG_WRITE_START,
+            RECORD_VERSION_NO_FLAGS => 0,
+            _ => return Err(RecordError::Format { kind: self.kind, version: self.version }),
+        };
+        if self.flags.get() & !known_flags != 0 || seq == 0 || seq > SEQ_MAX {
             return Err(RecordError::Format { kind: self.kind, version: self.version });
         }
         let f = |i: usize| self.field(i);
@@ -240,5 +273,36 @@ mod tests {
         assert!(Record::create(1, 7, 42, 2, 3, 0, 5, 6).validate().is_err(), "total below count");
         assert!(Record::create(1, 7, 42, 10, 3, 2, 5, 6).validate().is_err(), "unknown kind");
         assert!(Record::create(0, 7, 42, 10, 3, 0, 5, 6).validate().is_err(), "sequence 0");
+    }
+
+    /// A record with its version and flags set as given, checksum fixed.
+    fn with(record: Record, version: u8, flags: u16) -> Record {
+        let mut record = record;
+        record.version = version;
+        record.flags = U16::new(flags);
+        record.crc = U32::new(record.computed_crc());
+        record
+    }
+
+    #[test]
+    fn the_write_start_flag_and_version_1_records() {
+        let record = Record::open(2, 7, 9, 333, 1);
+        assert!(!record.starts_write() && record.marks_writes());
+        let marked = record.marked_write_start();
+        assert_eq!(marked.validate(), Ok(()));
+        assert!(marked.starts_write());
+        assert_eq!(
+            (marked.seq, marked.envelope, marked.fields),
+            (record.seq, record.envelope, record.fields)
+        );
+        // Version 1 (no flags) is still read, but has none.
+        let old = with(record, RECORD_VERSION_NO_FLAGS, 0);
+        assert_eq!(old.validate(), Ok(()));
+        assert!(!old.marks_writes() && !old.starts_write());
+        assert!(with(record, RECORD_VERSION_NO_FLAGS, FLAG_WRITE_START).validate().is_err());
+        // Unknown flags and versions are refused.
+        assert!(with(record, RECORD_VERSION, 2).validate().is_err());
+        assert!(with(record, RECORD_VERSION + 1, 0).validate().is_err());
+        assert!(with(record, 0, 0).validate().is_err());
     }
 }

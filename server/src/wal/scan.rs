@@ -20,14 +20,22 @@
 //!   rewritten first block's old content is the same durable records (all
 //!   before `h`) then zeros. Non-zero garbage is bit rot, and a valid record
 //!   out of place was never written there: both are corruption.
+//! * No valid record after `h` starts a write (flag
+//!   [`FLAG_WRITE_START`](super::record::FLAG_WRITE_START)), and every one of
+//!   them has a version that marks write starts. Only the last write can be
+//!   torn (the next one starts after the previous `fdatasync`, which is also
+//!   when its answers go out), and a write's first new record is marked:
+//!   after a hole in the last write comes no mark, while a hole in an earlier
+//!   write (synced and acknowledged, so a device fault) is followed by the
+//!   marked start of the write after it. Without this, writes of a few
+//!   records each would let a hole be cut with hundreds of acknowledged
+//!   writes after it. Version 1 records carry no marks, so a hole before one
+//!   is corruption, as it always was.
 //! * The last valid record after `h` ends within [`TORN_WRITE_BYTES_MAX`] of
-//!   `h`. Only the last write can be torn (the next one starts after the
-//!   previous `fdatasync`), and the hole lies at or after its start. A write
-//!   holds the old tail it rewrites (less than one block, and a block is at
-//!   most [`BLOCK_BYTES_MAX`](super::segment::BLOCK_BYTES_MAX)) and at most
-//!   [`WRITE_RECORDS_MAX`](super::segment::WRITE_RECORDS_MAX) new records.
-//!   A valid record farther on puts the hole in an earlier write, one that
-//!   was synced and acknowledged: that is corruption, not a crash.
+//!   `h`: a write holds the old tail it rewrites (less than one block, and a
+//!   block is at most [`BLOCK_BYTES_MAX`](super::segment::BLOCK_BYTES_MAX))
+//!   and at most [`WRITE_RECORDS_MAX`](super::segment::WRITE_RECORDS_MAX) new
+//!   records. A second guard, should a write's mark itself be lost.
 //!
 //! The cut leaves the stale records after the hole in the segment; the next
 //! start begins a new segment at the cut's sequence number, and every later
@@ -104,8 +112,9 @@ enum After {
 fn after_bad_record(bytes: &[u8], hole: usize, first_seq: u64) -> After {
     debug_assert!(hole % RECORD_LEN == 0 && hole + RECORD_LEN <= bytes.len());
     let mut valid_after = false;
-    // A chunk no torn write can leave: non-zero garbage, a record out of
-    // place, or a record beyond the reach of one write.
+    // A chunk no torn last write can leave: non-zero garbage, a record out
+    // of place, the start of a later write, or a record beyond the reach of
+    // one write.
     let mut foreign = false;
     for (i, chunk) in bytes[hole..].chunks_exact(RECORD_LEN).enumerate() {
         let offset = hole + i * RECORD_LEN;
@@ -117,7 +126,8 @@ fn after_bad_record(bytes: &[u8], hole: usize, first_seq: u64) -> After {
                 valid_after = true;
                 let in_place = first_seq.checked_add((offset / RECORD_LEN) as u64) == Some(record.seq.get());
                 let reachable = offset + RECORD_LEN - hole <= TORN_WRITE_BYTES_MAX;
-                foreign |= !(in_place && reachable);
+                let same_write = record.marks_writes() && !record.starts_write();
+                foreign |= !(in_place && reachable && same_write);
             }
             Err(_) => foreign = true,
         }
@@ -172,7 +182,7 @@ mod tests {
         for (i, &n) in writes.iter().enumerate() {
             let start = len - len % block;
             let mut write = disk[start..len].to_vec();
-            write.extend(bytes_of(&records[len / RECORD_LEN..][..n]));
+            write.extend(bytes_of(&as_written(&records[len / RECORD_LEN..][..n])));
             write.resize(write.len().div_ceil(block) * block, 0);
             if i + 1 == writes.len() {
                 return (disk, start, write);
@@ -182,6 +192,25 @@ mod tests {
             len += n * RECORD_LEN;
         }
         unreachable!("at least one write");
+    }
+
+    /// The records of one write as the writer puts them down: the first
+    /// marked as the write's start.
+    fn as_written(records: &[Record]) -> Vec<Record> {
+        let mut written = records.to_vec();
+        written[0] = written[0].marked_write_start();
+        written
+    }
+
+    /// `records` as written in writes of `writes[i]` records.
+    fn marked(records: &[Record], writes: &[usize]) -> Vec<Record> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        for &n in writes {
+            out.extend(as_written(&records[at..at + n]));
+            at += n;
+        }
+        out
     }
 
     /// The segment after a power cut during the last write: the pieces of
@@ -210,7 +239,7 @@ mod tests {
     fn reviewers_case() -> (Vec<Record>, Vec<u8>) {
         let records = numbered(20);
         let (before, start, write) = written(&records, &[10, 10], 512);
-        (records, torn(&before, start, &write, 512, |i| i == 0))
+        (marked(&records, &[10, 10]), torn(&before, start, &write, 512, |i| i == 0))
     }
 
     proptest! {
@@ -281,8 +310,9 @@ mod tests {
             sectors in any::<bool>(),
             lost in any::<u64>(),
         ) {
-            let records = numbered(writes.iter().sum());
-            let (before, start, write) = written(&records, &writes, block);
+            let plain = numbered(writes.iter().sum());
+            let (before, start, write) = written(&plain, &writes, block);
+            let records = marked(&plain, &writes);
             let unit = if sectors { 512 } else { block };
             prop_assert!(write.len() / unit <= 64, "one bit of `lost` a unit");
             let disk = torn(&before, start, &write, unit, |i| lost >> i & 1 == 1);
@@ -305,9 +335,10 @@ mod tests {
         assert_eq!(scan(&disk, 1), Ok(cut));
         // At 4096 bytes: the lost first block holds the old tail then zeros,
         // or only zeros when the old records ended on a block boundary.
-        let records = numbered(200);
+        let plain = numbered(200);
         for durable in [10, 64] {
-            let (before, start, write) = written(&records, &[durable, 200 - durable], 4096);
+            let (before, start, write) = written(&plain, &[durable, 200 - durable], 4096);
+            let records = marked(&plain, &[durable, 200 - durable]);
             let disk = torn(&before, start, &write, 4096, |i| i == 0);
             let scanned = scan(&disk, 1).unwrap();
             assert_eq!(scanned.records, records[..durable], "{durable} durable");
@@ -365,6 +396,49 @@ mod tests {
                 stranger.seq.get()
             );
         }
+    }
+
+    #[test]
+    fn a_hole_in_an_earlier_write_is_corruption_however_close_the_later_writes() {
+        // Writes of 10 records at 4096-byte blocks (group commits under a
+        // light load); one sector of the third, synced and acknowledged,
+        // reads back as zeros. The writes after it are well within one
+        // write's reach, but each begins with its mark: corruption.
+        let writes = [10usize; 8];
+        let plain = numbered(80);
+        let records = marked(&plain, &writes);
+        let mut disk = bytes_of(&records);
+        let hole = 25 * RECORD_LEN;
+        disk[hole..hole + 512].fill(0);
+        assert!(
+            matches!(scan(&disk, 1), Err(ScanError::Corrupt { offset, .. }) if offset == hole),
+            "{:?}",
+            scan(&disk, 1).map(|s| s.records.len())
+        );
+        // The same zeros in the last write are a torn write, cut there.
+        let mut disk = bytes_of(&records);
+        let hole = 72 * RECORD_LEN;
+        disk[hole..hole + 256].fill(0);
+        assert_eq!(scan(&disk, 1).unwrap().records, records[..72]);
+    }
+
+    #[test]
+    fn a_hole_before_records_that_mark_no_writes_is_corruption() {
+        // Version 1 logs carry no write marks: a hole before valid records
+        // stays corruption there, as it was when they were written.
+        let records: Vec<Record> = numbered(20)
+            .into_iter()
+            .map(|r| {
+                let mut bytes = r.as_bytes().to_vec();
+                bytes[5] = super::super::record::RECORD_VERSION_NO_FLAGS;
+                let crc = crc32c::crc32c(&bytes[4..]);
+                bytes[..4].copy_from_slice(&crc.to_le_bytes());
+                Record::read(&bytes).unwrap()
+            })
+            .collect();
+        let mut disk = bytes_of(&records);
+        disk[10 * RECORD_LEN..12 * RECORD_LEN].fill(0);
+        assert!(matches!(scan(&disk, 1), Err(ScanError::Corrupt { offset: 640, .. })));
     }
 
     #[test]

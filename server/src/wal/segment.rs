@@ -20,6 +20,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use glommio::io::DmaFile;
 use zerocopy::IntoBytes;
@@ -37,11 +38,12 @@ pub const WRITE_RECORDS_MAX: usize = 16_384;
 pub const BLOCK_BYTES_MAX: usize = 64 << 10;
 
 const _: () = assert!(WRITE_RECORDS_MAX * RECORD_LEN == 1 << 20);
-/// The largest segment file this server writes: a segment takes writes until
-/// it holds [`SEGMENT_BYTES_MAX`], and the last one may add a whole write
-/// (padded to its block). Recovery refuses a larger file before reading it.
-pub const SEGMENT_FILE_BYTES_MAX: u64 =
-    SEGMENT_BYTES_MAX + (WRITE_RECORDS_MAX * RECORD_LEN + BLOCK_BYTES_MAX) as u64;
+/// The largest segment file recovery reads: larger is not a log, and is
+/// refused before it is read into memory. This server's segments take writes
+/// until they hold [`SEGMENT_BYTES_MAX`], and the last adds at most one write
+/// of [`WRITE_RECORDS_MAX`]; earlier versions wrote a whole group commit as
+/// one write, so the bound leaves room for a group as large as a segment.
+pub const SEGMENT_FILE_BYTES_MAX: u64 = 2 * SEGMENT_BYTES_MAX;
 
 /// The directory of shard `shard`'s log.
 pub fn shard_dir(data_dir: &Path, shard: u16) -> PathBuf {
@@ -76,6 +78,27 @@ pub fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     Ok(segments)
 }
 
+/// How long opening a new segment waits out a process out of descriptors.
+const OPEN_RETRY_MAX: Duration = Duration::from_secs(1);
+/// How often it tries meanwhile.
+const OPEN_RETRY_EVERY: Duration = Duration::from_millis(1);
+
+/// EMFILE or ENFILE: the descriptor table is full, for now.
+fn is_out_of_descriptors(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+/// The same for glommio's errors (whose conversion to `io::Error` loses the
+/// error number).
+fn out_of_descriptors<T>(error: &glommio::GlommioError<T>) -> bool {
+    match error {
+        glommio::GlommioError::IoError(source) | glommio::GlommioError::EnhancedIoError { source, .. } => {
+            is_out_of_descriptors(source)
+        }
+        _ => false,
+    }
+}
+
 /// Makes a directory entry durable (a new segment must survive a crash).
 fn sync_dir(dir: &Path) -> io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
@@ -93,16 +116,25 @@ pub struct SegmentWriter {
     tail: Vec<u8>,
     /// Sequence number of the next record.
     next_seq: u64,
-    /// Writes made durable, in every segment this writer has filled.
-    writes: u64,
 }
 
 impl SegmentWriter {
     /// Starts a new segment in `dir` whose first record will be `next_seq`.
     pub async fn create(dir: &Path, next_seq: u64) -> io::Result<SegmentWriter> {
         let path = segment_path(dir, next_seq);
-        let file =
-            DmaFile::create(&path).await.map_err(|e| io::Error::other(format!("{}: {e}", path.display())))?;
+        // Out of descriptors is waited out a moment: a burst of connections
+        // takes some for the instant before they are refused, and a log that
+        // fails on it refuses every change until restarted.
+        let deadline = Instant::now() + OPEN_RETRY_MAX;
+        let file = loop {
+            match DmaFile::create(&path).await {
+                Ok(file) => break file,
+                Err(e) if out_of_descriptors(&e) && Instant::now() < deadline => {
+                    glommio::timer::sleep(OPEN_RETRY_EVERY).await;
+                }
+                Err(e) => return Err(io::Error::other(format!("{}: {e}", path.display()))),
+            }
+        };
         let block = file.alignment() as usize;
         if block > BLOCK_BYTES_MAX || block % RECORD_LEN != 0 {
             // The scan's rule for torn writes assumes both.
@@ -113,19 +145,22 @@ impl SegmentWriter {
             return Err(io::Error::new(io::ErrorKind::Unsupported, format!("{}: {why}", path.display())));
         }
         // The directory sync is a blocking call: off the shard's thread.
-        let owned = dir.to_path_buf();
-        glommio::executor().spawn_blocking(move || sync_dir(&owned)).await?;
-        Ok(SegmentWriter { dir: dir.to_path_buf(), file, len: 0, tail: Vec::new(), next_seq, writes: 0 })
+        loop {
+            let owned = dir.to_path_buf();
+            match glommio::executor().spawn_blocking(move || sync_dir(&owned)).await {
+                Ok(()) => break,
+                Err(e) if is_out_of_descriptors(&e) && Instant::now() < deadline => {
+                    glommio::timer::sleep(OPEN_RETRY_EVERY).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(SegmentWriter { dir: dir.to_path_buf(), file, len: 0, tail: Vec::new(), next_seq })
     }
 
     /// The sequence number the next record must have.
     pub fn next_seq(&self) -> u64 {
         self.next_seq
-    }
-
-    /// Writes made durable so far, each with its own `fdatasync`.
-    pub fn writes(&self) -> u64 {
-        self.writes
     }
 
     /// Writes `records` (which must continue the sequence) and makes them
@@ -154,8 +189,7 @@ impl SegmentWriter {
     async fn write(&mut self, records: &[Record]) -> io::Result<()> {
         assert!(!records.is_empty() && records.len() <= WRITE_RECORDS_MAX);
         if self.len >= SEGMENT_BYTES_MAX {
-            let mut next = SegmentWriter::create(&self.dir, self.next_seq).await?;
-            next.writes = self.writes;
+            let next = SegmentWriter::create(&self.dir, self.next_seq).await?;
             let full = std::mem::replace(self, next);
             // Every record in it is durable already: a failed close loses
             // nothing and is not the next write's failure.
@@ -172,7 +206,12 @@ impl SegmentWriter {
         let bytes = buffer.as_bytes_mut();
         bytes[..self.tail.len()].copy_from_slice(&self.tail);
         let mut at = self.tail.len();
-        for record in records {
+        // The first record of the write says so: a hole after it with no
+        // later write start can only be this write, torn.
+        let (first, rest) = records.split_first().expect("checked above");
+        bytes[at..at + RECORD_LEN].copy_from_slice(first.marked_write_start().as_bytes());
+        at += RECORD_LEN;
+        for record in rest {
             bytes[at..at + RECORD_LEN].copy_from_slice(record.as_bytes());
             at += RECORD_LEN;
         }
@@ -190,7 +229,6 @@ impl SegmentWriter {
         self.len += (records.len() * RECORD_LEN) as u64;
         self.tail = new_tail;
         self.next_seq += records.len() as u64;
-        self.writes += 1;
         Ok(())
     }
 }
@@ -233,7 +271,7 @@ mod tests {
                 assert!(first.len() as u64 >= SEGMENT_BYTES_MAX);
                 assert_eq!(&first[first.len() - RECORD_LEN..], record(per_segment).as_bytes());
                 let next = std::fs::read(&segments[1].1).unwrap();
-                assert_eq!(&next[..RECORD_LEN], record(seq).as_bytes());
+                assert_eq!(&next[..RECORD_LEN], record(seq).marked_write_start().as_bytes());
             })
             .unwrap()
             .join()
@@ -259,12 +297,21 @@ mod tests {
                 writer.append(&(1..=3).map(record).collect::<Vec<_>>()).await.unwrap();
                 let batch = 2 * WRITE_RECORDS_MAX as u64 + 5;
                 writer.append(&(4..4 + batch).map(record).collect::<Vec<_>>()).await.unwrap();
-                assert_eq!(writer.writes(), 1 + 3, "two full pieces and one of 5 records");
                 assert_eq!(writer.next_seq(), 4 + batch);
                 let bytes = std::fs::read(segment_path(&dir, 1)).unwrap();
                 let scanned = super::super::scan::scan(&bytes, 1).unwrap();
                 assert_eq!(scanned.next_seq, 4 + batch);
-                assert!(scanned.records.iter().zip(1..).all(|(r, seq)| *r == record(seq)));
+                // Each write marks its first record: the first append's, then
+                // two full pieces and one of 5 records.
+                let max = WRITE_RECORDS_MAX as u64;
+                let starts: Vec<u64> =
+                    scanned.records.iter().filter(|r| r.starts_write()).map(|r| r.seq.get()).collect();
+                assert_eq!(starts, [1, 4, 4 + max, 4 + 2 * max]);
+                for (r, seq) in scanned.records.iter().zip(1..) {
+                    let written =
+                        if starts.contains(&seq) { record(seq).marked_write_start() } else { record(seq) };
+                    assert_eq!(*r, written, "record {seq}");
+                }
             })
             .unwrap()
             .join()

@@ -46,13 +46,7 @@ fn free_port_run(shards: u16) -> u16 {
 impl TestServer {
     /// Starts a server with `shards` shards and extra flags.
     pub fn start(shards: u16, extra: &[&str]) -> TestServer {
-        for _ in 0..10 {
-            let base = free_port_run(shards);
-            if let Some(server) = TestServer::try_start(base, shards, extra) {
-                return server;
-            }
-        }
-        panic!("could not start hongbao-server on any port");
+        TestServer::start_prepared(shards, extra, &|_| {})
     }
 
     /// Starts a server on free ports with an existing data directory, which
@@ -66,12 +60,6 @@ impl TestServer {
             }
         }
         panic!("could not start hongbao-server on any port");
-    }
-
-    fn try_start(base: u16, shards: u16, extra: &[&str]) -> Option<TestServer> {
-        let data_dir = std::env::temp_dir().join(format!("hongbao-test-{}-{base}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&data_dir);
-        TestServer::launch(base, shards, extra, data_dir)
     }
 
     /// Starts a server with `shards` shards, its command first passed to
