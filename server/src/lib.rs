@@ -45,5 +45,6 @@ pub mod server;
 pub mod shard;
 pub mod startup_checks;
 pub mod stats;
+pub mod sysfs_check;
 pub mod wal;
 pub mod watchdog;

@@ -235,6 +235,11 @@ pub fn check_host(config: &ServerConfig) -> Findings {
     };
     judge_memory(config, available, &mut found);
     judge_kernel(&std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default(), &mut found);
+    if config.durability == crate::config::Durability::Sync {
+        let problem = crate::sysfs_check::device_major(&config.data_dir)
+            .and_then(|major| crate::sysfs_check::judge(Path::new("/sys"), major));
+        found.errors.extend(problem);
+    }
     found
 }
 
