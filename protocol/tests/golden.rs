@@ -87,7 +87,7 @@ fn parse_dump_line(line: &str, bytes: &mut Vec<u8>) -> Result<(), String> {
     if offset != bytes.len() || offset % 16 != 0 {
         return Err(format!("offset {offset:#x}, expected {:#x}", bytes.len()));
     }
-    if bytes.len() % 16 != 0 {
+    if !bytes.len().is_multiple_of(16) {
         return Err("a line after a short line".into());
     }
     // The hex groups are separated by one space, the ASCII column by two.

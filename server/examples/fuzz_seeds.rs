@@ -1,5 +1,9 @@
 //! Writes seed inputs for the `log_replay` fuzz target: small real logs (and
-//! a snapshot) made by the engine's journal.
+//! a snapshot) made by the engine's journal, laid out as the segment writer
+//! lays them (writes of 4 records, each marking its first), and the same log
+//! torn in its last write (a zeroed record before valid ones). The fuzzer
+//! cannot forge a marked record (the checksum), so the marks must be seeded.
+//! (`log-N` and `snapshot-N` are version 1 seeds from before the marks.)
 //! `cargo run -p hongbao-server --example fuzz_seeds -- fuzz/corpus/log_replay`
 
 use hongbao_protocol::body::CreateRequest;
@@ -7,6 +11,9 @@ use hongbao_server::engine::{Engine, EngineConfig};
 use hongbao_server::wal::{snapshot, Record};
 use zerocopy::little_endian::{U32, U64};
 use zerocopy::IntoBytes;
+
+/// Records a seed's writes carry.
+const WRITE: usize = 4;
 
 fn main() {
     let dir = std::env::args().nth(1).expect("usage: fuzz_seeds DIR");
@@ -32,9 +39,21 @@ fn main() {
         engine.tick(5_000, usize::MAX);
         let mut log: Vec<Record> = Vec::new();
         engine.take_journal(&mut log);
-        let bytes: Vec<u8> = log.iter().flat_map(|r| r.as_bytes().to_vec()).collect();
-        std::fs::write(format!("{dir}/log-{n}"), bytes).expect("write seed");
-        std::fs::write(format!("{dir}/snapshot-{n}"), snapshot::encode(0, 3, &generations, &image))
+        let written: Vec<Record> = log
+            .iter()
+            .enumerate()
+            .map(|(i, r)| if i % WRITE == 0 { r.marked_write_start() } else { *r })
+            .collect();
+        let mut bytes: Vec<u8> = written.iter().flat_map(|r| r.as_bytes().to_vec()).collect();
+        std::fs::write(format!("{dir}/log-marked-{n}"), &bytes).expect("write seed");
+        // Torn: the second record of the last write lost, the rest there.
+        let last = (written.len() - 1) / WRITE * WRITE;
+        if last + 2 < written.len() {
+            let at = (last + 1) * 64;
+            bytes[at..at + 64].fill(0);
+            std::fs::write(format!("{dir}/log-torn-{n}"), &bytes).expect("write seed");
+        }
+        std::fs::write(format!("{dir}/snapshot-v2-{n}"), snapshot::encode(0, 3, &generations, &image))
             .expect("write seed");
     }
 }

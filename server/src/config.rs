@@ -452,4 +452,29 @@ mod tests {
         assert_eq!(ring_for(1 << 20).entries as usize, RING_ENTRIES_MAX, "bounded by io_uring's largest");
         assert_eq!(ring_for(10_000).buffers, default.buffers);
     }
+
+    /// The example systemd unit's command line is one the server accepts
+    /// (its token file replaced by a real one, its cores by this machine's).
+    #[test]
+    fn the_example_unit_starts() {
+        let unit = include_str!("../../tuning/hongbao.service");
+        let line = unit.lines().find_map(|l| l.strip_prefix("ExecStart=")).expect("an ExecStart line");
+        let token = std::env::temp_dir().join(format!("hongbao-unit-token-{}", std::process::id()));
+        std::fs::write(&token, "s3cret\n").unwrap();
+        let mut args: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+        assert!(args[0].ends_with("/hongbao-server"), "{line}");
+        for i in 1..args.len() {
+            match args[i - 1].as_str() {
+                "--auth-token-file" => args[i] = token.display().to_string(),
+                "--cores" => args[i] = "0".to_string(),
+                _ => {}
+            }
+        }
+        let config = Args::try_parse_from(&args)
+            .map_err(|e| e.to_string())
+            .and_then(|a| a.into_config().map_err(|e| e.to_string()));
+        std::fs::remove_file(&token).unwrap();
+        let config = config.unwrap_or_else(|e| panic!("the unit's ExecStart is refused: {e}\n{line}"));
+        assert!(!config.listen.ip().is_loopback(), "the unit serves the network");
+    }
 }

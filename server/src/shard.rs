@@ -312,7 +312,7 @@ pub async fn run_shard(
             && every > 0
             && last >= snapshots.covers.get() + every
             && !snapshots.running.get()
-            && snapshots.retry_at.get().map_or(true, |at| now >= at)
+            && snapshots.retry_at.get().is_none_or(|at| now >= at)
         {
             snapshots.running.set(true);
             let dir = shard_dir(&config.data_dir, plan.id);
@@ -510,7 +510,7 @@ fn serve_forwarded(shard: &Rc<Shard>, mut receivers: Receivers<ForwardBatch>) {
                 // it came from closes without them. The wait is a task of its
                 // own: the peer's next batches are answered meanwhile and
                 // share the same group commit, instead of one batch per sync.
-                let durable = shard.commit.as_ref().map_or(true, |commit| need <= commit.durable());
+                let durable = shard.commit.as_ref().is_none_or(|commit| need <= commit.durable());
                 if durable {
                     let _ = batch.reply.send((batch.frames, batch.answers));
                 } else {

@@ -297,7 +297,15 @@ mod tests {
         assert!(found.errors.is_empty(), "{found:?}");
         assert!(found.warnings.iter().any(|w| w.contains("room for 2436 connections per shard")));
         assert_eq!(found.connections_max, Some(2436), "(5,000 - 2 x 64) / 2: the cap the shards keep to");
+
         assert!(found.warnings.iter().any(|w| w.contains("io_uring_group")));
+
+        // Room for one connection a shard is the least the server starts with.
+        let found = judge(&config(2), limit(2 * 65 - 1), limit(64 << 20), Some(0));
+        assert!(found.errors.iter().any(|e| e.contains("take a connection each")), "{found:?}");
+        let found = judge(&config(2), limit(2 * 65), limit(64 << 20), Some(0));
+        assert!(found.errors.is_empty(), "{found:?}");
+        assert_eq!(found.connections_max, Some(1));
     }
 
     #[test]

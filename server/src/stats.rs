@@ -1,5 +1,5 @@
-//! STATS on the binary port: the shard's figures, the same ones the metrics
-//! endpoint publishes for it (`docs/PROTOCOL.md` section 7.7).
+//! STATS on the binary port: the shard's figures, most of which the metrics
+//! endpoint publishes too (`docs/PROTOCOL.md` section 7.7 lists them).
 //!
 //! The answer is read straight from the shard's cells, so it is exact at the
 //! moment of the request, where the endpoint may be a tick behind. It is

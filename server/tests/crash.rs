@@ -42,7 +42,7 @@ fn worker(
             if open.status == Status::Ok {
                 let mut acked = acked.lock().unwrap();
                 let before = acked.insert((envelope.0, user), open.body.amount_cents);
-                assert!(before.map_or(true, |b| b == open.body.amount_cents), "an OPEN answered two amounts");
+                assert!(before.is_none_or(|b| b == open.body.amount_cents), "an OPEN answered two amounts");
             }
         }
     }

@@ -22,7 +22,10 @@ fn the_frame_decoder_corpus_runs_clean() {
 
 #[test]
 fn the_log_replay_corpus_runs_clean() {
-    assert!(each_input("log_replay", hongbao_server::fuzz::log_replay) >= 6);
+    assert!(
+        each_input("log_replay", hongbao_server::fuzz::log_replay) >= 14,
+        "the seeds of both record versions"
+    );
 }
 
 #[test]

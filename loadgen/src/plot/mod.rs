@@ -399,8 +399,11 @@ mod tests {
                 // Mostly near the base, with a heavy tail up to ~1000x.
                 let tail = 1u64 << (seed % 1024).leading_zeros().saturating_sub(54).min(10);
                 let latency_us = base_us + seed % base_us * tail;
-                let status =
-                    if opcode == Opcode::Grab && seed % 7 == 0 { Status::SoldOut } else { Status::Ok };
+                let status = if opcode == Opcode::Grab && seed.is_multiple_of(7) {
+                    Status::SoldOut
+                } else {
+                    Status::Ok
+                };
                 recorder.record(opcode, status, latency_us, second as usize);
             }
         }

@@ -493,7 +493,7 @@ fn repeats(user: u64, retry_every: u64) -> bool {
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     x ^= x >> 31;
-    x % retry_every == 0
+    x.is_multiple_of(retry_every)
 }
 
 /// The envelope in `slot`, if it is still `envelope` (slots are reused).

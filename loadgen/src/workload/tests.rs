@@ -68,7 +68,7 @@ fn serve(engine: &mut Engine, tag: Tag, lie: Lie, step: usize) -> Vec<u8> {
             let (status, mut r) = engine.open(0, body.envelope.get(), body.user.get());
             let again = matches!(tag, Tag::Open { again: true, .. });
             let lied = match lie {
-                Lie::OpenAmount(n) => !again && step % n == 0,
+                Lie::OpenAmount(n) => !again && step.is_multiple_of(n),
                 Lie::RepeatOpen => again,
                 _ => false,
             };

@@ -205,7 +205,7 @@ impl Engine {
             EnvelopeKind::Random if total > count64 * cfg.share_cap_cents => {
                 return Err(Status::ShareAboveCap)
             }
-            EnvelopeKind::Fixed if total % count64 != 0 => return Err(Status::NotDivisible),
+            EnvelopeKind::Fixed if !total.is_multiple_of(count64) => return Err(Status::NotDivisible),
             EnvelopeKind::Fixed if total / count64 > cfg.share_cap_cents => {
                 return Err(Status::ShareAboveCap)
             }
@@ -450,7 +450,9 @@ impl Engine {
                 let total = record.field(1);
                 let fits = match envelope_kind {
                     EnvelopeKind::Random => total <= u64::from(count) * cap,
-                    EnvelopeKind::Fixed => total % u64::from(count) == 0 && total / u64::from(count) <= cap,
+                    EnvelopeKind::Fixed => {
+                        total.is_multiple_of(u64::from(count)) && total / u64::from(count) <= cap
+                    }
                 };
                 if !fits {
                     return Err(contradiction("shares do not fit the share cap"));

@@ -39,6 +39,6 @@ pub fn random_share(m: u64, n: u64, cap: u64, rng: &mut Rng) -> u64 {
 
 /// Each share of a fixed envelope; `total` divides evenly by `count`.
 pub fn fixed_share(total: u64, count: u64) -> u64 {
-    assert!(count >= 1 && total % count == 0 && total >= count, "fixed split: {total}/{count}");
+    assert!(count >= 1 && total.is_multiple_of(count) && total >= count, "fixed split: {total}/{count}");
     total / count
 }

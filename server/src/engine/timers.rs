@@ -36,10 +36,10 @@ impl Timers {
         let mut best: Option<(usize, Option<(u64, u64)>)> = None;
         for (i, lane) in self.in_order.iter().enumerate() {
             let back = lane.back().copied();
-            let fits = back.map_or(true, |last| last <= timer);
+            let fits = back.is_none_or(|last| last <= timer);
             // A lane with a last timer beats an empty one, a later last
             // timer beats an earlier one.
-            if fits && best.map_or(true, |(_, b)| back > b) {
+            if fits && best.is_none_or(|(_, b)| back > b) {
                 best = Some((i, back));
             }
         }
@@ -56,13 +56,13 @@ impl Timers {
         let mut best: Option<(usize, (u64, u64))> = None;
         for (i, lane) in self.in_order.iter().enumerate() {
             if let Some(&timer) = lane.front() {
-                if best.map_or(true, |(_, b)| timer < b) {
+                if best.is_none_or(|(_, b)| timer < b) {
                     best = Some((i, timer));
                 }
             }
         }
         if let Some(Reverse(timer)) = self.out_of_order.peek() {
-            if best.map_or(true, |(_, b)| *timer < b) {
+            if best.is_none_or(|(_, b)| *timer < b) {
                 best = Some((LANES, *timer));
             }
         }

@@ -435,7 +435,7 @@ impl State {
         }
         let now = Instant::now();
         for (i, listener) in self.listeners.iter_mut().enumerate() {
-            if !listener.armed && !listener.retry_at.is_some_and(|at| at > now) {
+            if !listener.armed && listener.retry_at.is_none_or(|at| at <= now) {
                 ring.accept(listener.fd.as_raw_fd(), LISTENER_TOKEN | i as u64);
                 listener.armed = true;
                 listener.retry_at = None;

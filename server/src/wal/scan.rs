@@ -27,7 +27,9 @@
 //!   when its answers go out), and a write's first new record is marked:
 //!   after a hole in the last write comes no mark, while a hole in an earlier
 //!   write (synced and acknowledged, so a device fault) is followed by the
-//!   marked start of the write after it. Without this, writes of a few
+//!   marked start of the write after it, unless the fault zeroed that mark
+//!   too (then the earlier write's records after the hole are cut: the one
+//!   case left, and it needs a device that loses synced sectors). Without this, writes of a few
 //!   records each would let a hole be cut with hundreds of acknowledged
 //!   writes after it. Version 1 records carry no marks, so a hole before one
 //!   is corruption, as it always was.
@@ -110,7 +112,7 @@ enum After {
 /// Judges the bad record at `hole` (on a record boundary) by the whole
 /// records from there to the end, by the rules of the module doc.
 fn after_bad_record(bytes: &[u8], hole: usize, first_seq: u64) -> After {
-    debug_assert!(hole % RECORD_LEN == 0 && hole + RECORD_LEN <= bytes.len());
+    debug_assert!(hole.is_multiple_of(RECORD_LEN) && hole + RECORD_LEN <= bytes.len());
     let mut valid_after = false;
     // A chunk no torn last write can leave: non-zero garbage, a record out
     // of place, the start of a later write, or a record beyond the reach of

@@ -2,7 +2,7 @@
 //! append-only writer that puts records down with direct I/O on io_uring.
 //!
 //! A shard's log lives in `DATA_DIR/shard-N/` as files named by the sequence
-//! number of their first record, `wal-00000000000000000001.log`. Each start
+//! number of their first record, `wal-00000000000000000001.v2.log`. Each start
 //! begins a new segment after the last good record, so a torn tail left by a
 //! crash stays behind in the old segment, where every later scan cuts it off
 //! again; a segment also ends when it reaches [`SEGMENT_BYTES_MAX`].
@@ -13,10 +13,17 @@
 //! rewrite cannot damage records that were already durable.
 //!
 //! One write carries at most [`WRITE_RECORDS_MAX`] records; a larger batch
-//! is written in pieces, each with its own `fdatasync`. A power cut can keep
-//! a later block of a write and lose an earlier one, and the scan tells such
-//! a torn last write from corruption by how far past the hole valid records
-//! reach (see [`super::scan`]): that needs a bound on one write.
+//! is written in pieces, each with its own `fdatasync`, and each write marks
+//! its first record. A power cut can keep a later block of a write and lose
+//! an earlier one, and the scan tells such a torn last write from corruption
+//! by the marks after the hole and, as a second guard, how far past it valid
+//! records reach (see [`super::scan`]).
+//!
+//! The `.v2` in the name is for older servers, not this one: they read
+//! record version 1 only, would take a log of version 2 records for one torn
+//! at its first record, and cut it away. Such a server refuses a name it
+//! cannot parse (`not a segment name`) and stops instead. Segments of
+//! version 1 records, named `wal-N.log`, are still read.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -41,8 +48,9 @@ const _: () = assert!(WRITE_RECORDS_MAX * RECORD_LEN == 1 << 20);
 /// The largest segment file recovery reads: larger is not a log, and is
 /// refused before it is read into memory. This server's segments take writes
 /// until they hold [`SEGMENT_BYTES_MAX`], and the last adds at most one write
-/// of [`WRITE_RECORDS_MAX`]; earlier versions wrote a whole group commit as
-/// one write, so the bound leaves room for a group as large as a segment.
+/// of [`WRITE_RECORDS_MAX`]. Earlier versions wrote a whole group commit as
+/// one write, without a bound; the room left for one as large as a segment
+/// (64 MiB, a million records in one group) is a judgement, not a proof.
 pub const SEGMENT_FILE_BYTES_MAX: u64 = 2 * SEGMENT_BYTES_MAX;
 
 /// The directory of shard `shard`'s log.
@@ -52,8 +60,13 @@ pub fn shard_dir(data_dir: &Path, shard: u16) -> PathBuf {
 
 /// The path of the segment whose first record is `first_seq`.
 pub fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
-    dir.join(format!("wal-{first_seq:020}.log"))
+    dir.join(format!("wal-{first_seq:020}{SEGMENT_SUFFIX}"))
 }
+
+/// The end of a segment's name: records of version 2 (see the module doc).
+const SEGMENT_SUFFIX: &str = ".v2.log";
+/// The end of the name of a segment an older server wrote (version 1).
+const SEGMENT_SUFFIX_V1: &str = ".log";
 
 /// Every segment in `dir` with its first sequence number, in order.
 pub fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
@@ -61,7 +74,11 @@ pub fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
-        let Some(number) = name.strip_prefix("wal-").and_then(|n| n.strip_suffix(".log")) else { continue };
+        let Some(rest) = name.strip_prefix("wal-") else { continue };
+        let Some(number) = rest.strip_suffix(SEGMENT_SUFFIX).or_else(|| rest.strip_suffix(SEGMENT_SUFFIX_V1))
+        else {
+            continue;
+        };
         match number.parse::<u64>() {
             Ok(first_seq) if (1..=super::record::SEQ_MAX).contains(&first_seq) => {
                 segments.push((first_seq, path))
@@ -136,7 +153,7 @@ impl SegmentWriter {
             }
         };
         let block = file.alignment() as usize;
-        if block > BLOCK_BYTES_MAX || block % RECORD_LEN != 0 {
+        if block > BLOCK_BYTES_MAX || !block.is_multiple_of(RECORD_LEN) {
             // The scan's rule for torn writes assumes both.
             let _ = file.close().await;
             let why = format!(
@@ -236,6 +253,28 @@ impl SegmentWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn segments_of_both_versions_are_listed_and_an_older_server_refuses_the_new_names() {
+        let dir = std::env::temp_dir().join(format!("hongbao-segment-names-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let old = dir.join(format!("wal-{:020}.log", 1));
+        std::fs::write(&old, b"").unwrap();
+        std::fs::write(segment_path(&dir, 7), b"").unwrap();
+        std::fs::write(dir.join("snapshot-00000000000000000003.snap"), b"").unwrap();
+        assert_eq!(list_segments(&dir).unwrap(), [(1, old), (7, segment_path(&dir, 7))]);
+        // What an older server does with the new name: "wal-" and ".log"
+        // off, the rest must be a number. It is not, so it stops at start-up
+        // ("not a segment name") instead of reading version 2 records as
+        // damage and cutting them away.
+        let name = segment_path(&dir, 7).file_name().unwrap().to_str().unwrap().to_string();
+        let number = name.strip_prefix("wal-").and_then(|n| n.strip_suffix(".log")).unwrap();
+        assert!(number.parse::<u64>().is_err(), "{name}");
+        std::fs::write(dir.join("wal-seven.v2.log"), b"").unwrap();
+        assert!(list_segments(&dir).is_err(), "a name that is no number is refused here too");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     /// A segment that reaches its size is closed when the next records come,
     /// before they are written: the records that filled it were made durable
