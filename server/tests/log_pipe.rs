@@ -16,20 +16,7 @@ use hongbao_protocol::Status;
 
 #[test]
 fn a_closed_log_pipe_neither_stops_nor_crashes_the_server() {
-    let port = free_port();
-    let data_dir = std::env::temp_dir().join(format!("hongbao-log-pipe-{}-{port}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data_dir);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hongbao-server"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--shards", "1"])
-        // A snapshot every 8 log records: each one writes a log line while
-        // the server serves, after the reader is gone.
-        .args(["--snapshot-every", "8"])
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn hongbao-server");
+    let (port, data_dir, mut child) = spawn_server("pipe");
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let ready = lines.by_ref().map_while(Result::ok).any(|line| line.contains("ready:"));
     assert!(ready, "no ready line: {:?}", child.wait());
@@ -64,17 +51,7 @@ fn a_closed_log_pipe_neither_stops_nor_crashes_the_server() {
 
 #[test]
 fn a_log_pipe_nobody_reads_does_not_stop_the_shards() {
-    let port = free_port();
-    let data_dir = std::env::temp_dir().join(format!("hongbao-log-unread-{}-{port}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data_dir);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hongbao-server"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--shards", "1", "--snapshot-every", "8"])
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn hongbao-server");
+    let (port, data_dir, mut child) = spawn_server("unread");
     let stderr = child.stderr.take().unwrap();
     // The smallest pipe the kernel allows (one page), so a few dozen lines
     // fill it: from then on every write to it blocks until it is read.
@@ -109,6 +86,24 @@ fn a_log_pipe_nobody_reads_does_not_stop_the_shards() {
     let written: usize = rest.iter().map(|l| l.len() + 1).sum();
     assert!(written > size as usize, "only {written} bytes of log for a {size}-byte pipe: {rest:?}");
     assert_eq!(rest.last().map(String::as_str), Some("hongbao-server: stopped"), "{rest:?}");
+}
+
+/// A one-shard server with its stderr piped to the test, on a free port and
+/// a fresh data directory. A snapshot every 8 log records: each writes a log
+/// line while the server serves.
+fn spawn_server(name: &str) -> (u16, std::path::PathBuf, std::process::Child) {
+    let port = free_port();
+    let data_dir = std::env::temp_dir().join(format!("hongbao-log-{name}-{}-{port}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let child = Command::new(env!("CARGO_BIN_EXE_hongbao-server"))
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--shards", "1", "--snapshot-every", "8"])
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn hongbao-server");
+    (port, data_dir, child)
 }
 
 fn free_port() -> u16 {

@@ -276,46 +276,50 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// Runs `test` on a glommio executor with a fresh directory, removed after.
+    fn in_executor<F, Fut>(name: &str, test: F)
+    where
+        F: FnOnce(PathBuf) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + 'static,
+    {
+        let dir = std::env::temp_dir().join(format!("hongbao-segment-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let inside = dir.clone();
+        glommio::LocalExecutorBuilder::default().spawn(move || test(inside)).unwrap().join().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     /// A segment that reaches its size is closed when the next records come,
     /// before they are written: the records that filled it were made durable
     /// and reported so, whatever happens to the next file.
     #[test]
     fn a_full_segment_gives_way_at_the_next_write() {
-        let dir = std::env::temp_dir().join(format!("hongbao-segment-rotation-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let inside = dir.clone();
-        glommio::LocalExecutorBuilder::default()
-            .spawn(move || async move {
-                let dir = inside;
-                let record = |seq: u64| Record::open(seq, 1, seq, 1, 1);
-                let mut writer = SegmentWriter::create(&dir, 1).await.unwrap();
-                let per_segment = SEGMENT_BYTES_MAX / RECORD_LEN as u64;
-                let batch = 8_192;
-                let mut seq = 1;
-                while seq <= per_segment {
-                    let records: Vec<Record> = (seq..seq + batch).map(record).collect();
-                    writer.append(&records).await.unwrap();
-                    seq += batch;
-                }
-                assert_eq!(seq, per_segment + 1, "the batches fill the segment exactly");
-                let firsts =
-                    |dir: &Path| list_segments(dir).unwrap().into_iter().map(|s| s.0).collect::<Vec<_>>();
-                assert_eq!(firsts(&dir), [1], "full, and still the only segment: nothing else was written");
-                writer.append(&[record(seq)]).await.unwrap();
-                assert_eq!(firsts(&dir), [1, seq], "the next record starts the next segment");
-                assert_eq!(writer.next_seq(), seq + 1);
-                let segments = list_segments(&dir).unwrap();
-                let first = std::fs::read(&segments[0].1).unwrap();
-                assert!(first.len() as u64 >= SEGMENT_BYTES_MAX);
-                assert_eq!(&first[first.len() - RECORD_LEN..], record(per_segment).as_bytes());
-                let next = std::fs::read(&segments[1].1).unwrap();
-                assert_eq!(&next[..RECORD_LEN], record(seq).marked_write_start().as_bytes());
-            })
-            .unwrap()
-            .join()
-            .unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
+        in_executor("rotation", |dir| async move {
+            let record = |seq: u64| Record::open(seq, 1, seq, 1, 1);
+            let mut writer = SegmentWriter::create(&dir, 1).await.unwrap();
+            let per_segment = SEGMENT_BYTES_MAX / RECORD_LEN as u64;
+            let batch = 8_192;
+            let mut seq = 1;
+            while seq <= per_segment {
+                let records: Vec<Record> = (seq..seq + batch).map(record).collect();
+                writer.append(&records).await.unwrap();
+                seq += batch;
+            }
+            assert_eq!(seq, per_segment + 1, "the batches fill the segment exactly");
+            let firsts =
+                |dir: &Path| list_segments(dir).unwrap().into_iter().map(|s| s.0).collect::<Vec<_>>();
+            assert_eq!(firsts(&dir), [1], "full, and still the only segment: nothing else was written");
+            writer.append(&[record(seq)]).await.unwrap();
+            assert_eq!(firsts(&dir), [1, seq], "the next record starts the next segment");
+            assert_eq!(writer.next_seq(), seq + 1);
+            let segments = list_segments(&dir).unwrap();
+            let first = std::fs::read(&segments[0].1).unwrap();
+            assert!(first.len() as u64 >= SEGMENT_BYTES_MAX);
+            assert_eq!(&first[first.len() - RECORD_LEN..], record(per_segment).as_bytes());
+            let next = std::fs::read(&segments[1].1).unwrap();
+            assert_eq!(&next[..RECORD_LEN], record(seq).marked_write_start().as_bytes());
+        });
     }
 
     /// A batch above the write bound goes down in pieces of at most
@@ -323,38 +327,28 @@ mod tests {
     /// reads back in place.
     #[test]
     fn a_batch_above_the_write_bound_is_written_in_pieces() {
-        let dir = std::env::temp_dir().join(format!("hongbao-segment-pieces-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let inside = dir.clone();
-        glommio::LocalExecutorBuilder::default()
-            .spawn(move || async move {
-                let dir = inside;
-                let record = |seq: u64| Record::open(seq, 1, seq, 1, 1);
-                let mut writer = SegmentWriter::create(&dir, 1).await.unwrap();
-                // A partly filled block first, so every piece rewrites a tail.
-                writer.append(&(1..=3).map(record).collect::<Vec<_>>()).await.unwrap();
-                let batch = 2 * WRITE_RECORDS_MAX as u64 + 5;
-                writer.append(&(4..4 + batch).map(record).collect::<Vec<_>>()).await.unwrap();
-                assert_eq!(writer.next_seq(), 4 + batch);
-                let bytes = std::fs::read(segment_path(&dir, 1)).unwrap();
-                let scanned = super::super::scan::scan(&bytes, 1).unwrap();
-                assert_eq!(scanned.next_seq, 4 + batch);
-                // Each write marks its first record: the first append's, then
-                // two full pieces and one of 5 records.
-                let max = WRITE_RECORDS_MAX as u64;
-                let starts: Vec<u64> =
-                    scanned.records.iter().filter(|r| r.starts_write()).map(|r| r.seq.get()).collect();
-                assert_eq!(starts, [1, 4, 4 + max, 4 + 2 * max]);
-                for (r, seq) in scanned.records.iter().zip(1..) {
-                    let written =
-                        if starts.contains(&seq) { record(seq).marked_write_start() } else { record(seq) };
-                    assert_eq!(*r, written, "record {seq}");
-                }
-            })
-            .unwrap()
-            .join()
-            .unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
+        in_executor("pieces", |dir| async move {
+            let record = |seq: u64| Record::open(seq, 1, seq, 1, 1);
+            let mut writer = SegmentWriter::create(&dir, 1).await.unwrap();
+            // A partly filled block first, so every piece rewrites a tail.
+            writer.append(&(1..=3).map(record).collect::<Vec<_>>()).await.unwrap();
+            let batch = 2 * WRITE_RECORDS_MAX as u64 + 5;
+            writer.append(&(4..4 + batch).map(record).collect::<Vec<_>>()).await.unwrap();
+            assert_eq!(writer.next_seq(), 4 + batch);
+            let bytes = std::fs::read(segment_path(&dir, 1)).unwrap();
+            let scanned = super::super::scan::scan(&bytes, 1).unwrap();
+            assert_eq!(scanned.next_seq, 4 + batch);
+            // Each write marks its first record: the first append's, then
+            // two full pieces and one of 5 records.
+            let max = WRITE_RECORDS_MAX as u64;
+            let starts: Vec<u64> =
+                scanned.records.iter().filter(|r| r.starts_write()).map(|r| r.seq.get()).collect();
+            assert_eq!(starts, [1, 4, 4 + max, 4 + 2 * max]);
+            for (r, seq) in scanned.records.iter().zip(1..) {
+                let written =
+                    if starts.contains(&seq) { record(seq).marked_write_start() } else { record(seq) };
+                assert_eq!(*r, written, "record {seq}");
+            }
+        });
     }
 }
