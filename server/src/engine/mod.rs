@@ -570,6 +570,7 @@ impl Engine {
     ) -> Result<(), ReplayError> {
         assert_eq!(self.envelope_count(), 0, "restore onto an empty engine");
         self.journal = Journal::new(false, 1);
+        self.envelopes.expect_slots(generations.len());
         for record in records {
             self.replay(record)?;
         }

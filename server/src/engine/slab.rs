@@ -46,6 +46,9 @@ pub struct Slab {
     /// and must grow without a copy (see `chunked_queue`).
     free: ChunkedQueue<u32>,
     fresh: u32,
+    /// Slots a snapshot being restored says were used: its envelopes' keys
+    /// may name any of them before its generations are restored.
+    restoring: u32,
     len: usize,
 }
 
@@ -133,9 +136,18 @@ impl Slab {
     /// empty and the key's generation newer than the slot's. The free list is
     /// left stale; call [`Slab::rebuild_free`] once the log is replayed.
     /// Returns whether it was stored.
+    ///
+    /// The slot must also be one already used or the next fresh one, as
+    /// [`Slab::insert`] would have chosen (or, while a snapshot is restored,
+    /// one it says was used): slots are allocated up to the index, so a
+    /// single checksummed record naming slot 2^24 - 1 would otherwise cost
+    /// 2.4 GiB of chunks.
     pub fn insert_at(&mut self, key: u64, envelope: Envelope) -> bool {
         let (index, generation) = Self::split(key);
         if generation == 0 || index as u64 >= SLOTS_MAX {
+            return false;
+        }
+        if index > self.fresh as usize && index >= self.restoring as usize {
             return false;
         }
         while self.chunks.len() <= index / CHUNK_SLOTS {
@@ -169,9 +181,18 @@ impl Slab {
         (0..self.fresh as usize).map(|i| self.slot(i).map_or(0, |slot| slot.generation)).collect()
     }
 
+    /// Lets [`Slab::insert_at`] take keys in the first `slots` slots, which a
+    /// snapshot being restored says were used; [`Slab::restore_generations`]
+    /// ends it.
+    pub fn expect_slots(&mut self, slots: usize) {
+        debug_assert!(slots as u64 <= SLOTS_MAX, "a snapshot's slots are bounded when it is read");
+        self.restoring = slots.min(SLOTS_MAX as usize) as u32;
+    }
+
     /// Raises empty slots to the generations a snapshot recorded (held slots
     /// already have theirs). Call before [`Slab::rebuild_free`].
     pub fn restore_generations(&mut self, generations: &[u32]) {
+        self.restoring = 0;
         for (index, generation) in generations.iter().enumerate() {
             while self.chunks.len() <= index / CHUNK_SLOTS {
                 let chunk = new_chunk();
@@ -237,5 +258,49 @@ mod tests {
         // A slot below the last generation is reused as before, one up.
         assert!(slab.remove(next).is_some());
         assert_eq!(Slab::split(slab.next_key().unwrap()), (1, 2));
+    }
+
+    /// A key read back names a slot already used or the next fresh one,
+    /// never one further: the slab allocates chunks up to the slot a key
+    /// names, so one crafted record must not cost gigabytes.
+    #[test]
+    fn a_replayed_key_past_the_next_fresh_slot_is_refused_before_allocating() {
+        let mut pool = SharePool::default();
+        let mut slab = Slab::default();
+        let key = |index: u64, generation: u64| (index << GEN_BITS) | generation;
+        assert!(!slab.insert_at(key(SLOTS_MAX - 1, 1), envelope(&mut pool)));
+        assert!(!slab.insert_at(key(1, 1), envelope(&mut pool)));
+        assert!(slab.chunks.is_empty(), "{} chunks for refused keys", slab.chunks.len());
+        assert!(slab.insert_at(key(0, 1), envelope(&mut pool)));
+        assert!(slab.insert_at(key(1, 3), envelope(&mut pool)));
+        assert!(!slab.insert_at(key(3, 1), envelope(&mut pool)));
+        assert_eq!(slab.chunks.len(), 1);
+        // Slot 0 reused at a newer generation, as a shard's log has it.
+        assert!(slab.remove(key(0, 1)).is_some());
+        assert!(slab.insert_at(key(0, 2), envelope(&mut pool)));
+        assert_eq!(slab.len(), 2);
+    }
+
+    /// A snapshot holds its envelopes in slot order with gaps where slots
+    /// were freed; while it is restored its keys may name any slot it says
+    /// was used, and only those.
+    #[test]
+    fn a_restored_snapshot_may_name_the_slots_it_says_were_used() {
+        let mut pool = SharePool::default();
+        let mut slab = Slab::default();
+        let key = |index: u64, generation: u64| (index << GEN_BITS) | generation;
+        let generations = [4, 1, 7, 2, 9];
+        slab.expect_slots(generations.len());
+        assert!(slab.insert_at(key(2, 7), envelope(&mut pool)));
+        assert!(slab.insert_at(key(4, 9), envelope(&mut pool)));
+        assert!(!slab.insert_at(key(5 + CHUNK_SLOTS as u64, 1), envelope(&mut pool)));
+        slab.restore_generations(&generations);
+        slab.rebuild_free();
+        // After the restore the rule is the log's again: slot 5 is fresh.
+        assert!(!slab.insert_at(key(7, 1), envelope(&mut pool)));
+        assert!(slab.insert_at(key(5, 1), envelope(&mut pool)));
+        // Freed slots come back one generation up from the snapshot's.
+        assert_eq!(Slab::split(slab.next_key().unwrap()), (0, 5));
+        assert_eq!(slab.chunks.len(), 1);
     }
 }
