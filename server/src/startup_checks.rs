@@ -236,9 +236,11 @@ pub fn check_host(config: &ServerConfig) -> Findings {
     judge_memory(config, available, &mut found);
     judge_kernel(&std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default(), &mut found);
     if config.durability == crate::config::Durability::Sync {
-        let problem = crate::sysfs_check::device_major(&config.data_dir)
-            .and_then(|major| crate::sysfs_check::judge(Path::new("/sys"), major));
-        found.errors.extend(problem);
+        // Each shard's directory, not only the data directory: one may be a
+        // mount of its own (a disk per shard), on a device of its own.
+        let dirs =
+            config.shards.iter().map(|shard| crate::wal::segment::shard_dir(&config.data_dir, shard.id));
+        found.errors.extend(crate::sysfs_check::judge_dirs(Path::new("/sys"), dirs));
     }
     found
 }

@@ -1,4 +1,4 @@
-//! Whether glommio can describe the block device under the data directory.
+//! Whether glommio can describe the block devices under the shards' logs.
 //!
 //! The first direct-I/O file glommio opens on a device makes it read that
 //! device's queue properties from `/sys/dev/block/MAJOR:0/` (block sizes,
@@ -38,6 +38,16 @@ pub fn device_major(path: &Path) -> Option<u64> {
         at = dir.parent();
     }
     None
+}
+
+/// Why glommio could not read the properties of the devices holding `dirs`
+/// (each shard's log directory: one may be a mount of its own), one problem
+/// per device.
+pub fn judge_dirs(sys: &Path, dirs: impl Iterator<Item = PathBuf>) -> Vec<String> {
+    let mut majors: Vec<u64> = dirs.filter_map(|dir| device_major(&dir)).collect();
+    majors.sort_unstable();
+    majors.dedup();
+    majors.into_iter().filter_map(|major| judge(sys, major)).collect()
 }
 
 /// Why glommio could not read device `major`'s properties under `sys`
@@ -124,6 +134,23 @@ mod tests {
         assert_eq!(judge(&sys, 8), None);
         std::fs::remove_dir(sys.join("devices/pci0000:00/virtio1/block/vda/slaves")).unwrap();
         assert!(judge(&sys, 8).unwrap().contains("slaves"));
+        std::fs::remove_dir_all(&sys).unwrap();
+    }
+
+    /// Every shard's directory is looked at, and a device shared by several
+    /// is named once.
+    #[test]
+    fn each_device_under_the_shards_is_judged_once() {
+        let sys = fake_sys("dirs");
+        let here = std::env::temp_dir();
+        let major = device_major(&here).unwrap();
+        std::fs::rename(sys.join("dev/block/8:0"), sys.join(format!("dev/block/{major}:0"))).unwrap();
+        let dirs = || (0..3).map(|shard| here.join(format!("hongbao-sysfs-dirs/shard-{shard}")));
+        assert!(judge_dirs(&sys, dirs()).is_empty());
+        std::fs::remove_file(sys.join("devices/pci0000:00/virtio1/block/vda/queue/rotational")).unwrap();
+        let problems = judge_dirs(&sys, dirs());
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("queue/rotational"), "{problems:?}");
         std::fs::remove_dir_all(&sys).unwrap();
     }
 
