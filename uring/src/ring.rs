@@ -149,6 +149,9 @@ pub struct Ring {
     /// while the submission queue was full. Every later [`Ring::poll`]
     /// reports it, so the owner stops instead of panicking mid-push.
     broken: Option<io::Error>,
+    /// Whether [`Ring::close`] has torn the ring down (the drop then does
+    /// nothing).
+    closed: bool,
 }
 
 impl Ring {
@@ -166,6 +169,7 @@ impl Ring {
             reaped: Vec::with_capacity(REAP_BATCH),
             last_submitted: 0,
             broken: None,
+            closed: false,
         })
     }
 
@@ -459,8 +463,20 @@ impl Ring {
     }
 }
 
-impl Drop for Ring {
-    fn drop(&mut self) {
+impl Ring {
+    /// Cancels every operation, waits for the kernel to finish them (up to
+    /// two seconds) and frees the ring. Returns the operations still in
+    /// flight at the end: 0, or else their buffers were leaked rather than
+    /// freed under the kernel. Dropping a ring does the same.
+    pub fn close(mut self) -> usize {
+        self.shut_down()
+    }
+
+    fn shut_down(&mut self) -> usize {
+        if self.closed {
+            return 0;
+        }
+        self.closed = true;
         // The kernel may still write into receive buffers or read send buffers:
         // cancel everything and wait until it is done before freeing them.
         let cancel_all = opcode::AsyncCancel2::new(types::CancelBuilder::any())
@@ -487,20 +503,29 @@ impl Drop for Ring {
                 std::thread::sleep(Duration::from_micros(100));
             }
         }
-        if self.in_flight > 0 {
+        let left = self.in_flight;
+        if left > 0 {
             // Still busy: leak the buffers rather than free memory the kernel
             // may touch. Closing the ring ends the operations eventually.
             std::mem::forget(std::mem::take(&mut self.sends));
-            // SAFETY: dropped exactly once, here; the pool is leaked.
+            // SAFETY: dropped exactly once (`closed` guards), here; the pool
+            // is leaked.
             unsafe { ManuallyDrop::drop(&mut self.uring) };
-            return;
+            return left;
         }
-        // SAFETY: each dropped exactly once; the ring (which references the
-        // pool) goes first.
+        // SAFETY: each dropped exactly once (`closed` guards); the ring
+        // (which references the pool) goes first.
         unsafe {
             ManuallyDrop::drop(&mut self.uring);
             ManuallyDrop::drop(&mut self.pool);
         }
+        0
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        self.shut_down();
     }
 }
 

@@ -120,6 +120,7 @@ pub async fn run(shard: Rc<Shard>, mesh: Rc<MeshSenders>, listeners: Vec<Listene
         commit.notify(doorbell.clone());
     }
     let buffered_max = shard.read_buffer_bytes;
+    let shard_id = shard.id;
     let spin = shard.spin;
     // The watchdog sees the loop's turns from here on (and nudges the thread
     // should they stop, see `crate::watchdog`).
@@ -220,7 +221,14 @@ pub async fn run(shard: Rc<Shard>, mesh: Rc<MeshSenders>, listeners: Vec<Listene
     // new socket, and a queued send would go to it. The watch ends before it:
     // that drop may wait for its cancels (up to 2 s), not a loop asleep.
     drop(watching);
-    drop(ring);
+    let leaked = ring.close();
+    if leaked > 0 {
+        crate::log!(
+            "hongbao-server: shard {}: {leaked} socket operations did not end within the ring's wait; \
+             their buffers are left allocated rather than freed under the kernel",
+            shard_id
+        );
+    }
     drop(state);
 }
 
