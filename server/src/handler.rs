@@ -88,8 +88,8 @@ pub fn answer_request(
         }
         Request::Ping => respond(shard, out, opcode, id, Status::Ok, &[]),
         Request::Hello { hello, token: _ } => {
-            // Authentication (the token) is not configured in this version; any
-            // token is accepted.
+            // The token was judged before the request came here (see
+            // `net::frames::admitted`); a server without tokens ignores it.
             if !(hello.version_min..=hello.version_max).contains(&VERSION) {
                 respond(shard, out, opcode, id, Status::UnsupportedVersion, &[]);
             } else {

@@ -58,6 +58,11 @@ fn only_the_right_token_opens_the_door() {
     assert_eq!(ask(&mut raw, &requests::hello(b"").unwrap(), 6).0, Status::NotAuthenticated);
     assert_eq!(ask(&mut raw, &requests::hello(TOKEN.as_bytes()).unwrap(), 7).0, Status::Ok);
     assert_eq!(ask(&mut raw, &requests::create(1, 100, 2, EnvelopeKind::Random, 0), 8).0, Status::Ok);
+    // The latest HELLO decides: a refused token ends the authentication.
+    assert_eq!(ask(&mut raw, &requests::hello(b"rotated").unwrap(), 9).0, Status::NotAuthenticated);
+    assert_eq!(ask(&mut raw, &Request::Stats, 10).0, Status::NotAuthenticated);
+    assert_eq!(ask(&mut raw, &requests::hello(TOKEN.as_bytes()).unwrap(), 11).0, Status::Ok);
+    assert_eq!(ask(&mut raw, &Request::Stats, 12).0, Status::Ok);
 
     // The client library, on the shard-aware port too.
     let mut client = Client::connect(server.shard_addr(1)).unwrap();

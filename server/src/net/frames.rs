@@ -114,7 +114,13 @@ pub fn answer_buffer(
         // as the header is in, before the body is waited for.
         if let Some(len) = bytes.get(at + 8..at + 12) {
             let body_len = u32::from_le_bytes(len.try_into().expect("4 bytes"));
-            if body_len > shard.max_body_bytes && bytes[at..at + 2] == hongbao_protocol::MAGIC {
+            // Only for a header whose magic and version are right: §2.6 judges
+            // the version before the length (a frame of another version may
+            // mean its length otherwise).
+            if body_len > shard.max_body_bytes
+                && bytes[at..at + 2] == hongbao_protocol::MAGIC
+                && bytes[at + 2] == hongbao_protocol::VERSION
+            {
                 let error =
                     hongbao_protocol::FrameError::BodyTooLarge { len: body_len, max: shard.max_body_bytes };
                 if bytes.len() - at >= hongbao_protocol::HEADER_LEN {
@@ -162,15 +168,20 @@ pub fn answer_buffer(
 }
 
 /// Whether `request` may be answered on this connection. HELLO with the
-/// right token authenticates it; before that only HELLO and PING pass.
+/// right token authenticates it, and with a wrong one ends that; while it is
+/// not authenticated only HELLO and PING pass.
 fn admitted(shard: &Shard, request: &Request<'_>, authenticated: &mut bool) -> bool {
     if !shard.auth.required() {
         return true;
     }
     match request {
         Request::Hello { token, .. } => {
+            // The latest HELLO decides (§3.4): a refused token after an
+            // accepted one leaves the connection unauthenticated, so a client
+            // that rotates to a wrong token learns it at once, not at the
+            // next connection.
             let accepted = shard.auth.accepts(token);
-            *authenticated |= accepted;
+            *authenticated = accepted;
             accepted
         }
         Request::Ping => true,
@@ -263,6 +274,43 @@ mod tests {
         // GRABs for the other shard reserve a small answer each.
         let grab = crate::forward::answer_len_max(&Request::Grab(pair(other, 1)));
         assert!(grab <= 64, "{grab}");
+    }
+
+    /// A header of another version is answered unsupported_version even
+    /// when its length is past the server's body limit: the version is
+    /// judged first (§2.6), as `decode_frame` would.
+    #[test]
+    fn a_header_of_another_version_is_judged_on_its_version_before_its_length() {
+        let shard = crate::fuzz::small_shard(0);
+        let mut bytes = Vec::new();
+        Request::Ping.encode(1, &mut bytes);
+        bytes[2] = hongbao_protocol::VERSION + 1;
+        bytes[8..12].copy_from_slice(&(shard.max_body_bytes + 1).to_le_bytes());
+        let mut client = Client::new(&shard);
+        let answered = answer_buffer(
+            &shard,
+            &bytes,
+            &mut client.forwarder,
+            &mut client.out,
+            &mut client.authenticated,
+            usize::MAX,
+        );
+        assert_eq!(answered.next, Next::Close);
+        let frame = decode_frame(&client.out).unwrap().unwrap();
+        assert_eq!(Response::from_frame(&frame).unwrap().status, Status::UnsupportedVersion);
+        // The right version with the same length is too large.
+        bytes[2] = hongbao_protocol::VERSION;
+        client.out.clear();
+        answer_buffer(
+            &shard,
+            &bytes,
+            &mut client.forwarder,
+            &mut client.out,
+            &mut client.authenticated,
+            usize::MAX,
+        );
+        let frame = decode_frame(&client.out).unwrap().unwrap();
+        assert_eq!(Response::from_frame(&frame).unwrap().status, Status::FrameTooLarge);
     }
 
     /// Through the frame loop's hot path too: a connection that repeats
