@@ -80,6 +80,13 @@ pub enum ClientError {
     /// HELLO, which every sharded session starts with, was refused.
     #[error("hello refused: {status}")]
     HelloRefused { status: Status },
+    /// An earlier call left the connection unusable: its byte stream can no
+    /// longer be split into answers that are known to be ours (a malformed
+    /// frame, an answer to a request never sent, a failed write, too many
+    /// calls abandoned unanswered). `cause` is that first failure; nothing
+    /// more is read or sent on the connection.
+    #[error("the connection is unusable since an earlier call failed: {cause}")]
+    Broken { cause: String },
     /// The server said why it is closing the connection, in a response that
     /// answers no request (request id 0): `busy` (over a connection limit),
     /// `timeout` (no HELLO, or a frame left unfinished, for too long), or a
