@@ -375,6 +375,10 @@ impl Client {
         let response = Response::from_frame(&frame)?;
         match answer::decode(opcode, &response) {
             Ok(answer) => Ok(answer),
+            // The frame was whole and ours, so the stream is still framed;
+            // a body that breaks a money rule is the server's word, which a
+            // caller (the load generator's checks) may want to go on past.
+            Err(e @ ClientError::ContractBroken { .. }) => Err(e),
             Err(e) => {
                 self.broken = Some(e.to_string());
                 Err(e)
@@ -472,7 +476,7 @@ impl<T> Reply<T> {
 
 #[cfg(test)]
 mod tests {
-    use hongbao_protocol::body::{EnvelopeState, GrabResponse};
+    use hongbao_protocol::body::{EnvelopeState, GrabResponse, OpenResponse};
     use hongbao_protocol::header::Header;
     use hongbao_protocol::{FrameError, Opcode};
     use zerocopy::{FromZeros, IntoBytes};
@@ -690,6 +694,48 @@ mod tests {
         // Half a header, then the server hangs up.
         let err = answered_by(|id| frame(Opcode::Ping, id, Status::Ok, &[])[..10].to_vec(), false);
         assert!(matches!(err, ClientError::Closed { in_flight: 1 }), "{err:?}");
+    }
+
+    /// Well-formed answers that break a money rule are refused, naming the
+    /// rule; the stream stays framed, so the next call still works.
+    #[test]
+    fn answers_that_break_money_rules_are_refused() {
+        let (mut client, server) = client_for(|mut conn| {
+            // An OPEN ok paying nothing.
+            let (id, _) = conn.recv().unwrap();
+            conn.send(&frame(Opcode::Open, id, Status::Ok, OpenResponse::new_zeroed().as_bytes()));
+            // A refused OPEN that pays.
+            let (id, _) = conn.recv().unwrap();
+            let paid = OpenResponse { amount_cents: 5.into(), order: 1.into(), reserved: 0.into() };
+            conn.send(&frame(Opcode::Open, id, Status::NoReservation, paid.as_bytes()));
+            // A GRAB ok holding nothing.
+            let (id, _) = conn.recv().unwrap();
+            conn.send(&frame(Opcode::Grab, id, Status::Ok, GrabResponse::new_zeroed().as_bytes()));
+            // QUERY totals a cent short, then a claim of 0 cents.
+            let (id, _) = conn.recv().unwrap();
+            let mut short = query_frame(id, 9, 5, 2, 0, 10);
+            short[24 + 32] ^= 1; // remaining_cents' low byte
+            conn.send(&short);
+            let (id, _) = conn.recv().unwrap();
+            let mut zero_claim = query_frame(id, 9, 5, 1, 0, 10);
+            zero_claim[24 + 24] = 0; // paid_cents: 1 -> 0
+            zero_claim[24 + 32] += 1; // remaining_cents: one more, so the sum holds
+            zero_claim[24 + 104 + 8] = 0; // the claim's amount: 1 -> 0
+            conn.send(&zero_claim);
+            serve_canned(conn);
+        });
+        let rule = |e: ClientError| match e {
+            ClientError::ContractBroken { rule, .. } => rule,
+            other => panic!("not a broken contract: {other:?}"),
+        };
+        assert!(rule(client.open(EnvelopeId(9), 1).unwrap_err()).contains("at least 1 cent"));
+        assert!(rule(client.open(EnvelopeId(9), 1).unwrap_err()).contains("refused OPEN pays nothing"));
+        assert!(rule(client.grab(EnvelopeId(9), 1).unwrap_err()).contains("hold_until_ms is set"));
+        assert!(rule(client.query(EnvelopeId(9), 0, 10).unwrap_err()).contains("== total_cents"));
+        assert!(rule(client.query(EnvelopeId(9), 0, 10).unwrap_err()).contains("at least 1 cent"));
+        assert_eq!(client.ping().unwrap(), Status::Ok, "the stream is still framed");
+        drop(client);
+        server.join().unwrap();
     }
 
     /// A server whose pages hold at most `page_max` claims, serving an envelope

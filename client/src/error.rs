@@ -45,6 +45,11 @@ pub enum ClientError {
     /// and OPEN refused at command level do.
     #[error("{opcode} response with status {status} carries {len} body bytes")]
     UnexpectedBody { opcode: Opcode, status: Status, len: usize },
+    /// A well-formed answer whose values break a rule docs/PROTOCOL.md says
+    /// MUST hold (its money rules, its command's table of answers): `rule`
+    /// names it. The frame was whole, so the stream is still framed.
+    #[error("{opcode} answer with status {status} breaks the protocol: {rule}")]
+    ContractBroken { opcode: Opcode, status: Status, rule: &'static str },
     /// An enumerated field holds a value the protocol does not name.
     #[error("{field} has the unknown value {value}")]
     UnknownValue { field: &'static str, value: u8 },
