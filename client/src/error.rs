@@ -99,3 +99,33 @@ pub enum ClientError {
     #[error("the server is closing the connection: {status}")]
     Ended { status: Status },
 }
+
+impl ClientError {
+    /// Whether the failed request may have been sent and carried out: the
+    /// connection was made, and then no answer came (a hang-up, a timeout,
+    /// a read or write that failed, the server ending the connection with
+    /// an answer to no request). PROTOCOL.md 3.3: such a request's outcome
+    /// is unknown. A GRAB or an OPEN sent again answers with the first
+    /// one's outcome; a CREATE sent again may make a second envelope.
+    /// Failures to connect, and refusals before anything is sent (a token
+    /// too long, a client already broken), are not unknown: nothing was sent.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, ClientError::Io { .. } | ClientError::Closed { .. } | ClientError::Ended { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_request_sent_and_unanswered_is_of_unknown_outcome() {
+        let timed_out = ClientError::from(io::Error::from(io::ErrorKind::TimedOut));
+        assert!(timed_out.outcome_unknown());
+        assert!(ClientError::Closed { in_flight: 1 }.outcome_unknown());
+        assert!(ClientError::Ended { status: Status::Timeout }.outcome_unknown());
+        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+        assert!(!ClientError::Connect { addr: "a:1".into(), source: refused }.outcome_unknown());
+        assert!(!ClientError::Broken { cause: "earlier".into() }.outcome_unknown());
+    }
+}

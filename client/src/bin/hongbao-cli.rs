@@ -3,15 +3,29 @@
 //! Each subcommand opens a blocking connection to the main port, sends one
 //! request (or, for `query`, every page; for `stats`, one STATS per shard-aware
 //! port), and prints the answer: human text by default, or exactly one JSON
-//! object with `--json`, which always has a `status` field named by
-//! `Status::name()` so scripts can branch on it.
+//! object with `--json`, which always has a `status` field so scripts can
+//! branch on it: the status the server answered with, named by
+//! `Status::name()` (a frame-level one such as "malformed_frame" included),
+//! or "unknown_outcome" or "error" when no answer came (see below).
 //!
-//! Exit codes: 0 when the server did what was asked, 1 when it refused (the
-//! status is printed: human text to stderr, JSON still to stdout), 2 when the
-//! connection or the protocol failed (the JSON status is then "error", or the
-//! frame-level status the server ended the connection with, such as
-//! "malformed_frame"), 64 when the command line cannot be read (with
-//! `--json`, status "error").
+//! Exit codes ([`EXIT_CODES`], also in `--help`):
+//!
+//! * 0: the server did what was asked.
+//! * 1: the server refused (the status is printed: human text to stderr, JSON
+//!   still to stdout).
+//! * 2: the connection or the protocol failed before the request could have
+//!   done anything: no connection, or the server answered with a frame-level
+//!   status such as "malformed_frame" (it did not read the request). JSON
+//!   status "error", or that frame-level status.
+//! * 3: the request was sent and no answer came (the connection closed, the
+//!   answer timed out, or the server ended the connection with an answer to
+//!   no request, request id 0). Its outcome is unknown: a CREATE may have
+//!   made an envelope and must not be repeated blindly; a GRAB or an OPEN
+//!   sent again answers with the first one's outcome. JSON status
+//!   "unknown_outcome". A separate code because it is the one failure a
+//!   script must not answer by simply retrying.
+//! * 64: the command line cannot be used (sysexits' EX_USAGE); with `--json`,
+//!   status "error".
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -27,11 +41,31 @@ use serde_json::{json, Value};
 const EXIT_REFUSED: u8 = 1;
 /// Exit code when the connection or the protocol failed.
 const EXIT_ERROR: u8 = 2;
+/// Exit code when the request was sent and no answer came: its outcome is unknown.
+const EXIT_UNKNOWN_OUTCOME: u8 = 3;
 /// Exit code when the command line cannot be read (sysexits' EX_USAGE).
 const EXIT_USAGE: u8 = 64;
 
+/// The exit codes, as `--help` shows them (the module doc says more).
+const EXIT_CODES: &str = "\
+Exit codes:
+  0   the server did what was asked
+  1   the server refused (its status is printed)
+  2   no connection, or a protocol failure (e.g. a frame-level status such as
+      malformed_frame): the request did nothing
+  3   the request was sent and no answer came (hang-up, timeout): its outcome
+      is unknown; a CREATE may have been made and must not be blindly
+      repeated (GRAB and OPEN are safe to repeat). JSON status
+      \"unknown_outcome\"
+  64  the command line cannot be used";
+
 #[derive(Debug, Parser)]
-#[command(name = "hongbao-cli", version, about = "Send one request to a hongbao red-envelope server")]
+#[command(
+    name = "hongbao-cli",
+    version,
+    about = "Send one request to a hongbao red-envelope server",
+    after_help = EXIT_CODES
+)]
 struct Cli {
     /// The server's main port.
     #[arg(long, global = true, value_name = "HOST:PORT", default_value = "127.0.0.1:7400")]
@@ -162,12 +196,37 @@ fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
                 EXIT_REFUSED
             }
         }
+        Err(e) if e.outcome_unknown() => {
+            let message = format!("{e}; {}", unknown_outcome_advice(&cli.command));
+            let _ = writeln!(err, "hongbao-cli: {message}");
+            if cli.json {
+                let _ = writeln!(out, "{}", json!({ "status": "unknown_outcome", "error": message }));
+            }
+            EXIT_UNKNOWN_OUTCOME
+        }
         Err(e) => {
             let _ = writeln!(err, "hongbao-cli: {e}");
             if cli.json {
                 let _ = writeln!(out, "{}", json!({ "status": "error", "error": e.to_string() }));
             }
             EXIT_ERROR
+        }
+    }
+}
+
+/// What a person should know of a request sent and never answered.
+fn unknown_outcome_advice(command: &Command) -> &'static str {
+    match command {
+        Command::Create { .. } => {
+            "the CREATE was sent and its outcome is unknown: an envelope may have been made, \
+             so do not repeat it blindly (check the sender's envelopes first)"
+        }
+        Command::Grab { .. } | Command::Open { .. } => {
+            "the request was sent and its outcome is unknown; sending it again is safe \
+             and answers with the first one's outcome"
+        }
+        Command::Ping | Command::Query { .. } | Command::Stats => {
+            "the request was sent and no answer came; it changes nothing, so it is safe to repeat"
         }
     }
 }
@@ -585,6 +644,28 @@ mod tests {
         let (code, _, err) = run_cli(&["grab", "--envelope", "5", "--user", "3", "--server", &server_arg]);
         server.join().unwrap();
         assert_eq!(code, 2, "{err}");
+    }
+
+    /// A CREATE sent, then the connection closed with it unanswered: exit 3,
+    /// "unknown_outcome", and a warning not to repeat it, unlike "cannot
+    /// connect" (exit 2).
+    #[test]
+    fn a_request_sent_and_never_answered_exits_3_with_unknown_outcome() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            // Reads the request (whatever it is), then hangs up unanswered.
+            let mut request = [0u8; 56];
+            stream.read_exact(&mut request).unwrap();
+        });
+        let args = ["--json", "create", "--sender", "1", "--total", "100", "--count", "2", "--server", &addr];
+        let (code, out, err) = run_cli(&args);
+        server.join().unwrap();
+        assert_eq!(code, EXIT_UNKNOWN_OUTCOME, "{err}");
+        assert!(err.contains("CREATE") && err.contains("do not repeat it blindly"), "{err}");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["status"], "unknown_outcome");
     }
 
     #[test]
