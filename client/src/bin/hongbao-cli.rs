@@ -176,7 +176,13 @@ fn usage_error(e: &clap::Error, json: bool) -> u8 {
 /// Runs `cli` and prints to `out` and `err`; returns the exit code.
 fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     // Printing errors (a closed pipe) are ignored: the exit code still tells.
-    match execute(cli) {
+    // The token file is the command line's to get right: read before any
+    // connection, so a typo costs no round trip and says which file.
+    let token = match read_token(cli) {
+        Ok(token) => token,
+        Err(message) => return usage_failure(cli, &message, out, err),
+    };
+    match execute(cli, token.as_deref()) {
         Ok(outcome) => {
             let ok = outcome.status == Status::Ok;
             if cli.json {
@@ -231,17 +237,30 @@ fn unknown_outcome_advice(command: &Command) -> &'static str {
     }
 }
 
-/// The token of `--auth-token-file`, without its trailing newline.
-fn read_token(cli: &Cli) -> Result<Option<Vec<u8>>, ClientError> {
-    let Some(path) = &cli.auth_token_file else { return Ok(None) };
-    Ok(Some(hongbao_client::token::read_token_file(path)?))
+/// A command line that parsed but cannot be used (an unreadable token
+/// file): `message` to stderr, and with `--json` the one JSON object; exit
+/// [`EXIT_USAGE`].
+fn usage_failure(cli: &Cli, message: &str, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let _ = writeln!(err, "hongbao-cli: {message}");
+    if cli.json {
+        let _ = writeln!(out, "{}", json!({ "status": "error", "error": message }));
+    }
+    EXIT_USAGE
 }
 
-fn execute(cli: &Cli) -> Result<Outcome, ClientError> {
+/// The token of `--auth-token-file`, without its trailing newline; the
+/// error names the file.
+fn read_token(cli: &Cli) -> Result<Option<Vec<u8>>, String> {
+    let Some(path) = &cli.auth_token_file else { return Ok(None) };
+    hongbao_client::token::read_token_file(path)
+        .map(Some)
+        .map_err(|e| format!("cannot read --auth-token-file {}: {e}", path.display()))
+}
+
+fn execute(cli: &Cli, token: Option<&[u8]>) -> Result<Outcome, ClientError> {
     let timeout = Duration::from_secs(cli.timeout.max(1));
     let mut client = Client::connect_timeout(cli.server.as_str(), timeout)?;
-    let token = read_token(cli)?;
-    if let Some(token) = &token {
+    if let Some(token) = token {
         let status = client.authenticate(token)?;
         if status != Status::Ok {
             return Ok(Outcome {
@@ -263,7 +282,7 @@ fn execute(cli: &Cli) -> Result<Outcome, ClientError> {
         }
         Command::Open { envelope, user } => opened(&client.open(EnvelopeId(envelope), user)?, envelope, user),
         Command::Query { envelope } => queried(&client.query_all(EnvelopeId(envelope))?, envelope),
-        Command::Stats => stats::stats(&mut client, timeout, token.as_deref())?,
+        Command::Stats => stats::stats(&mut client, timeout, token)?,
     })
 }
 
@@ -666,6 +685,24 @@ mod tests {
         assert!(err.contains("CREATE") && err.contains("do not repeat it blindly"), "{err}");
         let v: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["status"], "unknown_outcome");
+    }
+
+    /// A token file that is not there is a usage error naming it, found
+    /// before connecting: the server here is a closed port, which would
+    /// otherwise be the error (exit 2).
+    #[test]
+    fn a_missing_token_file_exits_64_naming_it_before_connecting() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        drop(listener);
+        let path = std::env::temp_dir().join(format!("hongbao-cli-no-token-{}", std::process::id()));
+        let path_arg = path.to_str().unwrap();
+        let (code, out, err) = run_cli(&["--json", "ping", "--server", &addr, "--auth-token-file", path_arg]);
+        assert_eq!(code, EXIT_USAGE, "{err}");
+        assert!(err.contains(path_arg), "{err}");
+        assert!(!err.contains(&addr), "no connection was tried: {err}");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["status"], "error");
     }
 
     #[test]
