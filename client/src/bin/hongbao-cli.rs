@@ -321,6 +321,14 @@ fn created(
 
 fn grabbed(reply: &Reply<Grabbed>, envelope: u64, user: u64) -> Outcome {
     let (status, g) = (reply.status, reply.body);
+    // ok, already_grabbed and sold_out say something in their body
+    // (PROTOCOL.md 7.4); every other status carries the protocol's zero
+    // body (a frame-level one, none at all), and "no share held (0 shares
+    // free)" would be made up.
+    if !matches!(status, Status::Ok | Status::AlreadyGrabbed | Status::SoldOut) {
+        let json = json!({ "status": status.name(), "envelope": envelope, "user": user });
+        return Outcome { status, json, human: refused("grab", status) };
+    }
     let json = json!({
         "status": status.name(),
         "envelope": envelope,
@@ -345,6 +353,12 @@ fn grabbed(reply: &Reply<Grabbed>, envelope: u64, user: u64) -> Outcome {
 
 fn opened(reply: &Reply<Opened>, envelope: u64, user: u64) -> Outcome {
     let (status, o) = (reply.status, reply.body);
+    // Only an ok OPEN says something in its body: with every other status
+    // amount and order are the protocol's zeros (PROTOCOL.md 7.5).
+    if status != Status::Ok {
+        let json = json!({ "status": status.name(), "envelope": envelope, "user": user });
+        return Outcome { status, json, human: refused("open", status) };
+    }
     let json = json!({
         "status": status.name(),
         "envelope": envelope,
@@ -352,10 +366,7 @@ fn opened(reply: &Reply<Opened>, envelope: u64, user: u64) -> Outcome {
         "amount_cents": o.amount_cents,
         "order": o.order,
     });
-    let human = match status {
-        Status::Ok => format!("opened: {} cents (#{} to open)", o.amount_cents, o.order),
-        _ => refused("open", status),
-    };
+    let human = format!("opened: {} cents (#{} to open)", o.amount_cents, o.order);
     Outcome { status, json, human }
 }
 
@@ -663,6 +674,28 @@ mod tests {
         let (code, _, err) = run_cli(&["grab", "--envelope", "5", "--user", "3", "--server", &server_arg]);
         server.join().unwrap();
         assert_eq!(code, 2, "{err}");
+        // No body was sent, so none is printed.
+        assert_eq!(err.trim_end(), "grab refused: malformed_frame");
+    }
+
+    /// Statuses whose body is the protocol's zero body print no body
+    /// fields, in text or JSON; sold_out's zeros mean something, and stay.
+    #[test]
+    fn zero_bodies_are_not_printed_as_answers() {
+        for status in [Status::MalformedFrame, Status::Busy, Status::NotFound] {
+            let g = grabbed(&Reply { status, body: Grabbed::default() }, 5, 3);
+            assert_eq!(g.human, format!("grab refused: {}", status.name()));
+            assert!(
+                g.json.get("shares_free").is_none() && g.json.get("hold_until_ms").is_none(),
+                "{}",
+                g.json
+            );
+            assert_eq!(g.json["status"], status.name());
+            let o = opened(&Reply { status, body: Opened::default() }, 5, 3);
+            assert!(o.json.get("amount_cents").is_none() && o.json.get("order").is_none(), "{}", o.json);
+        }
+        let sold_out = grabbed(&Reply { status: Status::SoldOut, body: Grabbed::default() }, 5, 3);
+        assert_eq!(sold_out.json["shares_free"], 0);
     }
 
     /// A CREATE sent, then the connection closed with it unanswered: exit 3,
