@@ -70,9 +70,6 @@ pub enum ClientError {
     /// A pipeline already has as many requests in flight as it may.
     #[error("{in_flight} requests in flight; the limit is {max}")]
     TooManyInFlight { in_flight: usize, max: usize },
-    /// An envelope id names a shard the server does not run.
-    #[error("envelope names shard {shard}, the server runs {shard_count}")]
-    NoSuchShard { shard: u16, shard_count: u16 },
     /// A HELLO token longer than the protocol allows.
     #[error("hello token of {len} bytes above the limit {max}")]
     TokenTooLong { len: usize, max: u32 },

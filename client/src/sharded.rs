@@ -109,7 +109,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ShardedClient<S> {
     }
 
     /// The shard `request` goes to: the owner of its envelope, or the next in
-    /// round-robin for a request that names none.
+    /// round-robin for a request that names none. An envelope on a shard the
+    /// server does not run goes to shard 0, which answers it (not_found).
     pub fn route(&mut self, request: &Request<'_>) -> Result<usize, ClientError> {
         let envelope = match request {
             Request::Grab(body) | Request::Open(body) => body.envelope.get(),
@@ -120,11 +121,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ShardedClient<S> {
                 return Ok(shard);
             }
         };
-        let shard = EnvelopeId(envelope).shard();
-        if usize::from(shard) >= self.shards.len() {
-            return Err(ClientError::NoSuchShard { shard, shard_count: self.info.shard_count });
-        }
-        Ok(usize::from(shard))
+        let shard = usize::from(EnvelopeId(envelope).shard());
+        // An id naming a shard the server does not run still gets its
+        // answer (not_found): routing is only an optimisation, and any
+        // shard answers any request (PROTOCOL.md 3.2, 5). The first
+        // connection takes it.
+        Ok(if shard < self.shards.len() { shard } else { 0 })
     }
 
     /// Pushes `request` onto the pipeline of the shard it routes to; returns
@@ -228,12 +230,12 @@ mod tests {
         assert_eq!(client.push(&requests::grab(on1, 1)).unwrap().0, 1);
         assert_eq!(client.push(&requests::open(on0, 1)).unwrap().0, 0);
         assert_eq!(client.push(&requests::query(on1, 0, 1)).unwrap().0, 1);
-        let err = client.push(&requests::grab(EnvelopeId::new(9, 1), 1)).unwrap_err();
-        assert!(matches!(err, ClientError::NoSuchShard { shard: 9, shard_count: 2 }), "{err:?}");
+        // Shard 9 of 2 does not exist: sent anyway, on the first connection.
+        assert_eq!(client.push(&requests::grab(EnvelopeId::new(9, 1), 1)).unwrap().0, 0);
 
         block_on(async {
             client.flush().await.unwrap();
-            for (shard, expected) in [(0, 3), (1, 3)] {
+            for (shard, expected) in [(0, 4), (1, 3)] {
                 let pipeline = client.shard_mut(shard).unwrap();
                 let mut answered = 0;
                 while let Some(answer) = pipeline.next().await.unwrap() {
@@ -244,7 +246,7 @@ mod tests {
             }
         });
         drop(client);
-        assert_eq!(shard0.join().unwrap(), vec![Opcode::Create, Opcode::Create, Opcode::Open]);
+        assert_eq!(shard0.join().unwrap(), vec![Opcode::Create, Opcode::Create, Opcode::Open, Opcode::Grab]);
         assert_eq!(shard1.join().unwrap(), vec![Opcode::Create, Opcode::Grab, Opcode::Query]);
     }
 
