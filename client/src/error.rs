@@ -14,6 +14,10 @@ pub enum ClientError {
     /// No connection could be made to `addr`.
     #[error("cannot connect to {addr}: {source}")]
     Connect { addr: String, source: io::Error },
+    /// Connecting to `addr`, with its HELLOs, took longer than `timeout`: a
+    /// port that accepts and never answers.
+    #[error("connecting to {addr} and saying HELLO took longer than {timeout:?}")]
+    ConnectTimedOut { addr: String, timeout: std::time::Duration },
     /// `addr` resolved to no socket address.
     #[error("{addr} resolves to no address")]
     NoAddress { addr: String },
