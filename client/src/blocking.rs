@@ -25,7 +25,7 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use hongbao_protocol::body::EnvelopeKind;
-use hongbao_protocol::limits::MAX_QUERY_PAGE;
+use hongbao_protocol::limits::{MAX_BODY_LEN, MAX_QUERY_PAGE};
 use hongbao_protocol::response::Response;
 use hongbao_protocol::{EnvelopeId, Opcode, Request, Status};
 
@@ -62,6 +62,9 @@ pub struct Client {
     abandoned: Vec<(u64, Opcode)>,
     /// Why the connection cannot be used any more, once it cannot.
     broken: Option<String>,
+    /// Longest body the server accepts: the protocol's limit until a HELLO
+    /// answer says less. A longer request is refused before it is sent.
+    max_body_len: u32,
 }
 
 /// How a call's exchange ended without its answer.
@@ -167,6 +170,7 @@ impl Client {
             timeout,
             abandoned: Vec::with_capacity(MAX_ABANDONED_CALLS),
             broken: None,
+            max_body_len: MAX_BODY_LEN,
         })
     }
 
@@ -210,6 +214,7 @@ impl Client {
         let AnswerBody::Hello(body) = answer.body else {
             unreachable!("hello answered as {:?}", answer.body)
         };
+        let status = answer.status;
         let body = body.map(|(info, ports)| ServerInfo {
             version: info.version,
             shard_count: info.shard_count,
@@ -218,7 +223,10 @@ impl Client {
             max_query_page: info.max_query_page,
             shard_ports: ports.iter().collect(),
         });
-        Ok(Reply { status: answer.status, body })
+        if let Some(info) = &body {
+            self.max_body_len = info.max_body_len;
+        }
+        Ok(Reply { status, body })
     }
 
     /// Presents `token` with a HELLO and keeps it for later HELLOs. Returns the
@@ -361,6 +369,8 @@ impl Client {
         if let Some(cause) = &self.broken {
             return Err(ClientError::Broken { cause: cause.clone() });
         }
+        // Refused unsent, so the connection is as good as before.
+        requests::check_body_len(request, self.max_body_len)?;
         let request_id = self.next_request_id;
         // Id 0 is the server's for errors it cannot tie to a request.
         self.next_request_id = self.next_request_id.wrapping_add(1).max(1);
@@ -946,6 +956,34 @@ mod tests {
         assert!(matches!(&err, ClientError::Broken { cause } if *cause == first.to_string()), "{err:?}");
         drop(client);
         server.join().unwrap();
+    }
+
+    /// After a HELLO advertising a small max_body_len, a longer request is
+    /// refused unsent, and the client goes on.
+    #[test]
+    fn a_body_above_the_advertised_limit_is_refused_unsent() {
+        let (mut client, server) = client_for(|mut conn| {
+            let (id, _) = conn.recv().unwrap();
+            let mut hello = test_support::hello_frame(id, 0, &[7401]);
+            // max_body_len, at body offset 8: 16 bytes, a GRAB's body.
+            hello[24 + 8..24 + 12].copy_from_slice(&16u32.to_le_bytes());
+            conn.send(&hello);
+            let mut seen = Vec::new();
+            while let Some((id, request)) = conn.recv() {
+                seen.push(request.opcode());
+                conn.send(&test_support::canned(id, &request));
+            }
+            seen
+        });
+        assert_eq!(client.hello().unwrap().body.unwrap().max_body_len, 16);
+        let err = client.create(1, 100, 2, EnvelopeKind::Fixed, 0).unwrap_err();
+        assert!(
+            matches!(err, ClientError::BodyTooLong { opcode: Opcode::Create, len: 32, max: 16 }),
+            "{err:?}"
+        );
+        assert_eq!(client.grab(EnvelopeId(1), 1).unwrap().status, Status::Ok);
+        drop(client);
+        assert_eq!(server.join().unwrap(), vec![Opcode::Grab], "the CREATE was never sent");
     }
 
     #[test]

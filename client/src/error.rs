@@ -74,6 +74,14 @@ pub enum ClientError {
     /// A pipeline already has as many requests in flight as it may.
     #[error("{in_flight} requests in flight; the limit is {max}")]
     TooManyInFlight { in_flight: usize, max: usize },
+    /// A request whose body is longer than the server accepts (the
+    /// `max_body_len` it advertised in HELLO, or the protocol's limit):
+    /// refused before it is sent.
+    #[error("{opcode} request of {len} body bytes above the server's limit {max}")]
+    BodyTooLong { opcode: Opcode, len: usize, max: u32 },
+    /// A pipeline asked for with a depth outside `1..=max`.
+    #[error("max_in_flight {max_in_flight} is outside 1..={max}")]
+    DepthOutOfRange { max_in_flight: usize, max: usize },
     /// A HELLO token longer than the protocol allows.
     #[error("hello token of {len} bytes above the limit {max}")]
     TokenTooLong { len: usize, max: u32 },

@@ -47,7 +47,7 @@ pub async fn connect_pipeline(
     let stream = connect_stream(addr)
         .await
         .map_err(|source| ClientError::Connect { addr: addr.to_string(), source })?;
-    Ok(Pipeline::new(stream, max_in_flight))
+    Pipeline::new(stream, max_in_flight)
 }
 
 /// A [`ShardedClient`] over glommio streams; see [`ShardedClient::connect`].

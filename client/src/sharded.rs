@@ -28,7 +28,7 @@ use hongbao_protocol::{EnvelopeId, Request};
 
 use crate::answer::{AnswerBody, HelloInfo};
 use crate::error::ClientError;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, MAX_IN_FLIGHT};
 use crate::requests;
 
 /// One pipeline per shard of one server. See the module doc.
@@ -55,9 +55,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ShardedClient<S> {
         Fut: Future<Output = io::Result<S>>,
     {
         let hello = requests::hello(token)?;
+        // Refused before any connection is made, not after the main HELLO.
+        if !(1..=MAX_IN_FLIGHT).contains(&max_in_flight) {
+            return Err(ClientError::DepthOutOfRange { max_in_flight, max: MAX_IN_FLIGHT });
+        }
         let main =
             connect(addr).await.map_err(|source| ClientError::Connect { addr: addr.to_string(), source })?;
-        let mut main = Pipeline::new(main, 1);
+        let mut main = Pipeline::new(main, 1)?;
         let (info, ports) = handshake(&mut main, &hello).await?;
         drop(main);
 
@@ -67,8 +71,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ShardedClient<S> {
             let stream = connect(shard_addr)
                 .await
                 .map_err(|source| ClientError::Connect { addr: shard_addr.to_string(), source })?;
-            let mut pipeline = Pipeline::new(stream, max_in_flight);
+            let mut pipeline = Pipeline::new(stream, max_in_flight)?;
             let (shard_info, _) = handshake(&mut pipeline, &hello).await?;
+            pipeline.set_max_body_len(shard_info.max_body_len);
             // Every shard must tell the same shard count as the main port:
             // a port of a server being restarted with another count would
             // route envelopes to the wrong owner.
