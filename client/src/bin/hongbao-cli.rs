@@ -68,13 +68,25 @@ Exit codes:
 )]
 struct Cli {
     /// The server's main port.
-    #[arg(long, global = true, value_name = "HOST:PORT", default_value = "127.0.0.1:7400")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "HOST:PORT",
+        default_value = "127.0.0.1:7400",
+        value_parser = host_port
+    )]
     server: String,
     /// Print exactly one JSON object, always with a "status" field, instead of text.
     #[arg(long, global = true)]
     json: bool,
-    /// Seconds to wait to connect and for each answer.
-    #[arg(long, global = true, value_name = "SECS", default_value_t = 5)]
+    /// Seconds to wait to connect and for each answer; at least 1.
+    #[arg(
+        long,
+        global = true,
+        value_name = "SECS",
+        default_value_t = 5,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
     timeout: u64,
     /// File holding the server's token (one line), presented with HELLO on
     /// every connection before the request.
@@ -138,6 +150,20 @@ enum Command {
 // A binary root's modules resolve from src/bin/, so the path names the folder.
 #[path = "hongbao-cli/stats.rs"]
 mod stats;
+
+/// `--server`: a host and a port, e.g. `127.0.0.1:7400`, `localhost:7400` or
+/// `[::1]:7400`. A host alone is a usage error, not a resolver's "invalid
+/// socket address" after the fact: there is no default port to guess.
+fn host_port(value: &str) -> Result<String, String> {
+    let expected = || format!("{value:?} is not HOST:PORT (e.g. 127.0.0.1:7400 or [::1]:7400)");
+    let (host, port) = value.rsplit_once(':').ok_or_else(expected)?;
+    // An IPv6 host must be bracketed, or its last group would read as the port.
+    let host_ok = !host.is_empty() && (!host.contains(':') || (host.starts_with('[') && host.ends_with(']')));
+    if !host_ok || port.parse::<u16>().is_err() {
+        return Err(expected());
+    }
+    Ok(value.to_string())
+}
 
 /// What a command prints: one JSON object, or text for a person.
 #[derive(Debug)]
@@ -258,7 +284,8 @@ fn read_token(cli: &Cli) -> Result<Option<Vec<u8>>, String> {
 }
 
 fn execute(cli: &Cli, token: Option<&[u8]>) -> Result<Outcome, ClientError> {
-    let timeout = Duration::from_secs(cli.timeout.max(1));
+    // The parser refused 0, which would otherwise mean "no time at all".
+    let timeout = Duration::from_secs(cli.timeout);
     let mut client = Client::connect_timeout(cli.server.as_str(), timeout)?;
     if let Some(token) = token {
         let status = client.authenticate(token)?;
@@ -570,6 +597,15 @@ mod tests {
         assert_eq!(usage_error(&parse(&["grab", "--bogus"]), false), EXIT_USAGE);
         assert_eq!(usage_error(&parse(&["--json", "grab"]), true), EXIT_USAGE, "a required flag missing");
         assert_eq!(usage_error(&parse(&["--help"]), false), 0);
+        // A timeout of 0 seconds was silently 1; a server without a port
+        // failed only when resolved (exit 2).
+        assert_eq!(usage_error(&parse(&["--timeout", "0", "ping"]), false), EXIT_USAGE);
+        for server in ["localhost", "::1", "host:", ":7400", "host:99999"] {
+            assert_eq!(usage_error(&parse(&["--server", server, "ping"]), false), EXIT_USAGE, "{server}");
+        }
+        for server in ["localhost:7400", "10.0.0.1:1", "[::1]:7400"] {
+            assert_eq!(cli(&["--server", server, "ping"]).server, server);
+        }
         assert_ne!(EXIT_USAGE, EXIT_ERROR, "a usage error is not a connection failure");
     }
 
