@@ -10,6 +10,9 @@
 //! length is a malformed answer. A refused GRAB or OPEN whose body is empty
 //! because the refusal was frame-level reads as the all-zero body.
 //!
+//! Values are checked against the money rules too ([`crate::contract`]): an
+//! answer that keeps the framing but breaks a rule is an error, not a value.
+//!
 //! Everything here is `Copy` and borrows the variable parts (HELLO's ports, a
 //! QUERY page's claims, STATS's tables) from the receive buffer: the pipeline hands out answers
 //! without allocating.
@@ -23,6 +26,7 @@ use hongbao_protocol::response::{Claims, Response, ShardPorts};
 use hongbao_protocol::{EnvelopeId, FrameError, Opcode, Status, VERSION};
 use zerocopy::FromZeros;
 
+use crate::contract;
 use crate::error::ClientError;
 use crate::stats::StatsAnswer;
 
@@ -200,8 +204,19 @@ impl EnvelopeSummary {
     }
 }
 
-/// Reads `response` as the answer to a request of opcode `sent`.
+/// Reads `response` as the answer to a request of opcode `sent`, and checks
+/// its values against the protocol's money rules ([`crate::contract`]).
 pub fn decode<'a>(sent: Opcode, response: &Response<'a>) -> Result<Answer<'a>, ClientError> {
+    let answer = decode_unchecked(sent, response)?;
+    contract::check(&answer)?;
+    Ok(answer)
+}
+
+/// [`decode`] without the money rules: only the framing and the body's
+/// shape are checked. For a caller that judges the values itself and wants
+/// a broken rule counted, not the end of its connection, as the load
+/// generator's money checks do.
+pub fn decode_unchecked<'a>(sent: Opcode, response: &Response<'a>) -> Result<Answer<'a>, ClientError> {
     if response.opcode != sent as u8 {
         return Err(ClientError::OpcodeMismatch { expected: sent, found: response.opcode });
     }
@@ -247,7 +262,9 @@ pub fn from_envelope_user(sent: Opcode, fast: &EnvelopeUserResponse) -> Result<A
             return Err(ClientError::OpcodeMismatch { expected, found: body.opcode() as u8 });
         }
     };
-    Ok(Answer { request_id: fast.request_id, status: fast.status, body })
+    let answer = Answer { request_id: fast.request_id, status: fast.status, body };
+    contract::check(&answer)?;
+    Ok(answer)
 }
 
 fn refused_body(sent: Opcode) -> AnswerBody<'static> {

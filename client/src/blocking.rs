@@ -5,6 +5,19 @@
 //! an I/O error instead of hanging. Answers are owned values; the allocations
 //! this costs (a HELLO's ports, a QUERY page's claims) are bounded by the
 //! protocol's limits, which the codec checks before anything is allocated.
+//!
+//! A call that times out is *abandoned*, not forgotten: its request was sent
+//! and its answer may still come, ahead of the next call's on the same
+//! stream. The client keeps the ids of up to [`MAX_ABANDONED_CALLS`] of them
+//! and reads past their late answers, so one slow answer does not make every
+//! later call fail. What an abandoned call did is unknown (PROTOCOL.md 3.3):
+//! GRAB and OPEN are safe to send again, as they answer with the first one's
+//! outcome; CREATE is not, since a second one makes a second envelope.
+//! Past that limit, or after any failure that leaves the stream's framing in
+//! doubt (a malformed frame, an answer to a request never sent, a failed
+//! write, a hang-up), the client is *broken*: every later call returns
+//! [`ClientError::Broken`] naming the first failure, instead of reading what
+//! can no longer be trusted to be an answer.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -12,9 +25,9 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use hongbao_protocol::body::EnvelopeKind;
-use hongbao_protocol::limits::MAX_QUERY_PAGE;
+use hongbao_protocol::limits::{MAX_BODY_LEN, MAX_QUERY_PAGE};
 use hongbao_protocol::response::Response;
-use hongbao_protocol::{EnvelopeId, Request, Status};
+use hongbao_protocol::{EnvelopeId, Opcode, Request, Status};
 
 use crate::answer::{self, Answer, AnswerBody, Claim, Created, EnvelopeSummary, Grabbed, Opened};
 use crate::error::ClientError;
@@ -24,6 +37,12 @@ use crate::stats::ShardStats;
 
 /// Connect, read and write timeout of [`Client::connect`].
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Calls that may time out with their answers still owed before the client
+/// gives up on the connection. Each keeps its id so its late answer is read
+/// past; a server that owes more than this many is not worth waiting for,
+/// and the list stays small enough to search on every answer.
+pub const MAX_ABANDONED_CALLS: usize = 16;
 
 /// A blocking connection to one port of a hongbao server.
 #[derive(Debug)]
@@ -37,6 +56,29 @@ pub struct Client {
     /// Longest a call waits for its whole answer (not only for each read:
     /// a server sending a byte at a time must not stretch a call to hours).
     timeout: Duration,
+    /// Calls that timed out, oldest first, with the opcode each sent: their
+    /// answers may still arrive, and are read past. At most
+    /// [`MAX_ABANDONED_CALLS`]; allocated once, at that size.
+    abandoned: Vec<(u64, Opcode)>,
+    /// Why the connection cannot be used any more, once it cannot.
+    broken: Option<String>,
+    /// Longest body the server accepts: the protocol's limit until a HELLO
+    /// answer says less. A longer request is refused before it is sent.
+    max_body_len: u32,
+}
+
+/// How a call's exchange ended without its answer.
+enum Unanswered {
+    /// The deadline passed: the request was sent, its answer may still come.
+    TimedOut,
+    /// The stream can no longer be trusted.
+    Failed(ClientError),
+}
+
+impl<E: Into<ClientError>> From<E> for Unanswered {
+    fn from(e: E) -> Unanswered {
+        Unanswered::Failed(e.into())
+    }
 }
 
 /// A request's outcome: its status and its typed body. A refusal (any status
@@ -126,15 +168,30 @@ impl Client {
             next_request_id: 1,
             token: Vec::new(),
             timeout,
+            abandoned: Vec::with_capacity(MAX_ABANDONED_CALLS),
+            broken: None,
+            max_body_len: MAX_BODY_LEN,
         })
     }
 
     /// The stream, for a caller that goes on with its own I/O (after HELLO,
-    /// say). Every answer to a request of this client has been read; bytes
-    /// the server sent past the last of them (a frame it sent unasked, such
-    /// as a busy before it closes) are dropped with the client.
+    /// say). Every answer to a call that returned one has been read; the
+    /// answers of abandoned calls ([`Client::abandoned_calls`]) may still
+    /// come, and bytes the server sent past the last answer read (a frame
+    /// it sent unasked, such as a busy before it closes) are dropped with
+    /// the client.
     pub fn into_stream(self) -> TcpStream {
         self.stream
+    }
+
+    /// Calls that timed out and whose answers may still arrive.
+    pub fn abandoned_calls(&self) -> usize {
+        self.abandoned.len()
+    }
+
+    /// Why the client is broken (every call fails), if it is.
+    pub fn broken(&self) -> Option<&str> {
+        self.broken.as_deref()
     }
 
     /// The server's address, e.g. to reach its shard-aware ports on the same host.
@@ -157,6 +214,7 @@ impl Client {
         let AnswerBody::Hello(body) = answer.body else {
             unreachable!("hello answered as {:?}", answer.body)
         };
+        let status = answer.status;
         let body = body.map(|(info, ports)| ServerInfo {
             version: info.version,
             shard_count: info.shard_count,
@@ -165,7 +223,10 @@ impl Client {
             max_query_page: info.max_query_page,
             shard_ports: ports.iter().collect(),
         });
-        Ok(Reply { status: answer.status, body })
+        if let Some(info) = &body {
+            self.max_body_len = info.max_body_len;
+        }
+        Ok(Reply { status, body })
     }
 
     /// Presents `token` with a HELLO and keeps it for later HELLOs. Returns the
@@ -300,10 +361,46 @@ impl Client {
     /// Sends `request` (any request, built with [`crate::requests`]), waits for its
     /// answer and checks that it is the answer to this request. The typed
     /// methods above are this with the body unpacked.
+    ///
+    /// A call that times out returns an I/O error of kind `TimedOut` and is
+    /// abandoned (see the module doc): its outcome is unknown. Resend a GRAB
+    /// or an OPEN to learn it; never blindly resend a CREATE.
     pub fn call(&mut self, request: &Request<'_>) -> Result<Answer<'_>, ClientError> {
+        if let Some(cause) = &self.broken {
+            return Err(ClientError::Broken { cause: cause.clone() });
+        }
+        // Refused unsent, so the connection is as good as before.
+        requests::check_body_len(request, self.max_body_len)?;
         let request_id = self.next_request_id;
         // Id 0 is the server's for errors it cannot tie to a request.
         self.next_request_id = self.next_request_id.wrapping_add(1).max(1);
+        let opcode = request.opcode();
+        match self.exchange(request, request_id) {
+            Ok(()) => {}
+            Err(Unanswered::TimedOut) => return Err(self.abandon(request_id, opcode)),
+            Err(Unanswered::Failed(e)) => return Err(self.break_with(e)),
+        }
+        // `exchange` left this call's answer, already checked, at the front.
+        let Some(frame) = self.rbuf.next_frame()? else { unreachable!("exchange left a whole frame") };
+        let response = Response::from_frame(&frame)?;
+        match answer::decode(opcode, &response) {
+            Ok(answer) => Ok(answer),
+            // The frame was whole and ours, so the stream is still framed;
+            // a body that breaks a money rule is the server's word, which a
+            // caller (the load generator's checks) may want to go on past.
+            Err(e @ ClientError::ContractBroken { .. }) => Err(e),
+            Err(e) => {
+                self.broken = Some(e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// Sends the request and reads until this call's answer is the whole
+    /// frame at the front of the receive buffer, reading past (and
+    /// dropping) the late answers of abandoned calls. A timeout leaves any
+    /// partial frame in the buffer, to be finished by the next call.
+    fn exchange(&mut self, request: &Request<'_>, request_id: u64) -> Result<(), Unanswered> {
         self.wbuf.clear();
         request.encode(request_id, &mut self.wbuf);
         self.stream.write_all(&self.wbuf)?;
@@ -311,37 +408,72 @@ impl Client {
         // A timeout too long to add to the clock (Duration::MAX, say) sets
         // no deadline: the socket's own read timeout stands alone.
         let deadline = std::time::Instant::now().checked_add(self.timeout);
-        let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "no whole answer in time").into();
-        while !self.rbuf.has_frame()? {
-            if let Some(deadline) = deadline {
-                let left = deadline.saturating_duration_since(std::time::Instant::now());
-                if left.is_zero() {
-                    return Err(timed_out());
+        loop {
+            while !self.rbuf.has_frame()? {
+                if let Some(deadline) = deadline {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        return Err(Unanswered::TimedOut);
+                    }
+                    self.stream.set_read_timeout(Some(left))?;
                 }
-                self.stream.set_read_timeout(Some(left))?;
+                let n = match self.stream.read(self.rbuf.spare()) {
+                    Ok(0) => return Err(ClientError::Closed { in_flight: 1 + self.abandoned.len() }.into()),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    // A socket read timeout is EAGAIN on Linux: said one way,
+                    // whichever of the two ran out first.
+                    Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                        return Err(Unanswered::TimedOut)
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                self.rbuf.filled(n);
             }
-            let n = match self.stream.read(self.rbuf.spare()) {
-                Ok(0) => return Err(ClientError::Closed { in_flight: 1 }),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // A socket read timeout is EAGAIN on Linux: said one way,
-                // whichever of the two ran out first.
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                    return Err(timed_out())
-                }
-                Err(e) => return Err(e.into()),
+            let (found, opcode, status) = {
+                let Some(frame) = self.rbuf.front()? else { unreachable!("has_frame said a frame is whole") };
+                let response = Response::from_frame(&frame)?;
+                (response.request_id, response.opcode, response.status)
             };
-            self.rbuf.filled(n);
+            if found == request_id {
+                return Ok(());
+            }
+            if found == 0 {
+                return Err(ClientError::Ended { status }.into());
+            }
+            let Some(at) = self.abandoned.iter().position(|&(id, _)| id == found) else {
+                return Err(ClientError::RequestIdMismatch { expected: request_id, found }.into());
+            };
+            let (_, sent) = self.abandoned.remove(at);
+            if opcode != sent as u8 {
+                return Err(ClientError::OpcodeMismatch { expected: sent, found: opcode }.into());
+            }
+            // The late answer of an abandoned call: its caller has gone.
+            self.rbuf.next_frame()?;
         }
-        let Some(frame) = self.rbuf.next_frame()? else { unreachable!("has_frame said a frame is whole") };
-        let response = Response::from_frame(&frame)?;
-        if response.request_id == 0 {
-            return Err(ClientError::Ended { status: response.status });
+    }
+
+    /// Records a call that timed out with its answer owed; returns its error.
+    fn abandon(&mut self, request_id: u64, opcode: Opcode) -> ClientError {
+        let timed_out = io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("no whole answer in time: the {opcode} request was sent and its outcome is unknown"),
+        );
+        if self.abandoned.len() == MAX_ABANDONED_CALLS {
+            self.broken = Some(format!(
+                "{} calls timed out with their answers owed, past the limit of {MAX_ABANDONED_CALLS}",
+                MAX_ABANDONED_CALLS + 1
+            ));
+        } else {
+            self.abandoned.push((request_id, opcode));
         }
-        if response.request_id != request_id {
-            return Err(ClientError::RequestIdMismatch { expected: request_id, found: response.request_id });
-        }
-        answer::decode(request.opcode(), &response)
+        timed_out.into()
+    }
+
+    /// Marks the client broken by `e`, the first failure; returns `e`.
+    fn break_with(&mut self, e: ClientError) -> ClientError {
+        self.broken = Some(e.to_string());
+        e
     }
 }
 
@@ -354,7 +486,7 @@ impl<T> Reply<T> {
 
 #[cfg(test)]
 mod tests {
-    use hongbao_protocol::body::{EnvelopeState, GrabResponse};
+    use hongbao_protocol::body::{EnvelopeState, GrabResponse, OpenResponse};
     use hongbao_protocol::header::Header;
     use hongbao_protocol::{FrameError, Opcode};
     use zerocopy::{FromZeros, IntoBytes};
@@ -574,6 +706,48 @@ mod tests {
         assert!(matches!(err, ClientError::Closed { in_flight: 1 }), "{err:?}");
     }
 
+    /// Well-formed answers that break a money rule are refused, naming the
+    /// rule; the stream stays framed, so the next call still works.
+    #[test]
+    fn answers_that_break_money_rules_are_refused() {
+        let (mut client, server) = client_for(|mut conn| {
+            // An OPEN ok paying nothing.
+            let (id, _) = conn.recv().unwrap();
+            conn.send(&frame(Opcode::Open, id, Status::Ok, OpenResponse::new_zeroed().as_bytes()));
+            // A refused OPEN that pays.
+            let (id, _) = conn.recv().unwrap();
+            let paid = OpenResponse { amount_cents: 5.into(), order: 1.into(), reserved: 0.into() };
+            conn.send(&frame(Opcode::Open, id, Status::NoReservation, paid.as_bytes()));
+            // A GRAB ok holding nothing.
+            let (id, _) = conn.recv().unwrap();
+            conn.send(&frame(Opcode::Grab, id, Status::Ok, GrabResponse::new_zeroed().as_bytes()));
+            // QUERY totals a cent short, then a claim of 0 cents.
+            let (id, _) = conn.recv().unwrap();
+            let mut short = query_frame(id, 9, 5, 2, 0, 10);
+            short[24 + 32] ^= 1; // remaining_cents' low byte
+            conn.send(&short);
+            let (id, _) = conn.recv().unwrap();
+            let mut zero_claim = query_frame(id, 9, 5, 1, 0, 10);
+            zero_claim[24 + 24] = 0; // paid_cents: 1 -> 0
+            zero_claim[24 + 32] += 1; // remaining_cents: one more, so the sum holds
+            zero_claim[24 + 104 + 8] = 0; // the claim's amount: 1 -> 0
+            conn.send(&zero_claim);
+            serve_canned(conn);
+        });
+        let rule = |e: ClientError| match e {
+            ClientError::ContractBroken { rule, .. } => rule,
+            other => panic!("not a broken contract: {other:?}"),
+        };
+        assert!(rule(client.open(EnvelopeId(9), 1).unwrap_err()).contains("at least 1 cent"));
+        assert!(rule(client.open(EnvelopeId(9), 1).unwrap_err()).contains("refused OPEN pays nothing"));
+        assert!(rule(client.grab(EnvelopeId(9), 1).unwrap_err()).contains("hold_until_ms is set"));
+        assert!(rule(client.query(EnvelopeId(9), 0, 10).unwrap_err()).contains("== total_cents"));
+        assert!(rule(client.query(EnvelopeId(9), 0, 10).unwrap_err()).contains("at least 1 cent"));
+        assert_eq!(client.ping().unwrap(), Status::Ok, "the stream is still framed");
+        drop(client);
+        server.join().unwrap();
+    }
+
     /// A server whose pages hold at most `page_max` claims, serving an envelope
     /// of `count` shares with `paid` claims; returns the page starts asked for.
     fn paging_server(count: u32, paid: u32, page_max: u32) -> impl FnOnce(FakeConn) -> Vec<u32> + Send {
@@ -691,6 +865,125 @@ mod tests {
             drop(client);
             assert_eq!(server.join().unwrap(), vec![0, 3]);
         }
+    }
+
+    /// A call timed out with its answer owed: the next call, sent only
+    /// after the first gave up, gets its own answer, the late one read
+    /// past. The server holds the first answer until the second request is
+    /// in, so the order is the one the bug needs, whatever the timing.
+    #[test]
+    fn a_late_answer_to_a_timed_out_call_is_read_past() {
+        let (addr, server) = test_support::spawn(|mut conn: FakeConn| {
+            let (first, ping) = conn.recv().unwrap();
+            let (second, open) = conn.recv().unwrap();
+            conn.send(&test_support::canned(first, &ping));
+            conn.send(&test_support::canned(second, &open));
+            let _ = conn.recv();
+        });
+        let mut client = Client::connect_timeout(addr, Duration::from_millis(200)).unwrap();
+        let err = client.ping().unwrap_err();
+        assert!(
+            matches!(&err, ClientError::Io { source } if source.kind() == io::ErrorKind::TimedOut),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("outcome is unknown"), "{err}");
+        assert_eq!(client.abandoned_calls(), 1);
+        let opened = client.open(EnvelopeId(1), 1).unwrap();
+        assert_eq!(opened, Reply { status: Status::Ok, body: Opened { amount_cents: 123, order: 4 } });
+        assert_eq!(client.abandoned_calls(), 0, "its late answer came and went");
+        drop(client);
+        server.join().unwrap();
+    }
+
+    /// A timeout that fires with half of the late answer read keeps that
+    /// half: the next call finishes the frame, drops it, and reads its own.
+    #[test]
+    fn a_timeout_in_the_middle_of_a_frame_keeps_the_partial_frame() {
+        let (addr, server) = test_support::spawn(|mut conn: FakeConn| {
+            let (first, ping) = conn.recv().unwrap();
+            let late = test_support::canned(first, &ping);
+            conn.send(&late[..10]);
+            let (second, grab) = conn.recv().unwrap();
+            conn.send(&late[10..]);
+            conn.send(&test_support::canned(second, &grab));
+            let _ = conn.recv();
+        });
+        let mut client = Client::connect_timeout(addr, Duration::from_millis(200)).unwrap();
+        assert!(client.ping().is_err());
+        let grabbed = client.grab(EnvelopeId(1), 1).unwrap();
+        assert_eq!((grabbed.status, grabbed.body.hold_until_ms), (Status::Ok, 5000));
+        drop(client);
+        server.join().unwrap();
+    }
+
+    /// One timeout more than the limit breaks the client: the next call
+    /// sends nothing and names why.
+    #[test]
+    fn too_many_abandoned_calls_break_the_client() {
+        let (addr, server) = test_support::spawn(|mut conn: FakeConn| {
+            let mut received = 0;
+            while conn.recv().is_some() {
+                received += 1;
+            }
+            received
+        });
+        let mut client = Client::connect_timeout(addr, Duration::from_millis(50)).unwrap();
+        for _ in 0..=MAX_ABANDONED_CALLS {
+            let err = client.ping().unwrap_err();
+            assert!(matches!(&err, ClientError::Io { .. }), "{err:?}");
+        }
+        assert!(client.broken().is_some());
+        let err = client.ping().unwrap_err();
+        assert!(
+            matches!(&err, ClientError::Broken { cause } if cause.contains("past the limit of 16")),
+            "{err:?}"
+        );
+        drop(client);
+        assert_eq!(server.join().unwrap(), MAX_ABANDONED_CALLS + 1, "nothing sent once broken");
+    }
+
+    /// After garbage, later calls do not read on: they fail naming it.
+    #[test]
+    fn a_framing_error_breaks_the_client() {
+        let (mut client, server) = client_for(|mut conn| {
+            let _ = conn.recv().unwrap();
+            conn.send(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+            let _ = conn.recv();
+        });
+        let first = client.ping().unwrap_err();
+        assert!(matches!(first, ClientError::Frame { .. }), "{first:?}");
+        let err = client.ping().unwrap_err();
+        assert!(matches!(&err, ClientError::Broken { cause } if *cause == first.to_string()), "{err:?}");
+        drop(client);
+        server.join().unwrap();
+    }
+
+    /// After a HELLO advertising a small max_body_len, a longer request is
+    /// refused unsent, and the client goes on.
+    #[test]
+    fn a_body_above_the_advertised_limit_is_refused_unsent() {
+        let (mut client, server) = client_for(|mut conn| {
+            let (id, _) = conn.recv().unwrap();
+            let mut hello = test_support::hello_frame(id, 0, &[7401]);
+            // max_body_len, at body offset 8: 16 bytes, a GRAB's body.
+            hello[24 + 8..24 + 12].copy_from_slice(&16u32.to_le_bytes());
+            conn.send(&hello);
+            let mut seen = Vec::new();
+            while let Some((id, request)) = conn.recv() {
+                seen.push(request.opcode());
+                conn.send(&test_support::canned(id, &request));
+            }
+            seen
+        });
+        assert_eq!(client.hello().unwrap().body.unwrap().max_body_len, 16);
+        let err = client.create(1, 100, 2, EnvelopeKind::Fixed, 0).unwrap_err();
+        assert!(
+            matches!(err, ClientError::BodyTooLong { opcode: Opcode::Create, len: 32, max: 16 }),
+            "{err:?}"
+        );
+        assert_eq!(client.grab(EnvelopeId(1), 1).unwrap().status, Status::Ok);
+        drop(client);
+        assert_eq!(server.join().unwrap(), vec![Opcode::Grab], "the CREATE was never sent");
     }
 
     #[test]

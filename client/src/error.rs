@@ -14,6 +14,10 @@ pub enum ClientError {
     /// No connection could be made to `addr`.
     #[error("cannot connect to {addr}: {source}")]
     Connect { addr: String, source: io::Error },
+    /// Connecting to `addr`, with its HELLOs, took longer than `timeout`: a
+    /// port that accepts and never answers.
+    #[error("connecting to {addr} and saying HELLO took longer than {timeout:?}")]
+    ConnectTimedOut { addr: String, timeout: std::time::Duration },
     /// `addr` resolved to no socket address.
     #[error("{addr} resolves to no address")]
     NoAddress { addr: String },
@@ -45,6 +49,11 @@ pub enum ClientError {
     /// and OPEN refused at command level do.
     #[error("{opcode} response with status {status} carries {len} body bytes")]
     UnexpectedBody { opcode: Opcode, status: Status, len: usize },
+    /// A well-formed answer whose values break a rule docs/PROTOCOL.md says
+    /// MUST hold (its money rules, its command's table of answers): `rule`
+    /// names it. The frame was whole, so the stream is still framed.
+    #[error("{opcode} answer with status {status} breaks the protocol: {rule}")]
+    ContractBroken { opcode: Opcode, status: Status, rule: &'static str },
     /// An enumerated field holds a value the protocol does not name.
     #[error("{field} has the unknown value {value}")]
     UnknownValue { field: &'static str, value: u8 },
@@ -65,9 +74,14 @@ pub enum ClientError {
     /// A pipeline already has as many requests in flight as it may.
     #[error("{in_flight} requests in flight; the limit is {max}")]
     TooManyInFlight { in_flight: usize, max: usize },
-    /// An envelope id names a shard the server does not run.
-    #[error("envelope names shard {shard}, the server runs {shard_count}")]
-    NoSuchShard { shard: u16, shard_count: u16 },
+    /// A request whose body is longer than the server accepts (the
+    /// `max_body_len` it advertised in HELLO, or the protocol's limit):
+    /// refused before it is sent.
+    #[error("{opcode} request of {len} body bytes above the server's limit {max}")]
+    BodyTooLong { opcode: Opcode, len: usize, max: u32 },
+    /// A pipeline asked for with a depth outside `1..=max`.
+    #[error("max_in_flight {max_in_flight} is outside 1..={max}")]
+    DepthOutOfRange { max_in_flight: usize, max: usize },
     /// A HELLO token longer than the protocol allows.
     #[error("hello token of {len} bytes above the limit {max}")]
     TokenTooLong { len: usize, max: u32 },
@@ -80,10 +94,47 @@ pub enum ClientError {
     /// HELLO, which every sharded session starts with, was refused.
     #[error("hello refused: {status}")]
     HelloRefused { status: Status },
+    /// An earlier call left the connection unusable: its byte stream can no
+    /// longer be split into answers that are known to be ours (a malformed
+    /// frame, an answer to a request never sent, a failed write, too many
+    /// calls abandoned unanswered). `cause` is that first failure; nothing
+    /// more is read or sent on the connection.
+    #[error("the connection is unusable since an earlier call failed: {cause}")]
+    Broken { cause: String },
     /// The server said why it is closing the connection, in a response that
     /// answers no request (request id 0): `busy` (over a connection limit),
     /// `timeout` (no HELLO, or a frame left unfinished, for too long), or a
     /// frame error it could not tie to a request.
     #[error("the server is closing the connection: {status}")]
     Ended { status: Status },
+}
+
+impl ClientError {
+    /// Whether the failed request may have been sent and carried out: the
+    /// connection was made, and then no answer came (a hang-up, a timeout,
+    /// a read or write that failed, the server ending the connection with
+    /// an answer to no request). PROTOCOL.md 3.3: such a request's outcome
+    /// is unknown. A GRAB or an OPEN sent again answers with the first
+    /// one's outcome; a CREATE sent again may make a second envelope.
+    /// Failures to connect, and refusals before anything is sent (a token
+    /// too long, a client already broken), are not unknown: nothing was sent.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, ClientError::Io { .. } | ClientError::Closed { .. } | ClientError::Ended { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_request_sent_and_unanswered_is_of_unknown_outcome() {
+        let timed_out = ClientError::from(io::Error::from(io::ErrorKind::TimedOut));
+        assert!(timed_out.outcome_unknown());
+        assert!(ClientError::Closed { in_flight: 1 }.outcome_unknown());
+        assert!(ClientError::Ended { status: Status::Timeout }.outcome_unknown());
+        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+        assert!(!ClientError::Connect { addr: "a:1".into(), source: refused }.outcome_unknown());
+        assert!(!ClientError::Broken { cause: "earlier".into() }.outcome_unknown());
+    }
 }

@@ -36,7 +36,14 @@ impl FrameBuf {
     /// Whether a whole frame is at the front. An error means the stream can
     /// never yield a valid frame again.
     pub(crate) fn has_frame(&self) -> Result<bool, FrameError> {
-        Ok(decode_frame(&self.buf[self.start..self.end])?.is_some())
+        Ok(self.front()?.is_some())
+    }
+
+    /// The whole frame at the front, if there is one, left in place: a
+    /// caller that only needs to see whose answer it is (and perhaps skip
+    /// it with [`FrameBuf::next_frame`]) borrows the buffer immutably.
+    pub(crate) fn front(&self) -> Result<Option<Frame<'_>>, FrameError> {
+        decode_frame(&self.buf[self.start..self.end])
     }
 
     /// Takes the whole frame at the front, if there is one.

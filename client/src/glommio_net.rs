@@ -1,20 +1,40 @@
 //! Ready-made connects for glommio (feature `glommio`): the load generator
 //! runs on glommio executors, and this saves each caller writing the same
 //! connect closure.
+//!
+//! The async client has no socket timeouts of its own, so every connect here
+//! runs under a glommio timer: a port that accepts and never answers (a
+//! wedged server, a port forwarded to nothing) fails the connect after
+//! [`CONNECT_TIMEOUT`] instead of holding the caller forever. Once
+//! connected, how long to wait for an answer is the caller's to decide.
+//!
+//! SO_KEEPALIVE is not set: neither glommio nor std offers it without
+//! `unsafe` (which the workspace denies) or a socket crate; the server turns
+//! keepalive on for its side of every connection (PROTOCOL.md 3.5).
 
 use std::io;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use glommio::net::TcpStream;
+use glommio::GlommioError;
 
 use crate::error::ClientError;
 use crate::pipeline::Pipeline;
 use crate::sharded::ShardedClient;
 
+/// Longest [`connect_pipeline`] waits for the connection, and
+/// [`connect_sharded`] for the main port's and every shard-aware port's
+/// connection and HELLO answer, all together. Generous for a server under
+/// load (a HELLO is answered before any queued work), short enough that a
+/// dead port is reported while someone still waits.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Connects a glommio `TcpStream` with Nagle off: a pipeline writes whole
 /// batches itself, and Nagle would only hold back the last partial packet.
+/// The connect fails after [`CONNECT_TIMEOUT`].
 pub async fn connect_stream(addr: SocketAddr) -> io::Result<TcpStream> {
-    let stream = TcpStream::connect(addr).await?;
+    let stream = TcpStream::connect_timeout(addr, CONNECT_TIMEOUT).await?;
     stream.set_nodelay(true)?;
     Ok(stream)
 }
@@ -27,16 +47,36 @@ pub async fn connect_pipeline(
     let stream = connect_stream(addr)
         .await
         .map_err(|source| ClientError::Connect { addr: addr.to_string(), source })?;
-    Ok(Pipeline::new(stream, max_in_flight))
+    Pipeline::new(stream, max_in_flight)
 }
 
 /// A [`ShardedClient`] over glommio streams; see [`ShardedClient::connect`].
+/// Fails with [`ClientError::ConnectTimedOut`] when the connections and
+/// their HELLOs take longer than [`CONNECT_TIMEOUT`].
 pub async fn connect_sharded(
     addr: SocketAddr,
     token: &[u8],
     max_in_flight: usize,
 ) -> Result<ShardedClient<TcpStream>, ClientError> {
-    ShardedClient::connect(addr, token, max_in_flight, connect_stream).await
+    connect_sharded_timeout(addr, token, max_in_flight, CONNECT_TIMEOUT).await
+}
+
+/// [`connect_sharded`] with `timeout` instead of [`CONNECT_TIMEOUT`].
+pub async fn connect_sharded_timeout(
+    addr: SocketAddr,
+    token: &[u8],
+    max_in_flight: usize,
+    timeout: Duration,
+) -> Result<ShardedClient<TcpStream>, ClientError> {
+    let connect = async { Ok(ShardedClient::connect(addr, token, max_in_flight, connect_stream).await) };
+    match glommio::timer::timeout(timeout, connect).await {
+        Ok(connected) => connected,
+        Err(GlommioError::TimedOut(_)) => {
+            Err(ClientError::ConnectTimedOut { addr: addr.to_string(), timeout })
+        }
+        // The future only ever answers Ok: the timer is the one error source.
+        Err(other) => Err(ClientError::Io { source: other.into() }),
+    }
 }
 
 #[cfg(test)]
@@ -69,5 +109,29 @@ mod tests {
         });
         main_server.join().unwrap();
         server0.join().unwrap();
+    }
+
+    /// A main port that accepts and reads the HELLO but never answers: the
+    /// connect fails after its timeout instead of waiting forever.
+    #[test]
+    fn a_port_that_never_answers_hello_times_the_connect_out() {
+        let (gave_up, wait) = std::sync::mpsc::channel::<()>();
+        let (main, main_server) = test_support::spawn(move |mut conn| {
+            assert!(conn.recv().is_some(), "the HELLO");
+            // Silent (and the connection open) until the client has given up.
+            // Hangs up after TEST_TIMEOUT regardless, so a client with no
+            // timeout fails (Closed) instead of hanging the test.
+            let _ = wait.recv_timeout(test_support::TEST_TIMEOUT);
+        });
+        let executor = LocalExecutorBuilder::default().make().expect("glommio executor");
+        let timeout = Duration::from_millis(200);
+        let err =
+            executor.run(async move { connect_sharded_timeout(main, &[], 8, timeout).await.unwrap_err() });
+        let _ = gave_up.send(());
+        assert!(
+            matches!(&err, ClientError::ConnectTimedOut { addr, .. } if *addr == main.to_string()),
+            "{err:?}"
+        );
+        main_server.join().unwrap();
     }
 }

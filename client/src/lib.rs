@@ -28,7 +28,10 @@
 //! and OPEN answers carry their body with every status; other opcodes carry a
 //! body only when OK. [`ClientError`] is kept for I/O failures and for answers
 //! the protocol does not allow — a wrong request id, a malformed frame, a body
-//! that does not fit — after which the connection should be dropped.
+//! that does not fit — after which the connection should be dropped — and
+//! for well-formed answers that break a money rule of the protocol (an OPEN
+//! `ok` paying 0 cents, QUERY totals that do not add up):
+//! [`ClientError::ContractBroken`] names the rule.
 //!
 //! ## Limits
 //!
@@ -41,6 +44,7 @@
 
 pub mod answer;
 pub mod blocking;
+mod contract;
 pub mod error;
 mod frame_buf;
 #[doc(hidden)]

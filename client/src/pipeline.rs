@@ -27,12 +27,14 @@
 //! After any error the connection's state is unknown: drop the pipeline.
 
 use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use hongbao_protocol::limits::MAX_BODY_LEN;
 use hongbao_protocol::response::Response;
 use hongbao_protocol::{Opcode, Request};
 
 use crate::answer::{self, Answer};
 use crate::error::ClientError;
 use crate::frame_buf::FrameBuf;
+use crate::requests;
 
 /// The largest `max_in_flight` a pipeline may be built with.
 pub const MAX_IN_FLIGHT: usize = 1024;
@@ -64,14 +66,22 @@ pub struct Pipeline<S> {
     slots: Box<[Option<Slot>]>,
     in_flight: usize,
     next_request_id: u64,
+    /// Longest body the server accepts: the protocol's limit until HELLO
+    /// says less ([`Pipeline::set_max_body_len`]).
+    max_body_len: u32,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Pipeline<S> {
     /// Wraps a connected stream allowing `max_in_flight` unanswered requests,
-    /// which must be in `1..=MAX_IN_FLIGHT`.
-    pub fn new(stream: S, max_in_flight: usize) -> Pipeline<S> {
-        assert!((1..=MAX_IN_FLIGHT).contains(&max_in_flight), "max_in_flight {max_in_flight} out of range");
-        Pipeline {
+    /// which must be in `1..=MAX_IN_FLIGHT`: checked before the buffers it
+    /// sizes are allocated, and a depth outside is
+    /// [`ClientError::DepthOutOfRange`] (it is a caller's setting, often a
+    /// command-line flag, so not a panic).
+    pub fn new(stream: S, max_in_flight: usize) -> Result<Pipeline<S>, ClientError> {
+        if !(1..=MAX_IN_FLIGHT).contains(&max_in_flight) {
+            return Err(ClientError::DepthOutOfRange { max_in_flight, max: MAX_IN_FLIGHT });
+        }
+        Ok(Pipeline {
             stream,
             wbuf: Vec::with_capacity(max_in_flight * WRITE_BYTES_PER_REQUEST),
             written: 0,
@@ -79,12 +89,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Pipeline<S> {
             slots: vec![None; max_in_flight].into_boxed_slice(),
             in_flight: 0,
             next_request_id: 1,
-        }
+            max_body_len: MAX_BODY_LEN,
+        })
+    }
+
+    /// Sets the longest body [`Pipeline::push`] lets be sent: the
+    /// `max_body_len` the server advertised in HELLO (the protocol's limit
+    /// stands above it).
+    pub fn set_max_body_len(&mut self, max_body_len: u32) {
+        self.max_body_len = max_body_len.min(MAX_BODY_LEN);
     }
 
     /// Encodes `request` into the write buffer and returns the request id it
-    /// was given. Nothing is sent until [`Pipeline::flush`] (or `next`).
+    /// was given. Nothing is sent until [`Pipeline::flush`] (or `next`). A
+    /// body longer than the server accepts is refused
+    /// ([`ClientError::BodyTooLong`]) before anything is encoded.
     pub fn push(&mut self, request: &Request<'_>) -> Result<u64, ClientError> {
+        requests::check_body_len(request, self.max_body_len)?;
         let max = self.slots.len();
         if self.in_flight == max {
             return Err(ClientError::TooManyInFlight { in_flight: self.in_flight, max });
@@ -229,12 +250,13 @@ mod tests {
         script: impl FnOnce(FakeConn) -> T + Send + 'static,
     ) -> (Pipeline<BlockingStream>, std::thread::JoinHandle<T>) {
         let (addr, server) = test_support::spawn(script);
-        (Pipeline::new(BlockingStream::connect(addr).expect("connect"), max_in_flight), server)
+        (Pipeline::new(BlockingStream::connect(addr).expect("connect"), max_in_flight).unwrap(), server)
     }
 
     /// A stream that takes at most `per_write` bytes a write and answers
     /// `Pending` to every other poll, as a slow socket does: a flush polled
     /// once and dropped has written part of its batch.
+    #[derive(Debug)]
     struct Trickle {
         written: Vec<u8>,
         per_write: usize,
@@ -282,7 +304,7 @@ mod tests {
 
     #[test]
     fn a_flush_dropped_part_way_resumes_and_sends_each_byte_once() {
-        let mut pipeline = Pipeline::new(Trickle { written: Vec::new(), per_write: 10, ready: false }, 8);
+        let mut pipeline = Pipeline::new(trickle(), 8).unwrap();
         let mut expected = Vec::new();
         for user in 1..=3 {
             let request = requests::create(user, 100, 2, EnvelopeKind::Fixed, 60);
@@ -303,6 +325,38 @@ mod tests {
         assert_eq!(pipeline.stream.written, expected, "every request once, in order");
         block_on(pipeline.flush()).unwrap();
         assert_eq!(pipeline.stream.written, expected, "nothing more to send");
+    }
+
+    fn trickle() -> Trickle {
+        Trickle { written: Vec::new(), per_write: 10, ready: false }
+    }
+
+    /// A depth outside 1..=MAX_IN_FLIGHT is an error, not a panic.
+    #[test]
+    fn a_depth_out_of_range_is_an_error() {
+        for depth in [0, MAX_IN_FLIGHT + 1] {
+            let err = Pipeline::new(trickle(), depth).unwrap_err();
+            assert!(
+                matches!(err, ClientError::DepthOutOfRange { max_in_flight, max: MAX_IN_FLIGHT } if max_in_flight == depth),
+                "{err:?}"
+            );
+        }
+        assert_eq!(Pipeline::new(trickle(), MAX_IN_FLIGHT).unwrap().max_in_flight(), MAX_IN_FLIGHT);
+    }
+
+    /// A body above the server's advertised limit is refused at push:
+    /// nothing is written, no slot is taken.
+    #[test]
+    fn a_body_above_the_servers_limit_is_refused_before_it_is_sent() {
+        let mut pipeline = Pipeline::new(trickle(), 4).unwrap();
+        pipeline.set_max_body_len(16);
+        pipeline.push(&requests::grab(EnvelopeId(1), 1)).unwrap();
+        let err = pipeline.push(&requests::create(1, 100, 2, EnvelopeKind::Fixed, 0)).unwrap_err();
+        assert!(
+            matches!(err, ClientError::BodyTooLong { opcode: Opcode::Create, len: 32, max: 16 }),
+            "{err:?}"
+        );
+        assert_eq!((pipeline.in_flight(), pipeline.unflushed_len()), (1, 24 + 16));
     }
 
     #[test]

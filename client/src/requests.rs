@@ -2,8 +2,10 @@
 //! generator) need not spell out the wire structs' little-endian field types.
 //! Encoding itself is the protocol crate's [`Request::encode`].
 
-use hongbao_protocol::body::{CreateRequest, EnvelopeKind, EnvelopeUser, QueryRequest};
-use hongbao_protocol::limits::MAX_TOKEN_LEN;
+use std::mem::size_of;
+
+use hongbao_protocol::body::{CreateRequest, EnvelopeKind, EnvelopeUser, HelloRequest, QueryRequest};
+use hongbao_protocol::limits::{MAX_BODY_LEN, MAX_TOKEN_LEN};
 use hongbao_protocol::{EnvelopeId, Request};
 use zerocopy::little_endian::{U32, U64};
 
@@ -49,6 +51,30 @@ pub fn query(envelope: EnvelopeId, page_start: u32, page_limit: u32) -> Request<
     })
 }
 
+/// Bytes of body `request` encodes to, computed without encoding it.
+pub fn body_len(request: &Request<'_>) -> usize {
+    match request {
+        Request::Hello { token, .. } => size_of::<HelloRequest>() + token.len(),
+        Request::Ping | Request::Stats => 0,
+        Request::Create(_) => size_of::<CreateRequest>(),
+        Request::Grab(_) | Request::Open(_) => size_of::<EnvelopeUser>(),
+        Request::Query(_) => size_of::<QueryRequest>(),
+    }
+}
+
+/// Refuses `request` if its body is longer than `max_body_len` (what the
+/// server advertised in HELLO) or the protocol's [`MAX_BODY_LEN`]: PROTOCOL.md
+/// 4 says a client MUST NOT send it, and the server would close the
+/// connection over it (frame_too_large). Checked before anything is encoded.
+pub fn check_body_len(request: &Request<'_>, max_body_len: u32) -> Result<(), ClientError> {
+    let max = max_body_len.min(MAX_BODY_LEN);
+    let len = body_len(request);
+    if len > max as usize {
+        return Err(ClientError::BodyTooLong { opcode: request.opcode(), len, max });
+    }
+    Ok(())
+}
+
 fn envelope_user(envelope: EnvelopeId, user: u64) -> EnvelopeUser {
     EnvelopeUser { envelope: U64::new(envelope.0), user: U64::new(user) }
 }
@@ -61,4 +87,39 @@ pub fn hello(token: &[u8]) -> Result<Request<'_>, ClientError> {
         return Err(ClientError::TokenTooLong { len: token.len(), max: MAX_TOKEN_LEN });
     }
     Ok(Request::hello(token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_len_is_what_encode_writes() {
+        let token = [7u8; 40];
+        let all = [
+            Request::hello(&token),
+            Request::Ping,
+            Request::Stats,
+            create(1, 100, 2, EnvelopeKind::Fixed, 0),
+            grab(EnvelopeId(1), 1),
+            open(EnvelopeId(1), 1),
+            query(EnvelopeId(1), 0, 10),
+        ];
+        for request in all {
+            let mut out = Vec::new();
+            request.encode(1, &mut out);
+            assert_eq!(body_len(&request) + hongbao_protocol::header::HEADER_LEN, out.len(), "{request:?}");
+        }
+    }
+
+    #[test]
+    fn a_body_above_the_advertised_limit_is_refused() {
+        let token = [7u8; 40];
+        assert!(check_body_len(&Request::hello(&token), 48).is_ok());
+        let err = check_body_len(&Request::hello(&token), 47).unwrap_err();
+        assert!(matches!(err, ClientError::BodyTooLong { len: 48, max: 47, .. }), "{err:?}");
+        // The protocol's limit stands whatever a server advertises.
+        let huge = vec![0u8; MAX_BODY_LEN as usize];
+        assert!(check_body_len(&Request::hello(&huge), u32::MAX).is_err());
+    }
 }

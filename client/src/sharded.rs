@@ -28,7 +28,7 @@ use hongbao_protocol::{EnvelopeId, Request};
 
 use crate::answer::{AnswerBody, HelloInfo};
 use crate::error::ClientError;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, MAX_IN_FLIGHT};
 use crate::requests;
 
 /// One pipeline per shard of one server. See the module doc.
@@ -55,9 +55,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ShardedClient<S> {
         Fut: Future<Output = io::Result<S>>,
     {
         let hello = requests::hello(token)?;
+        // Refused before any connection is made, not after the main HELLO.
+        if !(1..=MAX_IN_FLIGHT).contains(&max_in_flight) {
+            return Err(ClientError::DepthOutOfRange { max_in_flight, max: MAX_IN_FLIGHT });
+        }
         let main =
             connect(addr).await.map_err(|source| ClientError::Connect { addr: addr.to_string(), source })?;
-        let mut main = Pipeline::new(main, 1);
+        let mut main = Pipeline::new(main, 1)?;
         let (info, ports) = handshake(&mut main, &hello).await?;
         drop(main);
 
@@ -67,8 +71,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ShardedClient<S> {
             let stream = connect(shard_addr)
                 .await
                 .map_err(|source| ClientError::Connect { addr: shard_addr.to_string(), source })?;
-            let mut pipeline = Pipeline::new(stream, max_in_flight);
+            let mut pipeline = Pipeline::new(stream, max_in_flight)?;
             let (shard_info, _) = handshake(&mut pipeline, &hello).await?;
+            pipeline.set_max_body_len(shard_info.max_body_len);
             // Every shard must tell the same shard count as the main port:
             // a port of a server being restarted with another count would
             // route envelopes to the wrong owner.
@@ -109,7 +114,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ShardedClient<S> {
     }
 
     /// The shard `request` goes to: the owner of its envelope, or the next in
-    /// round-robin for a request that names none.
+    /// round-robin for a request that names none. An envelope on a shard the
+    /// server does not run goes to shard 0, which answers it (not_found).
     pub fn route(&mut self, request: &Request<'_>) -> Result<usize, ClientError> {
         let envelope = match request {
             Request::Grab(body) | Request::Open(body) => body.envelope.get(),
@@ -120,11 +126,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ShardedClient<S> {
                 return Ok(shard);
             }
         };
-        let shard = EnvelopeId(envelope).shard();
-        if usize::from(shard) >= self.shards.len() {
-            return Err(ClientError::NoSuchShard { shard, shard_count: self.info.shard_count });
-        }
-        Ok(usize::from(shard))
+        let shard = usize::from(EnvelopeId(envelope).shard());
+        // An id naming a shard the server does not run still gets its
+        // answer (not_found): routing is only an optimisation, and any
+        // shard answers any request (PROTOCOL.md 3.2, 5). The first
+        // connection takes it.
+        Ok(if shard < self.shards.len() { shard } else { 0 })
     }
 
     /// Pushes `request` onto the pipeline of the shard it routes to; returns
@@ -228,12 +235,12 @@ mod tests {
         assert_eq!(client.push(&requests::grab(on1, 1)).unwrap().0, 1);
         assert_eq!(client.push(&requests::open(on0, 1)).unwrap().0, 0);
         assert_eq!(client.push(&requests::query(on1, 0, 1)).unwrap().0, 1);
-        let err = client.push(&requests::grab(EnvelopeId::new(9, 1), 1)).unwrap_err();
-        assert!(matches!(err, ClientError::NoSuchShard { shard: 9, shard_count: 2 }), "{err:?}");
+        // Shard 9 of 2 does not exist: sent anyway, on the first connection.
+        assert_eq!(client.push(&requests::grab(EnvelopeId::new(9, 1), 1)).unwrap().0, 0);
 
         block_on(async {
             client.flush().await.unwrap();
-            for (shard, expected) in [(0, 3), (1, 3)] {
+            for (shard, expected) in [(0, 4), (1, 3)] {
                 let pipeline = client.shard_mut(shard).unwrap();
                 let mut answered = 0;
                 while let Some(answer) = pipeline.next().await.unwrap() {
@@ -244,7 +251,7 @@ mod tests {
             }
         });
         drop(client);
-        assert_eq!(shard0.join().unwrap(), vec![Opcode::Create, Opcode::Create, Opcode::Open]);
+        assert_eq!(shard0.join().unwrap(), vec![Opcode::Create, Opcode::Create, Opcode::Open, Opcode::Grab]);
         assert_eq!(shard1.join().unwrap(), vec![Opcode::Create, Opcode::Grab, Opcode::Query]);
     }
 

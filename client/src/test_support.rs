@@ -113,12 +113,17 @@ pub(crate) fn hello_frame(id: u64, shard_id: u16, ports: &[u16]) -> Vec<u8> {
 /// which those from `start` (at most `limit`) are listed. Claim `i` (0-based)
 /// is user `1000 + i`, paid `i + 1` cents, order `i + 1`.
 pub(crate) fn query_frame(id: u64, envelope: u64, count: u32, paid: u32, start: u32, limit: u32) -> Vec<u8> {
+    // Enough for the 2,500 claims of 1 to 2,500 cents the paging tests pay.
+    const TOTAL_CENTS: u64 = 10_000_000;
     let end = paid.min(start.saturating_add(limit)).max(start);
     let mut q = QueryResponse::new_zeroed();
     q.envelope = U64::new(envelope);
     q.sender = U64::new(7);
-    q.total_cents = U64::new(1_000_000);
-    q.paid_cents = U64::new((1..=u64::from(paid)).sum());
+    q.total_cents = U64::new(TOTAL_CENTS);
+    let paid_cents: u64 = (1..=u64::from(paid)).sum();
+    q.paid_cents = U64::new(paid_cents);
+    // The money rule: what is not paid (nor refunded) remains.
+    q.remaining_cents = U64::new(TOTAL_CENTS - paid_cents);
     q.count = U32::new(count);
     q.paid_count = U32::new(paid);
     q.best_user = U64::new(1000 + u64::from(paid.saturating_sub(1)));

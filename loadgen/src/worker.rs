@@ -267,14 +267,16 @@ fn verify(
     for ledger in sample {
         let reply = match client.query_all(EnvelopeId(ledger.envelope)) {
             Ok(reply) => reply,
-            // Pages that contradict their own summary are the server's
-            // money figures disagreeing with its claims: a violation, and
-            // the rest of the sample is still checked.
+            // Pages that contradict their own summary, or totals that break
+            // a money rule, are the server's money figures disagreeing with
+            // themselves: a violation, and the rest of the sample is still
+            // checked.
             Err(
                 e @ (ClientError::TooManyClaims { .. }
                 | ClientError::ClaimsMissing { .. }
                 | ClientError::PageMismatch { .. }
-                | ClientError::InconsistentPage { .. }),
+                | ClientError::InconsistentPage { .. }
+                | ClientError::ContractBroken { .. }),
             ) => {
                 violations.push(format!("envelope {}: QUERY's pages disagree: {e}", ledger.envelope));
                 verified += 1;

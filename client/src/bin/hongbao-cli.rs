@@ -3,15 +3,29 @@
 //! Each subcommand opens a blocking connection to the main port, sends one
 //! request (or, for `query`, every page; for `stats`, one STATS per shard-aware
 //! port), and prints the answer: human text by default, or exactly one JSON
-//! object with `--json`, which always has a `status` field named by
-//! `Status::name()` so scripts can branch on it.
+//! object with `--json`, which always has a `status` field so scripts can
+//! branch on it: the status the server answered with, named by
+//! `Status::name()` (a frame-level one such as "malformed_frame" included),
+//! or "unknown_outcome" or "error" when no answer came (see below).
 //!
-//! Exit codes: 0 when the server did what was asked, 1 when it refused (the
-//! status is printed: human text to stderr, JSON still to stdout), 2 when the
-//! connection or the protocol failed (the JSON status is then "error", or the
-//! frame-level status the server ended the connection with, such as
-//! "malformed_frame"), 64 when the command line cannot be read (with
-//! `--json`, status "error").
+//! Exit codes ([`EXIT_CODES`], also in `--help`):
+//!
+//! * 0: the server did what was asked.
+//! * 1: the server refused (the status is printed: human text to stderr, JSON
+//!   still to stdout).
+//! * 2: the connection or the protocol failed before the request could have
+//!   done anything: no connection, or the server answered with a frame-level
+//!   status such as "malformed_frame" (it did not read the request). JSON
+//!   status "error", or that frame-level status.
+//! * 3: the request was sent and no answer came (the connection closed, the
+//!   answer timed out, or the server ended the connection with an answer to
+//!   no request, request id 0). Its outcome is unknown: a CREATE may have
+//!   made an envelope and must not be repeated blindly; a GRAB or an OPEN
+//!   sent again answers with the first one's outcome. JSON status
+//!   "unknown_outcome". A separate code because it is the one failure a
+//!   script must not answer by simply retrying.
+//! * 64: the command line cannot be used (sysexits' EX_USAGE); with `--json`,
+//!   status "error".
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -27,20 +41,52 @@ use serde_json::{json, Value};
 const EXIT_REFUSED: u8 = 1;
 /// Exit code when the connection or the protocol failed.
 const EXIT_ERROR: u8 = 2;
+/// Exit code when the request was sent and no answer came: its outcome is unknown.
+const EXIT_UNKNOWN_OUTCOME: u8 = 3;
 /// Exit code when the command line cannot be read (sysexits' EX_USAGE).
 const EXIT_USAGE: u8 = 64;
 
+/// The exit codes, as `--help` shows them (the module doc says more).
+const EXIT_CODES: &str = "\
+Exit codes:
+  0   the server did what was asked
+  1   the server refused (its status is printed)
+  2   no connection, or a protocol failure (e.g. a frame-level status such as
+      malformed_frame): the request did nothing
+  3   the request was sent and no answer came (hang-up, timeout): its outcome
+      is unknown; a CREATE may have been made and must not be blindly
+      repeated (GRAB and OPEN are safe to repeat). JSON status
+      \"unknown_outcome\"
+  64  the command line cannot be used";
+
 #[derive(Debug, Parser)]
-#[command(name = "hongbao-cli", version, about = "Send one request to a hongbao red-envelope server")]
+#[command(
+    name = "hongbao-cli",
+    version,
+    about = "Send one request to a hongbao red-envelope server",
+    after_help = EXIT_CODES
+)]
 struct Cli {
     /// The server's main port.
-    #[arg(long, global = true, value_name = "HOST:PORT", default_value = "127.0.0.1:7400")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "HOST:PORT",
+        default_value = "127.0.0.1:7400",
+        value_parser = host_port
+    )]
     server: String,
     /// Print exactly one JSON object, always with a "status" field, instead of text.
     #[arg(long, global = true)]
     json: bool,
-    /// Seconds to wait to connect and for each answer.
-    #[arg(long, global = true, value_name = "SECS", default_value_t = 5)]
+    /// Seconds to wait to connect and for each answer; at least 1.
+    #[arg(
+        long,
+        global = true,
+        value_name = "SECS",
+        default_value_t = 5,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
     timeout: u64,
     /// File holding the server's token (one line), presented with HELLO on
     /// every connection before the request.
@@ -105,6 +151,20 @@ enum Command {
 #[path = "hongbao-cli/stats.rs"]
 mod stats;
 
+/// `--server`: a host and a port, e.g. `127.0.0.1:7400`, `localhost:7400` or
+/// `[::1]:7400`. A host alone is a usage error, not a resolver's "invalid
+/// socket address" after the fact: there is no default port to guess.
+fn host_port(value: &str) -> Result<String, String> {
+    let expected = || format!("{value:?} is not HOST:PORT (e.g. 127.0.0.1:7400 or [::1]:7400)");
+    let (host, port) = value.rsplit_once(':').ok_or_else(expected)?;
+    // An IPv6 host must be bracketed, or its last group would read as the port.
+    let host_ok = !host.is_empty() && (!host.contains(':') || (host.starts_with('[') && host.ends_with(']')));
+    if !host_ok || port.parse::<u16>().is_err() {
+        return Err(expected());
+    }
+    Ok(value.to_string())
+}
+
 /// What a command prints: one JSON object, or text for a person.
 #[derive(Debug)]
 pub(crate) struct Outcome {
@@ -142,7 +202,13 @@ fn usage_error(e: &clap::Error, json: bool) -> u8 {
 /// Runs `cli` and prints to `out` and `err`; returns the exit code.
 fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     // Printing errors (a closed pipe) are ignored: the exit code still tells.
-    match execute(cli) {
+    // The token file is the command line's to get right: read before any
+    // connection, so a typo costs no round trip and says which file.
+    let token = match read_token(cli) {
+        Ok(token) => token,
+        Err(message) => return usage_failure(cli, &message, out, err),
+    };
+    match execute(cli, token.as_deref()) {
         Ok(outcome) => {
             let ok = outcome.status == Status::Ok;
             if cli.json {
@@ -162,6 +228,14 @@ fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
                 EXIT_REFUSED
             }
         }
+        Err(e) if e.outcome_unknown() => {
+            let message = format!("{e}; {}", unknown_outcome_advice(&cli.command));
+            let _ = writeln!(err, "hongbao-cli: {message}");
+            if cli.json {
+                let _ = writeln!(out, "{}", json!({ "status": "unknown_outcome", "error": message }));
+            }
+            EXIT_UNKNOWN_OUTCOME
+        }
         Err(e) => {
             let _ = writeln!(err, "hongbao-cli: {e}");
             if cli.json {
@@ -172,17 +246,48 @@ fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     }
 }
 
-/// The token of `--auth-token-file`, without its trailing newline.
-fn read_token(cli: &Cli) -> Result<Option<Vec<u8>>, ClientError> {
-    let Some(path) = &cli.auth_token_file else { return Ok(None) };
-    Ok(Some(hongbao_client::token::read_token_file(path)?))
+/// What a person should know of a request sent and never answered.
+fn unknown_outcome_advice(command: &Command) -> &'static str {
+    match command {
+        Command::Create { .. } => {
+            "the CREATE was sent and its outcome is unknown: an envelope may have been made, \
+             so do not repeat it blindly (check the sender's envelopes first)"
+        }
+        Command::Grab { .. } | Command::Open { .. } => {
+            "the request was sent and its outcome is unknown; sending it again is safe \
+             and answers with the first one's outcome"
+        }
+        Command::Ping | Command::Query { .. } | Command::Stats => {
+            "the request was sent and no answer came; it changes nothing, so it is safe to repeat"
+        }
+    }
 }
 
-fn execute(cli: &Cli) -> Result<Outcome, ClientError> {
-    let timeout = Duration::from_secs(cli.timeout.max(1));
+/// A command line that parsed but cannot be used (an unreadable token
+/// file): `message` to stderr, and with `--json` the one JSON object; exit
+/// [`EXIT_USAGE`].
+fn usage_failure(cli: &Cli, message: &str, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let _ = writeln!(err, "hongbao-cli: {message}");
+    if cli.json {
+        let _ = writeln!(out, "{}", json!({ "status": "error", "error": message }));
+    }
+    EXIT_USAGE
+}
+
+/// The token of `--auth-token-file`, without its trailing newline; the
+/// error names the file.
+fn read_token(cli: &Cli) -> Result<Option<Vec<u8>>, String> {
+    let Some(path) = &cli.auth_token_file else { return Ok(None) };
+    hongbao_client::token::read_token_file(path)
+        .map(Some)
+        .map_err(|e| format!("cannot read --auth-token-file {}: {e}", path.display()))
+}
+
+fn execute(cli: &Cli, token: Option<&[u8]>) -> Result<Outcome, ClientError> {
+    // The parser refused 0, which would otherwise mean "no time at all".
+    let timeout = Duration::from_secs(cli.timeout);
     let mut client = Client::connect_timeout(cli.server.as_str(), timeout)?;
-    let token = read_token(cli)?;
-    if let Some(token) = &token {
+    if let Some(token) = token {
         let status = client.authenticate(token)?;
         if status != Status::Ok {
             return Ok(Outcome {
@@ -204,7 +309,7 @@ fn execute(cli: &Cli) -> Result<Outcome, ClientError> {
         }
         Command::Open { envelope, user } => opened(&client.open(EnvelopeId(envelope), user)?, envelope, user),
         Command::Query { envelope } => queried(&client.query_all(EnvelopeId(envelope))?, envelope),
-        Command::Stats => stats::stats(&mut client, timeout, token.as_deref())?,
+        Command::Stats => stats::stats(&mut client, timeout, token)?,
     })
 }
 
@@ -243,6 +348,14 @@ fn created(
 
 fn grabbed(reply: &Reply<Grabbed>, envelope: u64, user: u64) -> Outcome {
     let (status, g) = (reply.status, reply.body);
+    // ok, already_grabbed and sold_out say something in their body
+    // (PROTOCOL.md 7.4); every other status carries the protocol's zero
+    // body (a frame-level one, none at all), and "no share held (0 shares
+    // free)" would be made up.
+    if !matches!(status, Status::Ok | Status::AlreadyGrabbed | Status::SoldOut) {
+        let json = json!({ "status": status.name(), "envelope": envelope, "user": user });
+        return Outcome { status, json, human: refused("grab", status) };
+    }
     let json = json!({
         "status": status.name(),
         "envelope": envelope,
@@ -267,6 +380,12 @@ fn grabbed(reply: &Reply<Grabbed>, envelope: u64, user: u64) -> Outcome {
 
 fn opened(reply: &Reply<Opened>, envelope: u64, user: u64) -> Outcome {
     let (status, o) = (reply.status, reply.body);
+    // Only an ok OPEN says something in its body: with every other status
+    // amount and order are the protocol's zeros (PROTOCOL.md 7.5).
+    if status != Status::Ok {
+        let json = json!({ "status": status.name(), "envelope": envelope, "user": user });
+        return Outcome { status, json, human: refused("open", status) };
+    }
     let json = json!({
         "status": status.name(),
         "envelope": envelope,
@@ -274,10 +393,7 @@ fn opened(reply: &Reply<Opened>, envelope: u64, user: u64) -> Outcome {
         "amount_cents": o.amount_cents,
         "order": o.order,
     });
-    let human = match status {
-        Status::Ok => format!("opened: {} cents (#{} to open)", o.amount_cents, o.order),
-        _ => refused("open", status),
-    };
+    let human = format!("opened: {} cents (#{} to open)", o.amount_cents, o.order);
     Outcome { status, json, human }
 }
 
@@ -481,6 +597,15 @@ mod tests {
         assert_eq!(usage_error(&parse(&["grab", "--bogus"]), false), EXIT_USAGE);
         assert_eq!(usage_error(&parse(&["--json", "grab"]), true), EXIT_USAGE, "a required flag missing");
         assert_eq!(usage_error(&parse(&["--help"]), false), 0);
+        // A timeout of 0 seconds was silently 1; a server without a port
+        // failed only when resolved (exit 2).
+        assert_eq!(usage_error(&parse(&["--timeout", "0", "ping"]), false), EXIT_USAGE);
+        for server in ["localhost", "::1", "host:", ":7400", "host:99999"] {
+            assert_eq!(usage_error(&parse(&["--server", server, "ping"]), false), EXIT_USAGE, "{server}");
+        }
+        for server in ["localhost:7400", "10.0.0.1:1", "[::1]:7400"] {
+            assert_eq!(cli(&["--server", server, "ping"]).server, server);
+        }
         assert_ne!(EXIT_USAGE, EXIT_ERROR, "a usage error is not a connection failure");
     }
 
@@ -585,6 +710,68 @@ mod tests {
         let (code, _, err) = run_cli(&["grab", "--envelope", "5", "--user", "3", "--server", &server_arg]);
         server.join().unwrap();
         assert_eq!(code, 2, "{err}");
+        // No body was sent, so none is printed.
+        assert_eq!(err.trim_end(), "grab refused: malformed_frame");
+    }
+
+    /// Statuses whose body is the protocol's zero body print no body
+    /// fields, in text or JSON; sold_out's zeros mean something, and stay.
+    #[test]
+    fn zero_bodies_are_not_printed_as_answers() {
+        for status in [Status::MalformedFrame, Status::Busy, Status::NotFound] {
+            let g = grabbed(&Reply { status, body: Grabbed::default() }, 5, 3);
+            assert_eq!(g.human, format!("grab refused: {}", status.name()));
+            assert!(
+                g.json.get("shares_free").is_none() && g.json.get("hold_until_ms").is_none(),
+                "{}",
+                g.json
+            );
+            assert_eq!(g.json["status"], status.name());
+            let o = opened(&Reply { status, body: Opened::default() }, 5, 3);
+            assert!(o.json.get("amount_cents").is_none() && o.json.get("order").is_none(), "{}", o.json);
+        }
+        let sold_out = grabbed(&Reply { status: Status::SoldOut, body: Grabbed::default() }, 5, 3);
+        assert_eq!(sold_out.json["shares_free"], 0);
+    }
+
+    /// A CREATE sent, then the connection closed with it unanswered: exit 3,
+    /// "unknown_outcome", and a warning not to repeat it, unlike "cannot
+    /// connect" (exit 2).
+    #[test]
+    fn a_request_sent_and_never_answered_exits_3_with_unknown_outcome() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            // Reads the request (whatever it is), then hangs up unanswered.
+            let mut request = [0u8; 56];
+            stream.read_exact(&mut request).unwrap();
+        });
+        let args = ["--json", "create", "--sender", "1", "--total", "100", "--count", "2", "--server", &addr];
+        let (code, out, err) = run_cli(&args);
+        server.join().unwrap();
+        assert_eq!(code, EXIT_UNKNOWN_OUTCOME, "{err}");
+        assert!(err.contains("CREATE") && err.contains("do not repeat it blindly"), "{err}");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["status"], "unknown_outcome");
+    }
+
+    /// A token file that is not there is a usage error naming it, found
+    /// before connecting: the server here is a closed port, which would
+    /// otherwise be the error (exit 2).
+    #[test]
+    fn a_missing_token_file_exits_64_naming_it_before_connecting() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        drop(listener);
+        let path = std::env::temp_dir().join(format!("hongbao-cli-no-token-{}", std::process::id()));
+        let path_arg = path.to_str().unwrap();
+        let (code, out, err) = run_cli(&["--json", "ping", "--server", &addr, "--auth-token-file", path_arg]);
+        assert_eq!(code, EXIT_USAGE, "{err}");
+        assert!(err.contains(path_arg), "{err}");
+        assert!(!err.contains(&addr), "no connection was tried: {err}");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["status"], "error");
     }
 
     #[test]
