@@ -152,9 +152,10 @@ pub struct Args {
     #[arg(long, default_value_t = 20_000, value_name = "CENTS")]
     pub share_cap: u64,
 
-    /// Envelopes per shard and worker compared with QUERY at the end (at
-    /// most 10,000: each is kept in memory until then, up to 8 KiB apiece;
-    /// 0: no final QUERY).
+    /// Envelopes per shard and worker compared with QUERY at the end: a
+    /// uniform sample of those finished over the whole run, plus up to 8
+    /// still open (at most 10,000: each is kept in memory until then, up to
+    /// 8 KiB apiece; 0: no final QUERY).
     #[arg(long, default_value_t = 200, value_name = "N", value_parser = verify_sample)]
     pub verify_sample: usize,
 

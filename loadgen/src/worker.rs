@@ -18,7 +18,7 @@ use crate::results::Recorder;
 use crate::slowness::{Probe, Slowness};
 use crate::stalls::Stalls;
 use crate::violations::Violations;
-use crate::workload::{ShardWork, WorkSettings, SETUP_REQUESTS_MAX};
+use crate::workload::{ShardWork, WorkSettings, ACTIVE_VERIFIED_MAX, SETUP_REQUESTS_MAX};
 
 /// What a worker hands back.
 #[derive(Debug)]
@@ -112,8 +112,9 @@ pub async fn run_worker(plan: WorkerPlan) -> Result<WorkerOutcome, WorkerFailure
         Err(why) => return Err(WorkerFailure { why, violations: recorder.violations }),
     };
     for (shard, work) in works.iter().enumerate() {
-        let sample: Vec<&Ledger> =
-            work.retired.iter().chain(work.active_ledgers()).take(args.verify_sample).collect();
+        // The run's sample of retired envelopes, and a few still open.
+        let open = if args.verify_sample > 0 { ACTIVE_VERIFIED_MAX } else { 0 };
+        let sample: Vec<&Ledger> = work.retired.iter().chain(work.active_ledgers().take(open)).collect();
         match verify(addrs[shard], &token, &sample, &mut recorder.violations) {
             Ok(verified) => recorder.envelopes_verified += verified,
             Err(why) => return Err(WorkerFailure { why, violations: recorder.violations }),

@@ -43,6 +43,9 @@ const SPARE_LEDGERS_MAX: usize = 256;
 /// The largest racers' array kept for reuse (a storm's groups have at most
 /// 500 members and a few racers each; a hot envelope's 100,000 are let go).
 const SPARE_RACERS_MAX: usize = 4096;
+/// Envelopes still being driven at the end that the final QUERY checks
+/// too, besides the sample of retired ones.
+pub const ACTIVE_VERIFIED_MAX: usize = 8;
 /// A retired ledger whose array has room for more racers than this is
 /// compacted to its payouts before it joins the sample kept for the final
 /// QUERY, so the sample holds at most 8 KiB per envelope (a storm's arrays
@@ -124,8 +127,11 @@ pub struct ShardWork {
     hot_count: u32,
     hot_users: u64,
     next_user: u64,
-    /// The most recent envelopes fully driven and checked, for QUERY at the end.
-    pub retired: VecDeque<Ledger>,
+    /// A uniform sample of the envelopes fully driven and checked over the
+    /// whole run (reservoir sampling), for QUERY at the end.
+    pub retired: Vec<Ledger>,
+    /// Envelopes retired so far while sampling: the reservoir's `n`.
+    retired_total: u64,
     /// Racers' arrays of retired ledgers, for the next envelopes' ledgers.
     spare_ledgers: Vec<Vec<u64>>,
     verify_sample: usize,
@@ -158,7 +164,7 @@ pub struct WorkSettings {
     pub hot_users: u64,
     /// Largest share the server allows, cents.
     pub cap_cents: u64,
-    /// Retired envelopes kept for the final QUERY.
+    /// Retired envelopes kept for the final QUERY: a uniform sample of the run's.
     pub verify_sample: usize,
 }
 
@@ -187,7 +193,8 @@ impl ShardWork {
             hot_count: settings.hot_count,
             hot_users: settings.hot_users,
             next_user: ((settings.worker << 8) | u64::from(shard)) << USER_SPACE_BITS | 1,
-            retired: VecDeque::new(),
+            retired: Vec::new(),
+            retired_total: 0,
             spare_ledgers: Vec::new(),
             verify_sample: settings.verify_sample,
             violations: Violations::default(),
@@ -425,22 +432,39 @@ impl ShardWork {
         if let Some(v) = env.ledger.check_complete() {
             self.violations.push(v);
         }
-        // The most recent envelopes are kept: a server evicts envelopes some
-        // time after their expiry, and the final QUERY must still find them.
-        // The one leaving the sample lends its racers' array to a new envelope.
+        // A uniform sample of every envelope of the run (Algorithm R: the
+        // n-th retired takes one of the k places with probability k/n), not
+        // only the last moments of it; an early one the server has evicted
+        // by the end is counted unverifiable, not a violation. The ledger
+        // not kept lends its racers' array to a new envelope.
         let storage = if self.verify_sample > 0 {
-            let leaving =
-                if self.retired.len() == self.verify_sample { self.retired.pop_front() } else { None };
-            let mut ledger = env.ledger;
-            if ledger.storage_capacity() > COMPACT_RACERS_OVER {
-                // A hot envelope's array would stay for the final QUERY.
-                ledger.compact();
+            self.retired_total += 1;
+            let place = if self.retired.len() < self.verify_sample {
+                Some(self.retired.len())
+            } else {
+                let pick = self.rng.u64(0..self.retired_total);
+                usize::try_from(pick).ok().filter(|i| *i < self.verify_sample)
+            };
+            match place {
+                Some(place) => {
+                    let mut ledger = env.ledger;
+                    if ledger.storage_capacity() > COMPACT_RACERS_OVER {
+                        // A hot envelope's array would stay for the final QUERY.
+                        ledger.compact();
+                    }
+                    if place == self.retired.len() {
+                        self.retired.push(ledger);
+                        None
+                    } else {
+                        Some(std::mem::replace(&mut self.retired[place], ledger).into_storage())
+                    }
+                }
+                None => Some(env.ledger.into_storage()),
             }
-            self.retired.push_back(ledger);
-            leaving.map(Ledger::into_storage)
         } else {
             Some(env.ledger.into_storage())
         };
+        debug_assert!(self.retired.len() <= self.verify_sample);
         if let Some(storage) = storage.filter(|s| s.capacity() > 0 && s.capacity() <= SPARE_RACERS_MAX) {
             if self.spare_ledgers.len() < SPARE_LEDGERS_MAX {
                 self.spare_ledgers.push(storage);

@@ -42,6 +42,14 @@ enum Lie {
     RepeatOpen,
     /// QUERY's totals are one cent off.
     QueryTotals,
+    /// QUERY leaves out the last claim (an acknowledged OPEN lost), totals kept consistent.
+    QueryLosesClaim,
+    /// A first GRAB pays at once and answers already_grabbed with the amount (no OPEN).
+    GrabPays,
+    /// A repeated OPEN names the same amount but another order.
+    RepeatOrder,
+    /// A repeated OPEN answers the first amount but the server pays out one more share.
+    RepeatPaysAgain,
 }
 
 /// Answers `tag` from `engine` as the server would, on the wire (so QUERY's
@@ -58,7 +66,14 @@ fn serve(engine: &mut Engine, tag: Tag, lie: Lie, step: usize) -> Vec<u8> {
             }
         }
         Request::Grab(body) => {
-            let (mut status, r) = engine.grab(0, body.envelope.get(), body.user.get());
+            let (mut status, mut r) = engine.grab(0, body.envelope.get(), body.user.get());
+            if lie == Lie::GrabPays && status == Status::Ok && matches!(tag, Tag::Grab { again: false, .. }) {
+                let (s2, o) = engine.open(0, body.envelope.get(), body.user.get());
+                assert_eq!(s2, Status::Ok);
+                status = Status::AlreadyGrabbed;
+                r.hold_until_ms = 0.into();
+                r.amount_cents = o.amount_cents;
+            }
             if lie == Lie::RepeatGrab && matches!(tag, Tag::Grab { again: true, .. }) {
                 status = Status::Ok;
             }
@@ -75,6 +90,15 @@ fn serve(engine: &mut Engine, tag: Tag, lie: Lie, step: usize) -> Vec<u8> {
             if lied && status == Status::Ok {
                 r.amount_cents = (r.amount_cents.get() + 1).into();
             }
+            if lie == Lie::RepeatPaysAgain && again && status == Status::Ok {
+                let ghost = body.user.get() | (1 << 62);
+                if engine.grab(0, body.envelope.get(), ghost).0 == Status::Ok {
+                    assert_eq!(engine.open(0, body.envelope.get(), ghost).0, Status::Ok);
+                }
+            }
+            if lie == Lie::RepeatOrder && again && status == Status::Ok {
+                r.order = (r.order.get() + 1).into();
+            }
             write_response(&mut out, opcode, 1, status, &[r.as_bytes()]);
         }
         Request::Query(body) => {
@@ -82,6 +106,23 @@ fn serve(engine: &mut Engine, tag: Tag, lie: Lie, step: usize) -> Vec<u8> {
                 Ok((mut q, claims)) => {
                     if lie == Lie::QueryTotals {
                         q.paid_cents = (q.paid_cents.get() + 1).into();
+                    }
+                    let mut claims = claims;
+                    if lie == Lie::QueryLosesClaim
+                        && q.paid_count.get() > 0
+                        && q.page_len.get() == q.paid_count.get()
+                    {
+                        let last = claims[claims.len() - 1];
+                        claims = &claims[..claims.len() - 1];
+                        q.paid_count = (q.paid_count.get() - 1).into();
+                        q.page_len = (q.page_len.get() - 1).into();
+                        q.paid_cents = (q.paid_cents.get() - last.amount_cents.get()).into();
+                        q.remaining_cents = (q.remaining_cents.get() + last.amount_cents.get()).into();
+                        if q.best_user.get() == last.user.get() {
+                            q.best_user = 0.into();
+                            q.best_amount_cents = 0.into();
+                        }
+                        q.state = 0;
                     }
                     write_response(&mut out, opcode, 1, Status::Ok, &[q.as_bytes(), claims.as_bytes()]);
                 }
@@ -313,4 +354,16 @@ fn the_query_micro_benchmark_builds_its_pool_before_the_clock_then_only_queries(
             "{scenario:?} has no setup"
         );
     }
+}
+
+#[test]
+fn the_final_sample_spans_the_run() {
+    let (work, _) = run(Scenario::Storm, 400_000, Lie::Never);
+    let ids: Vec<u64> = work.retired.iter().map(|l| (l.envelope & ((1 << 48) - 1)) >> 24).collect();
+    let created = work.envelopes_created;
+    eprintln!("created {created}, sample ids {ids:?}");
+    assert!(
+        ids.iter().any(|id| *id < created / 2),
+        "every sampled envelope is from the last moments of the run"
+    );
 }
