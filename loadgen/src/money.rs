@@ -7,11 +7,14 @@
 //! paid out than put in, a share outside [1, cap], a finished envelope whose
 //! shares do not add up to its total, or a QUERY that disagrees with the
 //! acknowledged opens either way (one lost or changed, or one the server holds
-//! that no answer acknowledged).
+//! that no answer acknowledged). QUERYs sent while an envelope is raced for
+//! are judged on what no answer in flight can change ([`Ledger::check_page`]).
 
 use std::collections::HashMap;
 
-use hongbao_client::EnvelopeReport;
+use hongbao_client::{Claim, EnvelopeReport};
+
+use crate::violations::Violations;
 
 /// What the generator knows of one envelope's payouts.
 #[derive(Clone, Debug, PartialEq)]
@@ -227,6 +230,42 @@ impl Ledger {
         }
     }
 
+    /// Whether `user` is one of the envelope's racers.
+    fn races(&self, user: u64) -> bool {
+        let racing = user.checked_sub(self.first_user).is_some_and(|i| i < self.paid.len() as u64);
+        racing || self.settled.iter().any(|(u, _)| *u == user)
+    }
+
+    /// Compares one page of a QUERY answered while the envelope is still
+    /// raced for with what the answers said so far, judging only what no
+    /// answer still in flight can change: every listed user is a racer,
+    /// listed once, and paid what its OPEN was told. A listed claim not yet
+    /// acknowledged may be an OPEN whose answer is on its way, and passes.
+    /// Each mismatch is one violation. Allocates only to say one.
+    /// `claims` walks the page from its start each time it is called.
+    pub fn check_page<I: Iterator<Item = Claim>>(&self, claims: impl Fn() -> I, violations: &mut Violations) {
+        let id = self.envelope;
+        for (i, claim) in claims().enumerate() {
+            let user = claim.user;
+            if claims().take(i).any(|earlier| earlier.user == user) {
+                violations.push(format!("envelope {id}: QUERY lists user {user} twice"));
+            }
+            if !self.races(user) {
+                violations.push(format!(
+                    "envelope {id}: QUERY lists a share paid to user {user}, who never raced for it"
+                ));
+                continue;
+            }
+            match self.told(user) {
+                Some(amount) if amount != claim.amount_cents => violations.push(format!(
+                    "envelope {id}: user {user} was told {amount} cents, QUERY says {}",
+                    claim.amount_cents
+                )),
+                _ => {}
+            }
+        }
+    }
+
     /// Checks a fully paid envelope adds up exactly.
     pub fn check_complete(&self) -> Option<String> {
         if self.paid_count == self.count && self.paid_cents != self.total_cents {
@@ -426,6 +465,23 @@ mod tests {
         assert!(stranger.record_open(11, 10, 100).is_some(), "a user past the racers");
         assert_eq!(stranger.record_open(10, 10, 100), None, "the last racer");
         assert_eq!(stranger.paid_count(), 1);
+    }
+
+    #[test]
+    fn a_page_read_mid_race_is_judged_only_on_what_was_acknowledged() {
+        let mut ledger = Ledger::new(1, 100, 3, 7, 4);
+        assert_eq!(ledger.record_open(7, 30, 100), None);
+        let check = |claims: &[(u64, u64)]| {
+            let mut found = Violations::default();
+            let claims = report(claims, 100, 3).claims;
+            ledger.check_page(|| claims.iter().copied(), &mut found);
+            found
+        };
+        assert!(check(&[(7, 30), (8, 20)]).is_empty(), "user 8's OPEN answer may be on its way");
+        assert!(check(&[(7, 31)]).messages()[0].contains("was told 30 cents, QUERY says 31"));
+        assert!(check(&[(8, 20), (8, 20)]).messages()[0].contains("lists user 8 twice"));
+        assert!(check(&[(7, 30), (11, 20)]).messages()[0].contains("user 11, who never raced"));
+        assert_eq!(check(&[(8, 1), (8, 1), (6, 2), (7, 3)]).count(), 3, "one violation per mismatch");
     }
 
     /// The quick path of `record_open` must say and record exactly what the

@@ -63,8 +63,9 @@ pub enum Tag {
     /// OPEN by `user` of the envelope in `slot`; `again`: a repeat of an
     /// OPEN already answered OK.
     Open { slot: u32, envelope: u64, user: u64, again: bool },
-    /// QUERY of the envelope in `slot`.
-    Query { slot: u32, envelope: u64 },
+    /// QUERY of the envelope in `slot`, sent when `paid_before` of its
+    /// OPENs had been acknowledged (the server must count at least those).
+    Query { slot: u32, envelope: u64, paid_before: u32 },
     /// PING.
     Ping,
 }
@@ -280,7 +281,8 @@ impl ShardWork {
         for _ in 0..4 {
             let slot = self.rng.u32(0..self.envelopes.len() as u32);
             if let Some(env) = &self.envelopes[slot as usize] {
-                return Some(Tag::Query { slot, envelope: env.ledger.envelope });
+                let paid_before = env.ledger.paid_count() as u32;
+                return Some(Tag::Query { slot, envelope: env.ledger.envelope, paid_before });
             }
         }
         None
@@ -351,16 +353,25 @@ impl ShardWork {
             (Tag::Open { .. }, AnswerBody::Open(opened)) => {
                 self.on_envelope_user(tag, answer.status, opened.amount_cents)
             }
-            (Tag::Query { slot, envelope }, AnswerBody::Query(Some(query))) => {
+            (Tag::Query { slot, envelope, paid_before }, AnswerBody::Query(Some(query))) => {
                 let Some(env) = active(&mut self.envelopes, slot, envelope) else { return };
-                let s = &query.0;
+                let (s, page) = &**query;
+                let id = env.ledger.envelope;
                 if s.paid_cents + s.refunded_cents + s.remaining_cents != s.total_cents
                     || s.total_cents != env.ledger.total_cents
                     || s.paid_count > s.count
                 {
-                    let id = env.ledger.envelope;
                     self.violations.push(format!("envelope {id}: QUERY's totals do not add up: {s:?}"));
                 }
+                // OPENs answered before the QUERY was sent are in the
+                // server's figures whatever else is in flight.
+                if s.paid_count < paid_before {
+                    self.violations.push(format!(
+                        "envelope {id}: QUERY says {} shares paid, {paid_before} OPENs were acknowledged before it was sent",
+                        s.paid_count
+                    ));
+                }
+                env.ledger.check_page(|| page.iter(), &mut self.violations);
             }
             (Tag::Query { .. } | Tag::Ping, _) => {}
             (tag, body) => self.violations.push(format!("answer {body:?} does not fit request {tag:?}")),

@@ -367,3 +367,19 @@ fn the_final_sample_spans_the_run() {
         "every sampled envelope is from the last moments of the run"
     );
 }
+
+#[test]
+fn periodic_query_catches_a_lost_acknowledged_open() {
+    let often = WorkSettings { query_every: 8, ..settings(Scenario::Storm) };
+    let (work, sent) = run_with(&often, 100_000, Lie::QueryLosesClaim);
+    assert!(sent.by_op[3] > 1000, "{sent:?}");
+    assert!(!work.violations.is_empty(), "QUERY lost acknowledged opens {} times unnoticed", sent.by_op[3]);
+}
+
+#[test]
+fn a_second_payout_on_a_repeat_is_caught_during_the_run() {
+    let often = WorkSettings { query_every: 8, ..settings(Scenario::Storm) };
+    let (work, sent) = run_with(&often, 200_000, Lie::RepeatPaysAgain);
+    assert!(sent.repeats > 100, "{sent:?}");
+    assert!(!work.violations.is_empty(), "{} repeats each paid an extra share, unnoticed", sent.repeats / 2);
+}
