@@ -403,12 +403,25 @@ impl ShardWork {
                 env.outstanding += 1;
                 self.follow_ups.push_back(Tag::Open { slot, envelope, user, again: false });
             }
-            // A paid share: OPEN's OK, or a GRAB told it was already paid.
-            (false, Status::Ok) | (true, Status::AlreadyGrabbed) if !grab || amount_cents > 0 => {
+            (true, Status::AlreadyGrabbed) => {
+                // A fresh user's first GRAB: nothing of its can be there.
+                self.violations.push(format!(
+                    "envelope {envelope}: user {user}'s first GRAB was answered already_grabbed \
+                     ({amount_cents} cents), but it never grabbed before"
+                ));
+                // What the server says it paid is recorded, so that the final
+                // QUERY is judged against it instead of saying this again.
+                if amount_cents > 0 {
+                    if let Some(v) = env.ledger.record_open(user, amount_cents, self.cap_cents) {
+                        self.violations.push(v);
+                    }
+                }
+            }
+            (false, Status::Ok) => {
                 if let Some(v) = env.ledger.record_open(user, amount_cents, self.cap_cents) {
                     self.violations.push(v);
                 }
-                if !grab && repeats(user, self.retry_every) {
+                if repeats(user, self.retry_every) {
                     // This user taps again: both repeats must find the share paid.
                     env.outstanding += 2;
                     self.follow_ups.push_back(Tag::Grab { slot, envelope, user, again: true });

@@ -383,3 +383,13 @@ fn a_second_payout_on_a_repeat_is_caught_during_the_run() {
     assert!(sent.repeats > 100, "{sent:?}");
     assert!(!work.violations.is_empty(), "{} repeats each paid an extra share, unnoticed", sent.repeats / 2);
 }
+
+#[test]
+fn a_grab_that_pays_without_open_is_caught() {
+    let (work, _) = run(Scenario::Storm, 100_000, Lie::GrabPays);
+    assert!(
+        work.violations.messages().iter().any(|v| v.contains("first GRAB was answered already_grabbed")),
+        "shares paid on GRAB, no OPEN sent, unnoticed: {:?}",
+        work.violations.messages().first()
+    );
+}
