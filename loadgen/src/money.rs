@@ -11,6 +11,7 @@
 //! are judged on what no answer in flight can change ([`Ledger::check_page`]).
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use hongbao_client::{Claim, EnvelopeReport};
 
@@ -35,6 +36,9 @@ pub struct Ledger {
     settled: Vec<(u64, u64)>,
     paid_count: u32,
     paid_cents: u64,
+    /// When the CREATE was answered: the server created the envelope before,
+    /// so its expiry is at most `--expires-in` after this.
+    created: Instant,
 }
 
 impl Ledger {
@@ -66,7 +70,14 @@ impl Ledger {
             settled: Vec::new(),
             paid_count: 0,
             paid_cents: 0,
+            created: Instant::now(),
         }
+    }
+
+    /// Whether the envelope, created to expire in `expires_in`, has
+    /// certainly expired by `now`, and so may have been evicted since.
+    pub fn has_expired(&self, expires_in: Duration, now: Instant) -> bool {
+        now >= self.created + expires_in
     }
 
     /// Sum of acknowledged shares.

@@ -155,6 +155,8 @@ pub struct Summary {
     pub violation_messages: Vec<String>,
     /// Envelopes whose QUERY was compared with what the workers saw.
     pub envelopes_verified: u64,
+    /// Envelopes of the final sample evicted after their expiry, unchecked.
+    pub envelopes_unverifiable: u64,
     /// Envelopes created over the whole run (warm-up included).
     pub envelopes_created: u64,
     /// Answers (every operation) per second of the measured period.
@@ -237,6 +239,7 @@ pub fn summary(result: &RunResult) -> Summary {
         violations: recorder.violations.count(),
         violation_messages: recorder.violations.messages().to_vec(),
         envelopes_verified: recorder.envelopes_verified,
+        envelopes_unverifiable: recorder.envelopes_unverifiable,
         envelopes_created: recorder.envelopes_created,
         per_second: recorder.per_second.clone(),
         stalls: recorder.stalls.summary(),
@@ -403,16 +406,16 @@ fn row(out: &mut String, op: &OpSummary) {
 
 fn violations(out: &mut String, summary: &Summary) {
     let messages = &summary.violation_messages;
-    let verified = group(summary.envelopes_verified);
+    let mut verified = format!("{} envelopes verified", group(summary.envelopes_verified));
+    if summary.envelopes_unverifiable > 0 {
+        let evicted = group(summary.envelopes_unverifiable);
+        verified.push_str(&format!(" ({evicted} more unverifiable: evicted after their expiry)"));
+    }
     if summary.violations == 0 {
-        let _ = writeln!(out, "money checks: 0 violations, {verified} envelopes verified");
+        let _ = writeln!(out, "money checks: 0 violations, {verified}");
         return;
     }
-    let _ = writeln!(
-        out,
-        "money checks: {} VIOLATIONS, {verified} envelopes verified:",
-        group(summary.violations)
-    );
+    let _ = writeln!(out, "money checks: {} VIOLATIONS, {verified}:", group(summary.violations));
     for message in messages.iter().take(VIOLATION_LINES_MAX) {
         let _ = writeln!(out, "  {message}");
     }
@@ -558,6 +561,7 @@ mod tests {
         a.violations.push("envelope 7: paid 101 of 100".to_string());
         a.envelopes_verified = 3;
         b.envelopes_verified = 4;
+        b.envelopes_unverifiable = 2;
         a.merge(&b);
         let summary = summary(&result(a, 4.0));
 
@@ -571,6 +575,7 @@ mod tests {
         assert_eq!(summary.per_second, vec![100, 100, 100]);
         assert_eq!(summary.violations, 1);
         assert_eq!(summary.envelopes_verified, 7);
+        assert_eq!(summary.envelopes_unverifiable, 2);
         assert_eq!(summary.statuses, vec![("ok", 200), ("sold_out", 100)]);
     }
 
@@ -658,6 +663,10 @@ mod tests {
         }
         assert!(out.contains("1.50ms"), "{out}");
         assert!(out.contains("money checks: 0 violations, 12 envelopes verified"), "{out}");
+        let mut evicted = recorder.clone();
+        evicted.envelopes_unverifiable = 3;
+        let out = text(&summary(&result(evicted, 1.0)));
+        assert!(out.contains("12 envelopes verified (3 more unverifiable: evicted after"), "{out}");
 
         recorder.violations.extend((0..25).map(|i| format!("envelope {i}: sum differs")));
         let out = text(&summary(&result(recorder, 1.0)));

@@ -166,6 +166,9 @@ pub struct Recorder {
     pub violations: Violations,
     /// Envelopes whose QUERY was compared with what the worker saw.
     pub envelopes_verified: u64,
+    /// Envelopes of the final sample the server no longer held (not_found)
+    /// after their expiry: evicted, so neither verified nor a violation.
+    pub envelopes_unverifiable: u64,
     /// Envelopes created (CREATE answered OK) over the whole run.
     pub envelopes_created: u64,
     /// The status of a CREATE the server refused, if any was.
@@ -227,6 +230,7 @@ impl Recorder {
         }
         self.violations.merge(&other.violations);
         self.envelopes_verified += other.envelopes_verified;
+        self.envelopes_unverifiable += other.envelopes_unverifiable;
         self.envelopes_created += other.envelopes_created;
         self.create_refused = self.create_refused.or(other.create_refused);
         self.repeated_paid += other.repeated_paid;

@@ -9,7 +9,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use hongbao_client::glommio_net::connect_sharded;
-use hongbao_client::{Client, ClientError, EnvelopeId, Status};
+use hongbao_client::{Client, ClientError, EnvelopeId, EnvelopeReport, Status};
 
 use crate::args::{Args, Scenario};
 use crate::driver::{drive, DriveSettings, Timing, AFTER_END};
@@ -115,8 +115,12 @@ pub async fn run_worker(plan: WorkerPlan) -> Result<WorkerOutcome, WorkerFailure
         // The run's sample of retired envelopes, and a few still open.
         let open = if args.verify_sample > 0 { ACTIVE_VERIFIED_MAX } else { 0 };
         let sample: Vec<&Ledger> = work.retired.iter().chain(work.active_ledgers().take(open)).collect();
-        match verify(addrs[shard], &token, &sample, &mut recorder.violations) {
-            Ok(verified) => recorder.envelopes_verified += verified,
+        let expires_in = Duration::from_secs(u64::from(args.expires_in));
+        match verify(addrs[shard], &token, &sample, expires_in, &mut recorder.violations) {
+            Ok(Verified { verified, unverifiable }) => {
+                recorder.envelopes_verified += verified;
+                recorder.envelopes_unverifiable += unverifiable;
+            }
             Err(why) => return Err(WorkerFailure { why, violations: recorder.violations }),
         }
     }
@@ -249,22 +253,33 @@ fn prepare(work: &mut ShardWork, addr: SocketAddr, token: &[u8], expires_in: u32
     Err(format!("setup {addr}: not done after {SETUP_REQUESTS_MAX} requests ({last})"))
 }
 
+/// What the final QUERY made of a sample.
+#[derive(Debug, Default, PartialEq)]
+struct Verified {
+    /// Envelopes compared (a violation or not).
+    verified: u64,
+    /// Envelopes evicted after their expiry: nothing left to compare.
+    unverifiable: u64,
+}
+
 /// QUERYs every envelope in `sample` (all claims) and compares it with what
-/// the worker was told. Runs after the load, so blocking is fine here.
+/// the worker was told; envelopes were created to expire in `expires_in`.
+/// Runs after the load, so blocking is fine here.
 fn verify(
     addr: SocketAddr,
     token: &[u8],
     sample: &[&Ledger],
+    expires_in: Duration,
     violations: &mut Violations,
-) -> Result<u64, String> {
+) -> Result<Verified, String> {
+    let mut verified = Verified::default();
     if sample.is_empty() {
-        return Ok(0);
+        return Ok(verified);
     }
     let mut client = Client::connect(addr).map_err(|e| format!("verify: {e}"))?;
     if !token.is_empty() {
         client.authenticate(token).map_err(|e| format!("verify: {e}"))?;
     }
-    let mut verified = 0;
     for ledger in sample {
         let reply = match client.query_all(EnvelopeId(ledger.envelope)) {
             Ok(reply) => reply,
@@ -280,16 +295,55 @@ fn verify(
                 | ClientError::ContractBroken { .. }),
             ) => {
                 violations.push(format!("envelope {}: QUERY's pages disagree: {e}", ledger.envelope));
-                verified += 1;
+                verified.verified += 1;
                 continue;
             }
             Err(e) => return Err(format!("verify: {e}")),
         };
-        match (reply.status, reply.body) {
-            (Status::Ok, Some(report)) => violations.extend(ledger.check_report(&report)),
-            (status, _) => violations.push(format!("envelope {}: QUERY answered {status}", ledger.envelope)),
+        if judge(ledger, reply.status, reply.body.as_ref(), expires_in, Instant::now(), violations) {
+            verified.verified += 1;
+        } else {
+            verified.unverifiable += 1;
         }
-        verified += 1;
     }
     Ok(verified)
+}
+
+/// Judges the final QUERY's answer about `ledger` at `now`; false if the
+/// envelope is unverifiable: not_found once its expiry has passed, which a
+/// server that evicts after its retention answers rightly. A not_found
+/// before the expiry is a lost envelope, a violation.
+fn judge(
+    ledger: &Ledger,
+    status: Status,
+    report: Option<&EnvelopeReport>,
+    expires_in: Duration,
+    now: Instant,
+    violations: &mut Violations,
+) -> bool {
+    match (status, report) {
+        (Status::Ok, Some(report)) => violations.extend(ledger.check_report(report)),
+        (Status::NotFound, _) if ledger.has_expired(expires_in, now) => return false,
+        (status, _) => violations.push(format!("envelope {}: QUERY answered {status}", ledger.envelope)),
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_not_found_is_unverifiable_only_once_the_envelope_has_expired() {
+        let ledger = Ledger::new(1, 100, 3, 7, 4);
+        let expires_in = Duration::from_secs(60);
+        let mut violations = Violations::default();
+        let later = Instant::now() + expires_in + Duration::from_secs(1);
+        assert!(!judge(&ledger, Status::NotFound, None, expires_in, later, &mut violations), "evicted");
+        assert!(violations.is_empty(), "{:?}", violations.messages());
+        assert!(judge(&ledger, Status::NotFound, None, expires_in, Instant::now(), &mut violations));
+        assert!(violations.messages()[0].contains("QUERY answered not_found"), "{:?}", violations.messages());
+        assert!(judge(&ledger, Status::Unavailable, None, expires_in, later, &mut violations));
+        assert_eq!(violations.count(), 2, "any other refusal stays a violation, expired or not");
+    }
 }

@@ -90,6 +90,7 @@ fn storm_for_a_second_passes_its_money_checks() {
     assert!(report["ops_per_sec"].as_f64().unwrap() > 0.0);
     assert!(report["grab_open_per_sec"].as_f64().unwrap() > 0.0);
     assert!(report["envelopes_verified"].as_u64().unwrap() > 0, "{text}");
+    assert_eq!(report["envelopes_unverifiable"].as_u64(), Some(0), "nothing expired in a second: {text}");
     for op in ["create", "grab", "open"] {
         let op = &report["ops"][op];
         assert!(op["count"].as_u64().unwrap() > 0);
