@@ -155,7 +155,7 @@ pub struct Args {
     /// Envelopes per shard and worker compared with QUERY at the end: a
     /// uniform sample of those finished over the whole run, plus up to 8
     /// still open (at most 10,000: each is kept in memory until then, up to
-    /// 8 KiB apiece; 0: no final QUERY).
+    /// 16 KiB apiece; 0: no final QUERY).
     #[arg(long, default_value_t = 200, value_name = "N", value_parser = verify_sample)]
     pub verify_sample: usize,
 

@@ -532,9 +532,9 @@ fn read_answers(conn: &mut Conn, data: &[u8], figures: &mut Figures<'_>) -> Resu
                 Decoded::Fast(fast) => {
                     // The storm's bulk: no decoded answer, only what the
                     // workload and the figures need.
-                    let (opcode, amount_cents) = match fast.body {
-                        EnvelopeUserAnswer::Grab(g) => (Opcode::Grab, g.amount_cents.get()),
-                        EnvelopeUserAnswer::Open(o) => (Opcode::Open, o.amount_cents.get()),
+                    let (opcode, amount_cents, order) = match fast.body {
+                        EnvelopeUserAnswer::Grab(g) => (Opcode::Grab, g.amount_cents.get(), 0),
+                        EnvelopeUserAnswer::Open(o) => (Opcode::Open, o.amount_cents.get(), o.order.get()),
                     };
                     if opcode != tag.opcode() {
                         return Err(format!("a {opcode} answer to a {} request", tag.opcode()));
@@ -545,7 +545,7 @@ fn read_answers(conn: &mut Conn, data: &[u8], figures: &mut Figures<'_>) -> Resu
                             *repeated_paid += 1;
                         }
                     }
-                    work.on_envelope_user(tag, fast.status, amount_cents);
+                    work.on_envelope_user(tag, fast.status, amount_cents, order);
                 }
                 Decoded::General(response) => {
                     // Unchecked: the workload judges the money itself and

@@ -27,18 +27,48 @@ pub struct Ledger {
     /// Shares.
     pub count: u32,
     /// The racers are users `first_user..first_user + racers`: what OPEN
-    /// acknowledged to each, by racer (0: nothing yet; a share is at least
-    /// a cent). An array, not a map: one indexed load per answer whatever
-    /// the envelope's size.
+    /// acknowledged to each, by racer. An array, not a map: one indexed
+    /// load per answer whatever the envelope's size.
     first_user: u64,
-    paid: Vec<u64>,
-    /// After [`Ledger::compact`]: the (user, amount) acknowledged, `paid` empty.
-    settled: Vec<(u64, u64)>,
+    paid: Vec<Share>,
+    /// After [`Ledger::compact`]: the (user, share) acknowledged, `paid` empty.
+    settled: Vec<(u64, Share)>,
     paid_count: u32,
     paid_cents: u64,
     /// When the CREATE was answered: the server created the envelope before,
     /// so its expiry is at most `--expires-in` after this.
     created: Instant,
+}
+
+/// What the answers told one racer.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Share {
+    /// The amount; 0: nothing yet (a share is at least a cent).
+    pub amount_cents: u64,
+    /// Its 1-based opening order; 0: not told (a GRAB names none).
+    pub order: u32,
+}
+
+impl Share {
+    /// What a claim QUERY listed for the same user of envelope `id` says
+    /// against this, if anything: another amount, or another order where
+    /// one was told.
+    fn contradicted_by(&self, id: u64, claim: &Claim) -> Option<String> {
+        let user = claim.user;
+        if claim.amount_cents != self.amount_cents {
+            return Some(format!(
+                "envelope {id}: user {user} was told {} cents, QUERY says {}",
+                self.amount_cents, claim.amount_cents
+            ));
+        }
+        if self.order != 0 && claim.order != self.order {
+            return Some(format!(
+                "envelope {id}: user {user} was told order {}, QUERY says {}",
+                self.order, claim.order
+            ));
+        }
+        None
+    }
 }
 
 impl Ledger {
@@ -57,10 +87,10 @@ impl Ledger {
         count: u32,
         first_user: u64,
         racers: u32,
-        mut storage: Vec<u64>,
+        mut storage: Vec<Share>,
     ) -> Ledger {
         storage.clear();
-        storage.resize(racers as usize, 0);
+        storage.resize(racers as usize, Share::default());
         Ledger {
             envelope,
             total_cents,
@@ -90,11 +120,15 @@ impl Ledger {
         self.paid_count as usize
     }
 
-    /// Every (user, amount) acknowledged.
-    fn payouts(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+    /// Every (user, share) acknowledged.
+    fn payouts(&self) -> impl Iterator<Item = (u64, Share)> + '_ {
         let first = self.first_user;
-        let racing =
-            self.paid.iter().enumerate().filter(|(_, a)| **a > 0).map(move |(i, a)| (first + i as u64, *a));
+        let racing = self
+            .paid
+            .iter()
+            .enumerate()
+            .filter(|(_, share)| share.amount_cents > 0)
+            .map(move |(i, share)| (first + i as u64, *share));
         self.settled.iter().copied().chain(racing)
     }
 
@@ -120,7 +154,7 @@ impl Ledger {
 
     /// The racers' array, for [`Ledger::new_in`], of a ledger not kept
     /// (empty once compacted).
-    pub fn into_storage(self) -> Vec<u64> {
+    pub fn into_storage(self) -> Vec<Share> {
         self.paid
     }
 
@@ -129,47 +163,67 @@ impl Ledger {
     /// An amount outside [1, cap] is a violation, but a non-zero one is still
     /// recorded as what the server acknowledged, so that its repeats and the
     /// final QUERY are judged against it instead of calling it "never
-    /// acknowledged"; the total and count checks still run on it.
+    /// acknowledged"; the total and count checks still run on it. `order` is
+    /// the opening order OPEN named (0 for a GRAB, which names none): it
+    /// must be within [1, count], and is kept to judge the repeats and
+    /// QUERY by.
     #[inline]
-    pub fn record_open(&mut self, user: u64, amount_cents: u64, cap_cents: u64) -> Option<String> {
+    pub fn record_open(
+        &mut self,
+        user: u64,
+        amount_cents: u64,
+        order: u32,
+        cap_cents: u64,
+    ) -> Option<String> {
         // Nearly every answer breaks no rule: recorded here in a few
         // instructions, with every other case (each one a violation or a
         // repeat) judged by the full path below.
-        if amount_cents != 0 && amount_cents <= cap_cents {
+        if amount_cents != 0 && amount_cents <= cap_cents && order <= self.count {
             let index = user.wrapping_sub(self.first_user);
             if let Some(slot) = usize::try_from(index).ok().and_then(|i| self.paid.get_mut(i)) {
                 match *slot {
-                    0 if self.paid_count < self.count
-                        && self.paid_cents.saturating_add(amount_cents) <= self.total_cents =>
+                    Share { amount_cents: 0, .. }
+                        if self.paid_count < self.count
+                            && self.paid_cents.saturating_add(amount_cents) <= self.total_cents =>
                     {
-                        *slot = amount_cents;
+                        *slot = Share { amount_cents, order };
                         self.paid_count += 1;
                         self.paid_cents += amount_cents;
                         return None;
                     }
-                    before if before == amount_cents => return None,
+                    before if before == (Share { amount_cents, order }) => return None,
                     _ => {}
                 }
             }
         }
-        self.record_open_judged(user, amount_cents, cap_cents)
+        self.record_open_judged(user, amount_cents, order, cap_cents)
     }
 
     /// [`Self::record_open`] for an answer that may break a rule: every
     /// check, with its message.
     #[cold]
     #[inline(never)]
-    fn record_open_judged(&mut self, user: u64, amount_cents: u64, cap_cents: u64) -> Option<String> {
+    fn record_open_judged(
+        &mut self,
+        user: u64,
+        amount_cents: u64,
+        order: u32,
+        cap_cents: u64,
+    ) -> Option<String> {
         let out_of_range = (amount_cents == 0 || amount_cents > cap_cents).then(|| {
             format!(
                 "envelope {}: user {user} paid {amount_cents} cents, outside [1, {cap_cents}]",
                 self.envelope
             )
         });
+        let order_out_of_range = (order > self.count).then(|| {
+            format!("envelope {}: user {user} told order {order}, outside [1, {}]", self.envelope, self.count)
+        });
         if amount_cents == 0 {
             // Nothing to record: 0 means "not paid" in the ledger.
             return out_of_range;
         }
+        let share = Share { amount_cents, order };
         let Some(slot) = user
             .checked_sub(self.first_user)
             .and_then(|i| usize::try_from(i).ok())
@@ -181,20 +235,26 @@ impl Ledger {
             ));
         };
         let before = *slot;
-        if before != 0 {
-            if before != amount_cents {
+        if before.amount_cents != 0 {
+            if before.amount_cents != amount_cents {
                 return Some(format!(
-                    "envelope {}: user {user} paid twice ({before} then {amount_cents} cents)",
-                    self.envelope
+                    "envelope {}: user {user} paid twice ({} then {amount_cents} cents)",
+                    self.envelope, before.amount_cents
+                ));
+            }
+            if before.order != order {
+                return Some(format!(
+                    "envelope {}: user {user} told order {} then {order}",
+                    self.envelope, before.order
                 ));
             }
             return None;
         }
-        *slot = amount_cents;
+        *slot = share;
         let was_within_total = self.paid_cents <= self.total_cents;
         self.paid_count += 1;
         self.paid_cents = self.paid_cents.saturating_add(amount_cents);
-        let mut broken: Vec<String> = out_of_range.into_iter().collect();
+        let mut broken: Vec<String> = out_of_range.into_iter().chain(order_out_of_range).collect();
         if was_within_total && self.paid_cents > self.total_cents {
             // Reported when the total is first overrun, not again by every
             // later share of the envelope.
@@ -213,25 +273,30 @@ impl Ledger {
     }
 
     /// What OPEN acknowledged to `user`, if anything.
-    fn told(&self, user: u64) -> Option<u64> {
+    fn told(&self, user: u64) -> Option<Share> {
         let racing = user
             .checked_sub(self.first_user)
             .and_then(|i| usize::try_from(i).ok())
             .and_then(|i| self.paid.get(i))
             .copied()
-            .filter(|a| *a > 0);
-        racing.or_else(|| self.settled.iter().find(|(u, _)| *u == user).map(|(_, a)| *a))
+            .filter(|share| share.amount_cents > 0);
+        racing.or_else(|| self.settled.iter().find(|(u, _)| *u == user).map(|(_, share)| *share))
     }
 
     /// Checks the answer to a repeated GRAB or OPEN by `user`, who was paid
-    /// before: it must name the same amount. Returns a violation if not.
-    pub fn record_repeat(&self, user: u64, amount_cents: u64, cap_cents: u64) -> Option<String> {
+    /// before: it must name the same amount, and an OPEN the same order
+    /// (`order`; 0 for a GRAB, which names none). Returns a violation if not.
+    pub fn record_repeat(&self, user: u64, amount_cents: u64, order: u32, cap_cents: u64) -> Option<String> {
         let id = self.envelope;
         match self.told(user) {
-            Some(paid) if paid == amount_cents => None,
-            Some(paid) => {
-                Some(format!("envelope {id}: user {user} paid twice ({paid} then {amount_cents} cents)"))
+            Some(paid) if paid.amount_cents != amount_cents => Some(format!(
+                "envelope {id}: user {user} paid twice ({} then {amount_cents} cents)",
+                paid.amount_cents
+            )),
+            Some(paid) if order != 0 && paid.order != 0 && paid.order != order => {
+                Some(format!("envelope {id}: user {user} told order {} then {order}", paid.order))
             }
+            Some(_) => None,
             None if amount_cents == 0 || amount_cents > cap_cents => Some(format!(
                 "envelope {id}: user {user} paid {amount_cents} cents, outside [1, {cap_cents}]"
             )),
@@ -267,12 +332,10 @@ impl Ledger {
                 ));
                 continue;
             }
-            match self.told(user) {
-                Some(amount) if amount != claim.amount_cents => violations.push(format!(
-                    "envelope {id}: user {user} was told {amount} cents, QUERY says {}",
-                    claim.amount_cents
-                )),
-                _ => {}
+            if let Some(told) = self.told(user) {
+                if let Some(v) = told.contradicted_by(id, &claim) {
+                    violations.push(v);
+                }
             }
         }
     }
@@ -306,15 +369,13 @@ impl Ledger {
         }
         let mut seen = HashMap::with_capacity(report.claims.len());
         for claim in &report.claims {
-            if seen.insert(claim.user, claim.amount_cents).is_some() {
+            if seen.insert(claim.user, *claim).is_some() {
                 violations.push(format!("envelope {id}: QUERY lists user {} twice", claim.user));
             }
         }
-        for (user, amount) in self.payouts() {
+        for (user, told) in self.payouts() {
             match seen.get(&user) {
-                Some(listed) if *listed == amount => {}
-                Some(listed) => violations
-                    .push(format!("envelope {id}: user {user} was told {amount} cents, QUERY says {listed}")),
+                Some(listed) => violations.extend(told.contradicted_by(id, listed)),
                 None => {
                     violations.push(format!("envelope {id}: acknowledged open of user {user} is missing"))
                 }
@@ -332,7 +393,7 @@ impl Ledger {
                 self.paid_cents
             ));
         }
-        let told: HashMap<u64, u64> = self.payouts().collect();
+        let told: HashMap<u64, Share> = self.payouts().collect();
         if let Some(stranger) = report.claims.iter().find(|c| !told.contains_key(&c.user)) {
             violations.push(format!(
                 "envelope {id}: QUERY lists a share paid to user {}, which no answer acknowledged",
@@ -379,29 +440,51 @@ mod tests {
     #[test]
     fn a_clean_envelope_has_no_violation() {
         let mut ledger = Ledger::new(1, 100, 3, 7, 4);
-        assert_eq!(ledger.record_open(7, 30, 100), None);
-        assert_eq!(ledger.record_open(7, 30, 100), None, "the same answer again is idempotence");
-        assert_eq!(ledger.record_open(8, 50, 100), None);
-        assert_eq!(ledger.record_open(9, 20, 100), None);
+        assert_eq!(ledger.record_open(7, 30, 1, 100), None);
+        assert_eq!(ledger.record_open(7, 30, 1, 100), None, "the same answer again is idempotence");
+        assert_eq!(ledger.record_open(8, 50, 2, 100), None);
+        assert_eq!(ledger.record_open(9, 20, 3, 100), None);
         assert_eq!(ledger.check_complete(), None);
+        assert_eq!(ledger.record_repeat(8, 50, 2, 100), None);
+        assert_eq!(ledger.record_repeat(8, 50, 0, 100), None, "a GRAB names no order");
         assert!(ledger.check_report(&report(&[(7, 30), (8, 50), (9, 20)], 100, 3)).is_empty());
+    }
+
+    #[test]
+    fn an_order_told_must_stay_the_same() {
+        let mut ledger = Ledger::new(1, 100, 3, 7, 4);
+        assert_eq!(ledger.record_open(7, 30, 1, 100), None);
+        assert_eq!(ledger.record_open(8, 50, 2, 100), None);
+        let said = ledger.record_open(8, 50, 3, 100).unwrap();
+        assert!(said.contains("user 8 told order 2 then 3"), "{said}");
+        let said = ledger.record_repeat(8, 50, 1, 100).unwrap();
+        assert!(said.contains("user 8 told order 2 then 1"), "{said}");
+        assert!(ledger.record_open(9, 20, 4, 100).unwrap().contains("order 4, outside [1, 3]"));
+        // QUERY lists its claims in opening order: 7 first, 8 second.
+        let swapped = report(&[(8, 50), (7, 30), (9, 20)], 100, 3);
+        let found = ledger.check_report(&swapped);
+        assert!(found.iter().any(|v| v.contains("user 8 was told order 2, QUERY says 1")), "{found:?}");
+        let mut mid_race = Violations::default();
+        ledger.check_page(|| swapped.claims.iter().copied(), &mut mid_race);
+        // 7 and 8 in each other's place, and 9 not where it was told (4, out of range).
+        assert_eq!(mid_race.count(), 3, "{:?}", mid_race.messages());
     }
 
     #[test]
     fn every_rule_break_is_caught() {
         let mut ledger = Ledger::new(1, 100, 3, 7, 4);
-        assert!(ledger.record_open(7, 0, 100).is_some(), "zero share");
-        assert_eq!(ledger.record_open(7, 60, 100), None, "a zero share records nothing");
-        assert!(ledger.record_open(7, 61, 100).is_some(), "paid twice");
-        assert!(ledger.record_open(8, 50, 100).is_some(), "more than the total");
+        assert!(ledger.record_open(7, 0, 0, 100).is_some(), "zero share");
+        assert_eq!(ledger.record_open(7, 60, 0, 100), None, "a zero share records nothing");
+        assert!(ledger.record_open(7, 61, 0, 100).is_some(), "paid twice");
+        assert!(ledger.record_open(8, 50, 0, 100).is_some(), "more than the total");
 
         let mut short = Ledger::new(2, 100, 2, 1, 2);
-        short.record_open(1, 10, 100);
-        short.record_open(2, 10, 100);
+        short.record_open(1, 10, 0, 100);
+        short.record_open(2, 10, 0, 100);
         assert!(short.check_complete().is_some(), "complete but short");
 
         let mut told = Ledger::new(1, 100, 3, 7, 4);
-        told.record_open(7, 30, 100);
+        told.record_open(7, 30, 0, 100);
         let says = |ledger: &Ledger, claims: &[(u64, u64)], what: &str| {
             let found = ledger.check_report(&report(claims, 100, 3));
             assert!(found.iter().any(|v| v.contains(what)), "{claims:?}: no {what:?} in {found:?}");
@@ -420,18 +503,18 @@ mod tests {
         says(&told, &[(7, 30), (99, 20)], "share paid to user 99");
 
         // Repeats of a paid user must name the same share.
-        assert_eq!(told.record_repeat(7, 30, 100), None);
+        assert_eq!(told.record_repeat(7, 30, 0, 100), None);
         assert!(
-            told.record_repeat(7, 0, 100).unwrap().contains("paid twice (30 then 0"),
+            told.record_repeat(7, 0, 0, 100).unwrap().contains("paid twice (30 then 0"),
             "a reservation instead"
         );
-        assert!(told.record_repeat(7, 45, 100).unwrap().contains("paid twice (30 then 45"));
-        assert!(told.record_repeat(8, 45, 100).unwrap().contains("never acknowledged"));
-        assert!(told.record_repeat(8, 0, 100).unwrap().contains("outside [1, 100]"));
+        assert!(told.record_repeat(7, 45, 0, 100).unwrap().contains("paid twice (30 then 45"));
+        assert!(told.record_repeat(8, 45, 0, 100).unwrap().contains("never acknowledged"));
+        assert!(told.record_repeat(8, 0, 0, 100).unwrap().contains("outside [1, 100]"));
 
         let mut done = Ledger::new(4, 100, 3, 7, 4);
-        assert_eq!(done.record_open(8, 30, 100), None);
-        assert_eq!(done.record_open(10, 70, 100), None);
+        assert_eq!(done.record_open(8, 30, 0, 100), None);
+        assert_eq!(done.record_open(10, 70, 0, 100), None);
         done.compact();
         assert_eq!((done.racers(), done.paid_count(), done.paid_cents()), (0, 2, 100));
         assert!(
@@ -439,49 +522,49 @@ mod tests {
             "compacted, same payouts"
         );
         says(&done, &[(8, 30)], "acknowledged open of user 10 is missing");
-        assert_eq!(done.record_repeat(10, 70, 100), None, "a compacted ledger still knows its payouts");
+        assert_eq!(done.record_repeat(10, 70, 0, 100), None, "a compacted ledger still knows its payouts");
         says(&done, &[(8, 30), (10, 69), (9, 1)], "share paid to user 9");
 
         let mut used = Ledger::new(5, 100, 3, 7, 4);
-        assert_eq!(used.record_open(9, 40, 100), None);
+        assert_eq!(used.record_open(9, 40, 0, 100), None);
         let mut reborn = Ledger::new_in(6, 100, 3, 20, 3, used.into_storage());
         assert_eq!((reborn.racers(), reborn.paid_count(), reborn.paid_cents()), (3, 0, 0));
-        assert_eq!(reborn.record_open(22, 30, 100), None, "recycled storage starts with nothing paid");
-        assert!(reborn.record_open(23, 10, 100).is_some(), "and holds exactly this envelope's racers");
+        assert_eq!(reborn.record_open(22, 30, 0, 100), None, "recycled storage starts with nothing paid");
+        assert!(reborn.record_open(23, 10, 0, 100).is_some(), "and holds exactly this envelope's racers");
         assert!(reborn.check_report(&report(&[(22, 30)], 100, 3)).is_empty());
 
         // A share above the cap is reported once; later checks judge
         // against what the server said, and do not call it unacknowledged.
         let mut above = Ledger::new(3, 1_000, 3, 7, 4);
-        assert!(above.record_open(7, 101, 100).unwrap().contains("101 cents, outside [1, 100]"));
-        assert_eq!(above.record_open(7, 101, 100), None, "the same answer again");
-        assert_eq!(above.record_repeat(7, 101, 100), None, "its repeat names the same share");
+        assert!(above.record_open(7, 101, 0, 100).unwrap().contains("101 cents, outside [1, 100]"));
+        assert_eq!(above.record_open(7, 101, 0, 100), None, "the same answer again");
+        assert_eq!(above.record_repeat(7, 101, 0, 100), None, "its repeat names the same share");
         assert!(above.check_report(&report(&[(7, 101)], 1_000, 3)).is_empty());
         assert_eq!((above.paid_count(), above.paid_cents()), (1, 101));
         // Out of range and over the total at once: both are said.
         let mut both = Ledger::new(3, 100, 1, 7, 4);
-        let said = both.record_open(7, 150, 100).unwrap();
+        let said = both.record_open(7, 150, 0, 100).unwrap();
         assert!(
             said.contains("outside [1, 100]") && said.contains("paid 150 cents out of a total of 100"),
             "{said}"
         );
-        assert!(both.record_open(8, 1, 100).unwrap().contains("2 shares paid of 1"), "an extra share");
+        assert!(both.record_open(8, 1, 0, 100).unwrap().contains("2 shares paid of 1"), "an extra share");
         assert!(
-            !both.record_open(9, 1, 100).unwrap().contains("out of a total"),
+            !both.record_open(9, 1, 0, 100).unwrap().contains("out of a total"),
             "the overrun was said once"
         );
 
         let mut stranger = Ledger::new(3, 100, 3, 7, 4);
-        assert!(stranger.record_open(6, 10, 100).is_some(), "a user below the racers");
-        assert!(stranger.record_open(11, 10, 100).is_some(), "a user past the racers");
-        assert_eq!(stranger.record_open(10, 10, 100), None, "the last racer");
+        assert!(stranger.record_open(6, 10, 0, 100).is_some(), "a user below the racers");
+        assert!(stranger.record_open(11, 10, 0, 100).is_some(), "a user past the racers");
+        assert_eq!(stranger.record_open(10, 10, 0, 100), None, "the last racer");
         assert_eq!(stranger.paid_count(), 1);
     }
 
     #[test]
     fn a_page_read_mid_race_is_judged_only_on_what_was_acknowledged() {
         let mut ledger = Ledger::new(1, 100, 3, 7, 4);
-        assert_eq!(ledger.record_open(7, 30, 100), None);
+        assert_eq!(ledger.record_open(7, 30, 0, 100), None);
         let check = |claims: &[(u64, u64)]| {
             let mut found = Violations::default();
             let claims = report(claims, 100, 3).claims;
@@ -515,9 +598,12 @@ mod tests {
                     _ => rng.u64(20..40),
                 };
                 let cap = rng.u64(1..30);
-                let (paid_before, told) = (quick.paid_count, quick.record_open(user, amount, cap));
+                let order =
+                    if rng.u8(0..8) == 0 { rng.u32(count + 1..count + 3) } else { rng.u32(0..=count) };
+                let (paid_before, told) = (quick.paid_count, quick.record_open(user, amount, order, cap));
                 quick_paths += usize::from(told.is_none() && quick.paid_count > paid_before);
-                assert_eq!(told, judged.record_open_judged(user, amount, cap), "user {user} amount {amount}");
+                let judged_told = judged.record_open_judged(user, amount, order, cap);
+                assert_eq!(told, judged_told, "user {user} amount {amount} order {order}");
                 assert_eq!(quick, judged, "user {user} amount {amount} cap {cap}");
             }
         }

@@ -18,7 +18,7 @@ use hongbao_client::{requests, Answer, AnswerBody, EnvelopeId, EnvelopeKind};
 use hongbao_protocol::{Opcode, Request, Status};
 
 use crate::args::Scenario;
-use crate::money::Ledger;
+use crate::money::{Ledger, Share};
 use crate::violations::Violations;
 
 /// Shares of each envelope in the grab and open micro benchmarks: the
@@ -48,7 +48,7 @@ const SPARE_RACERS_MAX: usize = 4096;
 pub const ACTIVE_VERIFIED_MAX: usize = 8;
 /// A retired ledger whose array has room for more racers than this is
 /// compacted to its payouts before it joins the sample kept for the final
-/// QUERY, so the sample holds at most 8 KiB per envelope (a storm's arrays
+/// QUERY, so the sample holds at most 16 KiB per envelope (a storm's arrays
 /// stay as they are: scanning them costs more than keeping them).
 const COMPACT_RACERS_OVER: usize = 1024;
 
@@ -134,7 +134,7 @@ pub struct ShardWork {
     /// Envelopes retired so far while sampling: the reservoir's `n`.
     retired_total: u64,
     /// Racers' arrays of retired ledgers, for the next envelopes' ledgers.
-    spare_ledgers: Vec<Vec<u64>>,
+    spare_ledgers: Vec<Vec<Share>>,
     verify_sample: usize,
     /// Money-check failures.
     pub violations: Violations,
@@ -348,10 +348,10 @@ impl ShardWork {
                 }
             }
             (Tag::Grab { .. }, AnswerBody::Grab(grabbed)) => {
-                self.on_envelope_user(tag, answer.status, grabbed.amount_cents)
+                self.on_envelope_user(tag, answer.status, grabbed.amount_cents, 0)
             }
             (Tag::Open { .. }, AnswerBody::Open(opened)) => {
-                self.on_envelope_user(tag, answer.status, opened.amount_cents)
+                self.on_envelope_user(tag, answer.status, opened.amount_cents, opened.order)
             }
             (Tag::Query { slot, envelope, paid_before }, AnswerBody::Query(Some(query))) => {
                 let Some(env) = active(&mut self.envelopes, slot, envelope) else { return };
@@ -378,10 +378,11 @@ impl ShardWork {
         }
     }
 
-    /// Takes in the answer to a GRAB or OPEN (`tag`): its status and the
-    /// amount it reports. The storm's bulk comes straight here from the
+    /// Takes in the answer to a GRAB or OPEN (`tag`): its status, the
+    /// amount it reports and, an OPEN's, the opening order (0 for a GRAB,
+    /// which names none). The storm's bulk comes straight here from the
     /// protocol's fast path, without a decoded [`Answer`].
-    pub fn on_envelope_user(&mut self, tag: Tag, status: Status, amount_cents: u64) {
+    pub fn on_envelope_user(&mut self, tag: Tag, status: Status, amount_cents: u64, order: u32) {
         let (slot, envelope, user, grab, again) = match tag {
             Tag::Grab { slot, envelope, user, again } => (slot, envelope, user, true, again),
             Tag::Open { slot, envelope, user, again } => (slot, envelope, user, false, again),
@@ -391,7 +392,7 @@ impl ShardWork {
         env.outstanding -= 1;
         if again {
             if let Some(v) =
-                repeat_violation(&mut env.ledger, grab, user, status, amount_cents, self.cap_cents)
+                repeat_violation(&mut env.ledger, grab, user, status, amount_cents, order, self.cap_cents)
             {
                 self.violations.push(v);
             }
@@ -412,13 +413,17 @@ impl ShardWork {
                 // What the server says it paid is recorded, so that the final
                 // QUERY is judged against it instead of saying this again.
                 if amount_cents > 0 {
-                    if let Some(v) = env.ledger.record_open(user, amount_cents, self.cap_cents) {
+                    if let Some(v) = env.ledger.record_open(user, amount_cents, 0, self.cap_cents) {
                         self.violations.push(v);
                     }
                 }
             }
             (false, Status::Ok) => {
-                if let Some(v) = env.ledger.record_open(user, amount_cents, self.cap_cents) {
+                if order == 0 {
+                    self.violations
+                        .push(format!("envelope {envelope}: user {user}'s OPEN answered ok, order 0"));
+                }
+                if let Some(v) = env.ledger.record_open(user, amount_cents, order, self.cap_cents) {
                     self.violations.push(v);
                 }
                 if repeats(user, self.retry_every) {
@@ -504,7 +509,7 @@ impl ShardWork {
 
 /// Judges the answer to a repeated GRAB (`grab`) or OPEN by `user`, whose
 /// OPEN already answered OK: a GRAB must answer already_grabbed with the
-/// amount paid, an OPEN ok with it (both even after expiry). busy and
+/// amount paid, an OPEN ok with it and its `order` (both even after expiry). busy and
 /// unavailable are refusals, not answers about the money, and pass.
 fn repeat_violation(
     ledger: &mut Ledger,
@@ -512,15 +517,16 @@ fn repeat_violation(
     user: u64,
     status: Status,
     amount_cents: u64,
+    order: u32,
     cap_cents: u64,
 ) -> Option<String> {
     let expected = if grab { Status::AlreadyGrabbed } else { Status::Ok };
     let op = if grab { "GRAB" } else { "OPEN" };
     match status {
         Status::Busy | Status::Unavailable => None,
-        _ if status == expected => {
-            ledger.record_repeat(user, amount_cents, cap_cents).map(|v| format!("{v} (a repeated {op})"))
-        }
+        _ if status == expected => ledger
+            .record_repeat(user, amount_cents, order, cap_cents)
+            .map(|v| format!("{v} (a repeated {op})")),
         _ => Some(format!(
             "envelope {}: user {user}, already paid, repeated its {op} and was answered {status}",
             ledger.envelope

@@ -393,3 +393,14 @@ fn a_grab_that_pays_without_open_is_caught() {
         work.violations.messages().first()
     );
 }
+
+#[test]
+fn a_repeated_open_with_another_order_is_caught() {
+    let (work, sent) = run(Scenario::Storm, 100_000, Lie::RepeatOrder);
+    assert!(sent.repeats > 100);
+    assert!(
+        work.violations.messages().iter().any(|v| v.contains("told order")),
+        "a changed order went unnoticed: {:?}",
+        work.violations.messages().first()
+    );
+}
