@@ -7,8 +7,9 @@
 //! grab is followed by its open (but in the GRAB-only micro benchmark). One
 //! paid user in `retry_every` (by a hash of the user) then taps again, a GRAB
 //! and an OPEN, as users and retrying clients do: both must repeat the share
-//! already paid, never pay a second one. Answers feed the money checks of
-//! [`Ledger`].
+//! already paid, never pay a second one. The first GRAB or OPEN answered
+//! expired or not_found stops the envelope's racers: it is gone for all of
+//! them. Answers feed the money checks of [`Ledger`].
 
 pub mod shape;
 
@@ -432,6 +433,12 @@ impl ShardWork {
                     self.follow_ups.push_back(Tag::Grab { slot, envelope, user, again: true });
                     self.follow_ups.push_back(Tag::Open { slot, envelope, user, again: true });
                 }
+            }
+            // Gone for every racer: those left would only hear it again.
+            (_, Status::Expired | Status::NotFound) if env.next_racer < env.racers => {
+                env.next_racer = env.racers;
+                // Once per envelope, over the few envelopes raced for.
+                self.grabbable.retain(|s| *s != slot);
             }
             _ => {}
         }

@@ -50,6 +50,10 @@ enum Lie {
     RepeatOrder,
     /// A repeated OPEN answers the first amount but the server pays out one more share.
     RepeatPaysAgain,
+    /// Every first GRAB answers expired.
+    Expired,
+    /// Every first GRAB answers not_found (the envelope was evicted).
+    Evicted,
 }
 
 /// Answers `tag` from `engine` as the server would, on the wire (so QUERY's
@@ -76,6 +80,13 @@ fn serve(engine: &mut Engine, tag: Tag, lie: Lie, step: usize) -> Vec<u8> {
             }
             if lie == Lie::RepeatGrab && matches!(tag, Tag::Grab { again: true, .. }) {
                 status = Status::Ok;
+            }
+            if matches!(tag, Tag::Grab { again: false, .. }) {
+                match lie {
+                    Lie::Expired => status = Status::Expired,
+                    Lie::Evicted => status = Status::NotFound,
+                    _ => {}
+                }
             }
             write_response(&mut out, opcode, 1, status, &[r.as_bytes()]);
         }
@@ -403,4 +414,19 @@ fn a_repeated_open_with_another_order_is_caught() {
         "a changed order went unnoticed: {:?}",
         work.violations.messages().first()
     );
+}
+
+#[test]
+fn racers_stop_at_the_first_expired_or_not_found() {
+    let hot = WorkSettings { hot_users: 5_000, ..settings(Scenario::Hot) };
+    for lie in [Lie::Expired, Lie::Evicted] {
+        let (work, sent) = run_with(&hot, 50_000, lie);
+        assert!(work.violations.is_empty(), "{lie:?}: {:?}", work.violations.messages().first());
+        let [creates, grabs, ..] = sent.by_op;
+        // At most the requests in flight (64) hear it after the first.
+        assert!(
+            creates > 10 && grabs <= creates * 65,
+            "{lie:?}: racers kept grabbing a gone envelope: {sent:?}"
+        );
+    }
 }
