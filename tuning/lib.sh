@@ -15,7 +15,10 @@
 # Every path is read and written under HONGBAO_TUNING_ROOT (default: the real
 # /), so the tests can run every script against a fake tree. The process
 # limits and the irqbalance check read HONGBAO_TUNING_MEMLOCK,
-# HONGBAO_TUNING_NOFILE and HONGBAO_TUNING_IRQBALANCE first for the same reason.
+# HONGBAO_TUNING_NOFILE and HONGBAO_TUNING_IRQBALANCE first for the same reason,
+# and every path listed in HONGBAO_TUNING_FAIL_WRITES (space-separated, as
+# seen under the root) refuses writes, as a managed IRQ's smp_affinity_list
+# does with EIO: the tests run as root, whom no file mode stops.
 
 ROOT="${HONGBAO_TUNING_ROOT:-}"
 ROOT="${ROOT%/}"
@@ -82,12 +85,13 @@ choice_line() {
   printf '%s' "$out"
 }
 
-# Writes VALUE to a file under the root. A kernel choice file (sysfs) takes
+# Writes VALUE to a file under the root; fails if the write does. A kernel choice file (sysfs) takes
 # the bare word and moves its brackets itself; a copy of one in a test tree
 # gets the bracketed line the kernel would show, so revert can be checked
 # byte for byte.
 write_value() {
   local path=$1 value=$2 file current
+  if [[ " ${HONGBAO_TUNING_FAIL_WRITES:-} " == *" $path "* ]]; then return 1; fi
   file=$(at "$path")
   current=$(read_value "$path" 2>/dev/null) || current=""
   if [[ $current == *\[*\]* && $(stat -f -c %T "$file" 2>/dev/null) != sysfs ]]; then

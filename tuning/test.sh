@@ -205,6 +205,30 @@ cp -a "$root" "$work/orig2"
 if d=$(diff -r "$work/orig2" "$root" 2>&1); then ok "revert restores a drop-in apply replaced"; else fail "revert restores a drop-in" "$d"; fi
 rm -rf "${root:?}/etc"
 
+# A write the kernel refuses (a managed IRQ's affinity: EIO on every write)
+# is not saved, so revert finishes and the next apply is not refused.
+irq121=/proc/irq/121/smp_affinity_list
+rc=0
+refuse="$irq121 /proc/sys/vm/swappiness"
+HONGBAO_TUNING_FAIL_WRITES=$refuse "$here/apply" --yes >/dev/null 2>&1 || rc=$?
+expect "apply with refused writes exits 1 (exit $rc)" test "$rc" = 1
+if grep -q "^$irq121:\|^/proc/sys/vm/swappiness:" "$state"; then fail "a refused write is not saved" "$(cat "$state")"; else ok "a refused write is not saved"; fi
+if grep -q swappiness "$dropin"; then fail "a refused sysctl stays out of the drop-in" "$(cat "$dropin")"; else ok "a refused sysctl stays out of the drop-in"; fi
+rc=0
+out=$(HONGBAO_TUNING_FAIL_WRITES=$refuse "$here/revert" --yes 2>&1) || rc=$?
+expect "revert after a refused apply write exits 0 (exit $rc)" test "$rc" = 0
+expect "revert after a refused apply write removes the state file" test ! -e "$state"
+if d=$(diff -r "$orig" "$root" 2>&1); then ok "revert after a refused apply write restores the tree"; else fail "revert after a refused apply write restores the tree" "$d"; fi
+# A saved value that is already back needs no write (revert stopped half-way,
+# or a state file from an apply that saved a refused write).
+"$here/apply" --yes >/dev/null
+put "$root" $irq121 0-1
+rc=0
+out=$(HONGBAO_TUNING_FAIL_WRITES=$irq121 "$here/revert" --yes 2>&1) || rc=$?
+expect "revert skips a value already back, though it cannot be written (exit $rc)" test "$rc" = 0
+expect "revert with a value already back removes the state file" test ! -e "$state"
+rm -rf "${root:?}/etc"
+
 # The knobs apply does not handle, one at a time on a copy.
 case_tree() { # case_tree NAME: a fresh copy of the original tree
   rm -rf "$work/case"
