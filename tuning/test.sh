@@ -205,6 +205,30 @@ cp -a "$root" "$work/orig2"
 if d=$(diff -r "$work/orig2" "$root" 2>&1); then ok "revert restores a drop-in apply replaced"; else fail "revert restores a drop-in" "$d"; fi
 rm -rf "${root:?}/etc"
 
+# The operator's drop-in survives a revert that stops half-way (one value
+# cannot be written back), then apply --force (as the refusal suggests) and
+# a revert: the failed revert must leave apply's drop-in and its backup.
+put "$root" /etc/sysctl.d/60-hongbao.conf "net.core.somaxconn = 1024"
+rm -rf "$work/orig3" && cp -a "$root" "$work/orig3"
+"$here/apply" --yes >/dev/null
+rc=0
+HONGBAO_TUNING_FAIL_WRITES=/proc/irq/121/smp_affinity_list "$here/revert" --yes >/dev/null 2>&1 || rc=$?
+expect "revert with a value it cannot write back exits 1 (exit $rc)" test "$rc" = 1
+if grep -q 'Written by hongbao' "$dropin"; then ok "a revert that stopped leaves apply's drop-in"; else fail "a revert that stopped leaves apply's drop-in" "$(cat "$dropin")"; fi
+put "$root" /proc/sys/net/core/somaxconn 128
+"$here/apply" --yes --force >/dev/null
+"$here/revert" --yes >/dev/null
+if d=$(diff -r "$work/orig3" "$root" 2>&1); then ok "failed revert, apply --force, revert: the operator's drop-in is back"; else fail "failed revert, apply --force, revert: the operator's drop-in is back" "$d"; fi
+# The same after a revert of before this check, which had moved the backup
+# back already: apply --force takes the backup again.
+"$here/apply" --yes >/dev/null
+mv "$root/var/lib/hongbao/60-hongbao.conf.saved" "$dropin"
+put "$root" /proc/sys/net/core/somaxconn 128
+"$here/apply" --yes --force >/dev/null
+"$here/revert" --yes >/dev/null
+if d=$(diff -r "$work/orig3" "$root" 2>&1); then ok "apply --force backs up a drop-in whose backup was moved back"; else fail "apply --force backs up a drop-in whose backup was moved back" "$d"; fi
+rm -rf "${root:?}/etc"
+
 # A write the kernel refuses (a managed IRQ's affinity: EIO on every write)
 # is not saved, so revert finishes and the next apply is not refused.
 irq121=/proc/irq/121/smp_affinity_list
