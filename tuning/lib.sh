@@ -27,6 +27,8 @@ ROOT="${ROOT%/}"
 # sysctl drop-in it writes so the values survive a reboot.
 STATE_PATH=/var/lib/hongbao/tuning.saved
 DROPIN_PATH=/etc/sysctl.d/60-hongbao.conf
+# Where apply keeps the drop-in it replaced, if one was there.
+BACKUP_PATH=/var/lib/hongbao/60-hongbao.conf.saved
 # Per-shard locked memory: glommio registers 10 MiB of I/O buffers with
 # io_uring per executor (DEFAULT_IO_MEMORY) and maps three 128-entry rings;
 # 16 MiB is that, rounded up.
@@ -98,6 +100,37 @@ write_value() {
     value=$(choice_line "$current" "$value")
   fi
   printf '%s\n' "$value" 2>/dev/null >"$file"
+}
+
+# Whether a state file line names only what apply writes: a value under
+# /proc/sys/, /proc/irq/ or /sys/ (no . or .. on the way), the drop-in, its
+# backup, or a directory on their way. revert writes as root wherever the
+# line says, so a line that names anything else is refused.
+state_line_ok() {
+  local line=$1 path file backup dir
+  case $line in
+    "#created "*) [[ ${line#\#created } == "$DROPIN_PATH" ]] ;;
+    "#backup "*)
+      read -r file backup <<<"${line#\#backup }"
+      [[ $file == "$DROPIN_PATH" && $backup == "$BACKUP_PATH" ]]
+      ;;
+    "#mkdir "*)
+      dir=${line#\#mkdir }
+      [[ $dir == /* ]] || return 1
+      for path in "$(dirname "$STATE_PATH")" "$(dirname "$DROPIN_PATH")"; do
+        while [[ $path != / ]]; do
+          if [[ $path == "$dir" ]]; then return 0; fi
+          path=$(dirname "$path")
+        done
+      done
+      return 1
+      ;;
+    \#* | "") return 0 ;;
+    *)
+      path=${line%%:*}
+      [[ $line == *:* && $path =~ ^/(proc/sys|proc/irq|sys)/[^/] && /$path/ != */../* && /$path/ != */./* && $path != *//* ]]
+      ;;
+  esac
 }
 
 # "0-2,5" -> "0 1 2 5"; fails on anything else.

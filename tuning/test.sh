@@ -253,6 +253,22 @@ expect "revert skips a value already back, though it cannot be written (exit $rc
 expect "revert with a value already back removes the state file" test ! -e "$state"
 rm -rf "${root:?}/etc"
 
+# revert writes as root where the state file says: only where apply writes.
+for evil in /etc/evil:x /sys/../etc/evil:x "#created /etc/evil" "#backup /etc/sysctl.d/60-hongbao.conf /etc/evil" "#mkdir /etc/evil"; do
+  mkdir -p "$root/var/lib/hongbao"
+  printf '/proc/sys/net/core/somaxconn:64\n%s\n' "$evil" >"$state"
+  mkdir -p "$root/etc/evil"
+  rc=0
+  out=$("$here/revert" --yes 2>&1) || rc=$?
+  if ((rc == 1)) && [[ $out == *"refusing line 2"* && $(value /proc/sys/net/core/somaxconn) == 128 && -d $root/etc/evil ]]; then
+    ok "revert refuses the state line $evil, restoring nothing"
+  else
+    fail "revert refuses the state line $evil, restoring nothing (exit $rc)" "$out"
+  fi
+  rm -rf "${root:?}/etc" "${root:?}/var"
+done
+if d=$(diff -r "$orig" "$root" 2>&1); then ok "refused state files changed nothing"; else fail "refused state files changed nothing" "$d"; fi
+
 # The knobs apply does not handle, one at a time on a copy.
 case_tree() { # case_tree NAME: a fresh copy of the original tree
   rm -rf "$work/case"
