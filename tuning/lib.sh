@@ -193,12 +193,15 @@ default_iface() {
   awk 'NR > 1 && $2 == "00000000" { print $1; exit }' "$route"
 }
 
-# The interface's queue IRQs, "IRQ NAME" a line. Tried in order: the
+# The interface's queue IRQs, "IRQ QUEUE NAME" a line. Tried in order: the
 # /proc/interrupts lines whose name contains the interface as a word
 # (eth0-TxRx-0), the input and output queues of a virtio device
-# (virtio2-input.0), then the device's msi_irqs.
+# (virtio2-input.0), then the device's msi_irqs. QUEUE is the number the
+# name ends in (so a queue's rx and tx IRQs share it), else the IRQ's place
+# in the list: msi_irqs names only vectors, which need not be consecutive
+# (24 26 28 30 are queues 0 to 3, not four even queues).
 iface_irqs() {
-  local iface=$1 interrupts dev base found irq
+  local iface=$1 interrupts dev base found irq q=0
   interrupts=$(at /proc/interrupts)
   [[ -r $interrupts ]] || return 0
   found=$(awk -v ifc="$iface" '
@@ -221,13 +224,18 @@ iface_irqs() {
         }' "$interrupts")
     fi
   fi
-  if [[ -z $found && -d $(at "/sys/class/net/$iface/device/msi_irqs") ]]; then
+  if [[ -n $found ]]; then
+    awk '{ n++; print $1, (match($2, /[0-9]+$/) ? substr($2, RSTART) + 0 : n - 1), $2 }' <<<"$found"
+    return 0
+  fi
+  if [[ -d $(at "/sys/class/net/$iface/device/msi_irqs") ]]; then
     for irq in "$(at "/sys/class/net/$iface/device/msi_irqs")"/*; do
-      [[ -e $irq ]] || continue
-      found+="${found:+$'\n'}${irq##*/} msi-${irq##*/}"
+      if [[ -e $irq ]]; then printf '%s\n' "${irq##*/}"; fi
+    done | sort -n | while read -r irq; do
+      printf '%s %d msi-%s\n' "$irq" "$q" "$irq"
+      q=$((q + 1))
     done
   fi
-  if [[ -n $found ]]; then printf '%s\n' "$found"; fi
 }
 
 # Whether irqbalance runs: HONGBAO_TUNING_IRQBALANCE, else a process named
@@ -384,7 +392,7 @@ evaluate_all() {
     knob "nic $iface" missing present WARN "no such interface"
     return 0
   fi
-  local irqs irq name q idx=0
+  local irqs irq name q
   irqs=$(iface_irqs "$iface")
   cur=$(irqbalance_state)
   if [[ $cur == running && -n $irqs ]]; then
@@ -395,11 +403,9 @@ evaluate_all() {
   if [[ -z $irqs ]]; then
     knob "$iface irqs" none "one per core" OK "no queue IRQs found (virtual or software interface)"
   fi
-  while read -r irq name; do
+  while read -r irq q name; do
     [[ -n $irq ]] || continue
-    if [[ $name =~ ([0-9]+)$ ]]; then q=$((10#${BASH_REMATCH[1]})); else q=$idx; fi
     want=${core_list[q % ncores]}
-    idx=$((idx + 1))
     path=/proc/irq/$irq/smp_affinity_list
     cur=$(read_value "$path") || continue
     local got

@@ -319,5 +319,17 @@ else
   fail "virtio interface IRQs" "$out"
 fi
 
+# An interface whose IRQs are found only in its device's msi_irqs: vectors
+# 24 26 28 30 are queues 0 to 3, spread over both cores.
+mkdir -p "$c/sys/devices/pci0000:00/0000:00:05.0/msi_irqs" "$c/sys/class/net/eth7/queues"
+for irq in 24 26 28 30; do
+  : >"$c/sys/devices/pci0000:00/0000:00:05.0/msi_irqs/$irq"
+  put "$c" "/proc/irq/$irq/smp_affinity_list" 0-1
+done
+ln -s ../../../devices/pci0000:00/0000:00:05.0 "$c/sys/class/net/eth7/device"
+out=$(HONGBAO_TUNING_ROOT="$c" "$here/apply" --iface eth7 2>&1 || true)
+plan=$(sed -n 's/^would set irq \([0-9]*\) .*-> \(.*\)$/\1:\2/p' <<<"$out" | tr '\n' ' ')
+expect "msi_irqs 24 26 28 30 on two cores: planned 0 1 0 1 ($plan)" test "$plan" = "24:0 26:1 28:0 30:1 "
+
 echo "tuning: $passed passed, $failed failed"
 ((failed == 0))
