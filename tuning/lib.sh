@@ -238,6 +238,16 @@ iface_irqs() {
   fi
 }
 
+# The name /proc/interrupts gives IRQ N (its last word: eth9-TxRx-1), empty
+# if it has no line. apply saves it with the IRQ's affinity: after a reboot
+# or a driver reload the number may belong to another device.
+irq_name() {
+  local interrupts
+  interrupts=$(at /proc/interrupts)
+  [[ -r $interrupts ]] || return 0
+  awk -v irq="$1:" '$1 == irq { print $NF; exit }' "$interrupts"
+}
+
 # Whether irqbalance runs: HONGBAO_TUNING_IRQBALANCE, else a process named
 # irqbalance under ROOT/proc.
 irqbalance_state() {

@@ -236,7 +236,7 @@ rc=0
 refuse="$irq121 /proc/sys/vm/swappiness"
 HONGBAO_TUNING_FAIL_WRITES=$refuse "$here/apply" --yes >/dev/null 2>&1 || rc=$?
 expect "apply with refused writes exits 1 (exit $rc)" test "$rc" = 1
-if grep -q "^$irq121:\|^/proc/sys/vm/swappiness:" "$state"; then fail "a refused write is not saved" "$(cat "$state")"; else ok "a refused write is not saved"; fi
+if grep -q "^$irq121:\|^#irq $irq121 \|^/proc/sys/vm/swappiness:" "$state"; then fail "a refused write is not saved" "$(cat "$state")"; else ok "a refused write is not saved"; fi
 if grep -q swappiness "$dropin"; then fail "a refused sysctl stays out of the drop-in" "$(cat "$dropin")"; else ok "a refused sysctl stays out of the drop-in"; fi
 rc=0
 out=$(HONGBAO_TUNING_FAIL_WRITES=$refuse "$here/revert" --yes 2>&1) || rc=$?
@@ -252,6 +252,23 @@ out=$(HONGBAO_TUNING_FAIL_WRITES=$irq121 "$here/revert" --yes 2>&1) || rc=$?
 expect "revert skips a value already back, though it cannot be written (exit $rc)" test "$rc" = 0
 expect "revert with a value already back removes the state file" test ! -e "$state"
 rm -rf "${root:?}/etc"
+
+# After apply the NIC loses a queue (rx-1 and IRQ 121 are gone) and IRQ 120
+# is given to another device (a reboot, a driver reload): revert skips those
+# with a note, restores the rest and finishes.
+"$here/apply" --yes >/dev/null
+rm -rf "$root/sys/class/net/eth9/queues/rx-1" "$root/proc/irq/121"
+sed -i 's/eth9-TxRx-0$/nvme0q1/' "$root/proc/interrupts"
+rc=0
+out=$("$here/revert" --yes 2>&1) || rc=$?
+expect "revert with a queue gone and an IRQ renamed exits 0 (exit $rc)" test "$rc" = 0
+expect "... and removes the state file" test ! -e "$state"
+matches "revert skips a queue that is gone" "$out" '*skipped /sys/class/net/eth9/queues/rx-1/rps_cpus: it no longer exists*'
+matches "revert skips an IRQ that is gone" "$out" '*skipped /proc/irq/121/smp_affinity_list: it no longer exists*'
+matches "revert skips an IRQ now another device's" "$out" '*skipped /proc/irq/120/smp_affinity_list: IRQ 120 is nvme0q1 now, was eth9-TxRx-0*'
+expect "the renamed IRQ's affinity is left alone" test "$(value /proc/irq/120/smp_affinity_list)" = 0
+expect "the rest is restored" test "$(value /proc/sys/net/core/somaxconn)" = 128
+rm -rf "$root" && cp -a "$orig" "$root"
 
 # revert writes as root where the state file says: only where apply writes.
 for evil in /etc/evil:x /sys/../etc/evil:x "#created /etc/evil" "#backup /etc/sysctl.d/60-hongbao.conf /etc/evil" "#mkdir /etc/evil"; do
