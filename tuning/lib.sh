@@ -270,17 +270,103 @@ limit_at_least() {
   [[ $1 == unlimited || ($1 =~ ^[0-9]+$ && $1 -ge $2) ]]
 }
 
+# The sysctl files read at boot after the drop-in, in the order they are
+# read: the *.conf files of the sysctl.d directories whose names sort after
+# 60-hongbao.conf (a name in an earlier directory hides the same name in a
+# later one, also when it is a link to /dev/null), then /etc/sysctl.conf,
+# which procps's `sysctl --system` reads last and Debian links as
+# 99-sysctl.conf for systemd-sysctl. The last file that sets a key wins, so
+# any of these can undo the drop-in at boot. Each file is named once, by
+# where it really is (under the root).
+SYSCTL_DIRS=(/etc/sysctl.d /run/sysctl.d /usr/local/lib/sysctl.d /usr/lib/sysctl.d /lib/sysctl.d)
+later_sysctl_files() {
+  local dir file name real root_real
+  local -A dir_of=() seen=()
+  root_real=$(readlink -f "${ROOT:-/}")
+  root_real=${root_real%/}
+  for dir in "${SYSCTL_DIRS[@]}"; do
+    for file in "$(at "$dir")"/*.conf; do
+      [[ -e $file || -L $file ]] || continue
+      name=${file##*/}
+      if [[ -z ${dir_of[$name]:-} ]]; then dir_of[$name]=$dir; fi
+    done
+  done
+  while IFS= read -r file; do
+    [[ -n $file && -f $file && -r $file ]] || continue
+    real=$(readlink -f "$file") || continue
+    [[ $real == "$root_real"/* && -z ${seen[$real]:-} ]] || continue
+    seen[$real]=1
+    printf '%s\n' "$ROOT${real#"$root_real"}"
+  done < <(
+    printf '%s\n' "${!dir_of[@]}" | LC_ALL=C sort | LC_ALL=C awk -v ours="${DROPIN_PATH##*/}" '$0 > ours' |
+      while IFS= read -r name; do at "${dir_of[$name]}/$name"; echo; done
+    at /etc/sysctl.conf
+    echo
+  )
+}
+
+# "VALUE<tab>FILE" of the last file after the drop-in that sets KEY (FILE
+# as seen under the root), nothing if none does.
+boot_override() {
+  local key=$1 file
+  local -a files=()
+  while IFS= read -r file; do files+=("$file"); done < <(later_sysctl_files)
+  ((${#files[@]})) || return 0
+  awk -v key="$key" -v root="$ROOT" '
+    {
+      line = $0
+      sub(/^[ \t]+/, "", line)
+      if (line == "" || line ~ /^[#;]/ || index(line, "=") == 0) next
+      k = substr(line, 1, index(line, "=") - 1)
+      v = substr(line, index(line, "=") + 1)
+      gsub(/^[ \t-]+|[ \t]+$/, "", k)
+      gsub(/^[ \t]+|[ \t]+$/, "", v)
+      gsub("/", ".", k)
+      if (k == key) { last = v "\t" substr(FILENAME, length(root) + 1) }
+    }
+    END { if (last != "") print last }
+  ' "${files[@]}" 2>/dev/null || true
+}
+
+# Whether VALUE is what hongbao wants: MODE min (at least WANT), max (at
+# most WANT) or eq (exactly WANT).
+value_ok() {
+  local value=$1 mode=$2 want=$3
+  case $mode in
+    min) [[ $value =~ ^[0-9]{1,18}$ ]] && ((10#$value >= want)) ;;
+    max) [[ $value =~ ^[0-9]{1,18}$ ]] && ((10#$value <= want)) ;;
+    eq) [[ $value == "$want" ]] ;;
+    *) return 1 ;;
+  esac
+}
+
+# A WARN line for KEY if a file read after the drop-in at boot sets it to a
+# value value_ok MODE WANT rejects: that file, not apply's, wins at boot.
+# SHOWN is how check shows the wanted value.
+boot_check() {
+  local key=$1 mode=$2 want=$3 shown=$4 found value file
+  found=$(boot_override "$key")
+  [[ -n $found ]] || return 0
+  value=${found%$'\t'*}
+  file=${found##*$'\t'}
+  if ! value_ok "$value" "$mode" "$want"; then
+    knob "$key at boot" "$value" "$shown" WARN "set in $file, read after ${DROPIN_PATH##*/}: it wins at boot; change it there"
+  fi
+}
+
 # A sysctl that must be at least WANT.
 sysctl_min() {
   local key=$1 want=$2 why=$3 path cur
   path=/proc/sys/${key//.//}
   if ! cur=$(read_value "$path"); then
     knob "$key" absent ">= $want" OK "not in this kernel; $why"
+    return 0
   elif [[ $cur =~ ^[0-9]+$ ]] && ((cur >= want)); then
     knob "$key" "$cur" ">= $want" OK "$why"
   else
     knob "$key" "$cur" ">= $want" WARN "$why" "$path" "$want" "$key"
   fi
+  boot_check "$key" min "$want" ">= $want"
 }
 
 # A sysctl that should be exactly WANT.
@@ -289,11 +375,13 @@ sysctl_eq() {
   path=/proc/sys/${key//.//}
   if ! cur=$(read_value "$path"); then
     knob "$key" absent "$want" OK "not in this kernel; $why"
+    return 0
   elif [[ $cur == "$want" ]]; then
     knob "$key" "$cur" "$want" OK "$why"
   else
     knob "$key" "$cur" "$want" WARN "$why" "$path" "$want" "$key"
   fi
+  boot_check "$key" eq "$want" "$want"
 }
 
 # Judges every knob for shard CORES ("0 1"), interface IFACE ("" = none) and
@@ -363,6 +451,9 @@ evaluate_all() {
     knob "swap / vm.swappiness" "$swaps swap, $cur" "no swap|<=1" OK "envelopes stay in RAM"
   else
     knob "swap / vm.swappiness" "$swaps swap, $cur" "no swap|<=1" WARN "a swapped-out shard stalls every connection it owns" /proc/sys/vm/swappiness 1 vm.swappiness
+  fi
+  if ((swaps > 0)) && [[ $cur != absent ]]; then
+    boot_check vm.swappiness max 1 "<=1"
   fi
 
   # CPUs.

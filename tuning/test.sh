@@ -348,5 +348,25 @@ out=$(HONGBAO_TUNING_ROOT="$c" "$here/apply" --iface eth7 2>&1 || true)
 plan=$(sed -n 's/^would set irq \([0-9]*\) .*-> \(.*\)$/\1:\2/p' <<<"$out" | tr '\n' ' ')
 expect "msi_irqs 24 26 28 30 on two cores: planned 0 1 0 1 ($plan)" test "$plan" = "24:0 26:1 28:0 30:1 "
 
+# Files read after the drop-in at boot undo it: Debian's /etc/sysctl.conf
+# (linked as 99-sysctl.conf, read once) and a later sysctl.d file with a bad
+# value are warned about; an earlier file, or a later one with a good value,
+# is not.
+c=$(case_tree)
+put "$c" /etc/sysctl.conf "vm.swappiness=60"
+put "$c" /etc/sysctl.d/10-early.conf "net.core.somaxconn = 128"
+ln -s ../sysctl.conf "$c/etc/sysctl.d/99-sysctl.conf"
+put "$c" /usr/lib/sysctl.d/70-late.conf $'# a comment\n-net/core/rmem_max = 4096\nnet.core.wmem_max = 33554432'
+out=$(HONGBAO_TUNING_ROOT="$c" "$here/check" 2>&1 || true)
+matches "check: a later /etc/sysctl.conf setting swappiness is WARN" "$(grep -F 'vm.swappiness at boot' <<<"$out")" '*60 * WARN *set in /etc/sysctl.conf, read after 60-hongbao.conf*'
+expect "check: the linked sysctl.conf is named once" test "$(grep -c 'at boot' <<<"$out")" = 2
+matches "check: a later sysctl.d file's slash key is read" "$(grep -F 'net.core.rmem_max at boot' <<<"$out")" '*4096 * WARN *set in /usr/lib/sysctl.d/70-late.conf*'
+if grep -q 'somaxconn at boot\|wmem_max at boot' <<<"$out"; then fail "check: an earlier file or a good value is not warned about" "$out"; else ok "check: an earlier file or a good value is not warned about"; fi
+out=$(HONGBAO_TUNING_ROOT="$c" "$here/apply" 2>&1 || true)
+matches "apply warns that /etc/sysctl.conf wins at boot" "$out" '*not changed by apply: vm.swappiness at boot: 60*/etc/sysctl.conf*'
+put "$c" /etc/sysctl.conf "vm.swappiness = 1"
+ln -s /dev/null "$c/etc/sysctl.d/70-late.conf"
+matches "check: a later file with a good value, or one masked in /etc, is fine" "$(HONGBAO_TUNING_ROOT="$c" "$here/check" 2>&1 | grep -F 'at boot' || echo none)" none
+
 echo "tuning: $passed passed, $failed failed"
 ((failed == 0))
