@@ -173,6 +173,14 @@ rc=0
 out=$("$here/apply" --yes 2>&1) || rc=$?
 expect "second apply --yes refused (exit $rc)" test "$rc" = 1
 expect "refused apply changes nothing" test "$(tree_sum "$root")" = "$sum1"
+rc=0
+out=$("$here/apply" 2>&1) || rc=$?
+expect "a dry run over a state file is refused too (exit $rc)" test "$rc" = 1
+matches "a refused dry run says why, and plans nothing" "$out" '*an earlier apply was not reverted*'
+if grep -q 'would set' <<<"$out"; then fail "a refused dry run plans nothing" "$out"; else ok "a refused dry run plans nothing"; fi
+rc=0
+out=$("$here/apply" --force 2>&1) || rc=$?
+expect "a dry run with --force over a state file exits 0 (exit $rc)" test "$rc" = 0
 
 # revert.
 rc=0
