@@ -278,6 +278,23 @@ expect "the renamed IRQ's affinity is left alone" test "$(value /proc/irq/120/sm
 expect "the rest is restored" test "$(value /proc/sys/net/core/somaxconn)" = 128
 rm -rf "$root" && cp -a "$orig" "$root"
 
+# A driver reload swaps the numbers of eth9's IRQs and resets their affinity;
+# apply --force saves the values there now instead of keeping lines revert
+# would skip, so revert puts both IRQs back.
+"$here/apply" --yes >/dev/null
+sed -i 's/eth9-TxRx-0$/swap/; s/eth9-TxRx-1$/eth9-TxRx-0/; s/swap$/eth9-TxRx-1/' "$root/proc/interrupts"
+put "$root" /proc/irq/120/smp_affinity_list 0-1
+put "$root" /proc/irq/121/smp_affinity_list 0-1
+"$here/apply" --yes --force >/dev/null
+rc=0
+out=$("$here/revert" --yes 2>&1) || rc=$?
+if ((rc == 0)) && [[ $(value /proc/irq/120/smp_affinity_list) == 0-1 && $(value /proc/irq/121/smp_affinity_list) == 0-1 ]]; then
+  ok "apply --force over renamed IRQs saves their values anew; revert restores them"
+else
+  fail "apply --force over renamed IRQs saves their values anew; revert restores them (exit $rc)" "$out"
+fi
+rm -rf "$root" && cp -a "$orig" "$root"
+
 # revert writes as root where the state file says: only where apply writes.
 for evil in /etc/evil:x /sys/../etc/evil:x "#created /etc/evil" "#backup /etc/sysctl.d/60-hongbao.conf /etc/evil" "#mkdir /etc/evil"; do
   mkdir -p "$root/var/lib/hongbao"
