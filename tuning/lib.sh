@@ -15,7 +15,10 @@
 # Every path is read and written under HONGBAO_TUNING_ROOT (default: the real
 # /), so the tests can run every script against a fake tree. The process
 # limits and the irqbalance check read HONGBAO_TUNING_MEMLOCK,
-# HONGBAO_TUNING_NOFILE and HONGBAO_TUNING_IRQBALANCE first for the same reason.
+# HONGBAO_TUNING_NOFILE and HONGBAO_TUNING_IRQBALANCE first for the same reason,
+# and every path listed in HONGBAO_TUNING_FAIL_WRITES (space-separated, as
+# seen under the root) refuses writes, as a managed IRQ's smp_affinity_list
+# does with EIO: the tests run as root, whom no file mode stops.
 
 ROOT="${HONGBAO_TUNING_ROOT:-}"
 ROOT="${ROOT%/}"
@@ -24,6 +27,8 @@ ROOT="${ROOT%/}"
 # sysctl drop-in it writes so the values survive a reboot.
 STATE_PATH=/var/lib/hongbao/tuning.saved
 DROPIN_PATH=/etc/sysctl.d/60-hongbao.conf
+# Where apply keeps the drop-in it replaced, if one was there.
+BACKUP_PATH=/var/lib/hongbao/60-hongbao.conf.saved
 # Per-shard locked memory: glommio registers 10 MiB of I/O buffers with
 # io_uring per executor (DEFAULT_IO_MEMORY) and maps three 128-entry rings;
 # 16 MiB is that, rounded up.
@@ -82,18 +87,50 @@ choice_line() {
   printf '%s' "$out"
 }
 
-# Writes VALUE to a file under the root. A kernel choice file (sysfs) takes
+# Writes VALUE to a file under the root; fails if the write does. A kernel choice file (sysfs) takes
 # the bare word and moves its brackets itself; a copy of one in a test tree
 # gets the bracketed line the kernel would show, so revert can be checked
 # byte for byte.
 write_value() {
   local path=$1 value=$2 file current
+  if [[ " ${HONGBAO_TUNING_FAIL_WRITES:-} " == *" $path "* ]]; then return 1; fi
   file=$(at "$path")
   current=$(read_value "$path" 2>/dev/null) || current=""
   if [[ $current == *\[*\]* && $(stat -f -c %T "$file" 2>/dev/null) != sysfs ]]; then
     value=$(choice_line "$current" "$value")
   fi
   printf '%s\n' "$value" 2>/dev/null >"$file"
+}
+
+# Whether a state file line names only what apply writes: a value under
+# /proc/sys/, /proc/irq/ or /sys/ (no . or .. on the way), the drop-in, its
+# backup, or a directory on their way. revert writes as root wherever the
+# line says, so a line that names anything else is refused.
+state_line_ok() {
+  local line=$1 path file backup dir
+  case $line in
+    "#created "*) [[ ${line#\#created } == "$DROPIN_PATH" ]] ;;
+    "#backup "*)
+      read -r file backup <<<"${line#\#backup }"
+      [[ $file == "$DROPIN_PATH" && $backup == "$BACKUP_PATH" ]]
+      ;;
+    "#mkdir "*)
+      dir=${line#\#mkdir }
+      [[ $dir == /* ]] || return 1
+      for path in "$(dirname "$STATE_PATH")" "$(dirname "$DROPIN_PATH")"; do
+        while [[ $path != / ]]; do
+          if [[ $path == "$dir" ]]; then return 0; fi
+          path=$(dirname "$path")
+        done
+      done
+      return 1
+      ;;
+    \#* | "") return 0 ;;
+    *)
+      path=${line%%:*}
+      [[ $line == *:* && $path =~ ^/(proc/sys|proc/irq|sys)/[^/] && /$path/ != */../* && /$path/ != */./* && $path != *//* ]]
+      ;;
+  esac
 }
 
 # "0-2,5" -> "0 1 2 5"; fails on anything else.
@@ -156,12 +193,15 @@ default_iface() {
   awk 'NR > 1 && $2 == "00000000" { print $1; exit }' "$route"
 }
 
-# The interface's queue IRQs, "IRQ NAME" a line. Tried in order: the
+# The interface's queue IRQs, "IRQ QUEUE NAME" a line. Tried in order: the
 # /proc/interrupts lines whose name contains the interface as a word
 # (eth0-TxRx-0), the input and output queues of a virtio device
-# (virtio2-input.0), then the device's msi_irqs.
+# (virtio2-input.0), then the device's msi_irqs. QUEUE is the number the
+# name ends in (so a queue's rx and tx IRQs share it), else the IRQ's place
+# in the list: msi_irqs names only vectors, which need not be consecutive
+# (24 26 28 30 are queues 0 to 3, not four even queues).
 iface_irqs() {
-  local iface=$1 interrupts dev base found irq
+  local iface=$1 interrupts dev base found irq q=0
   interrupts=$(at /proc/interrupts)
   [[ -r $interrupts ]] || return 0
   found=$(awk -v ifc="$iface" '
@@ -184,13 +224,28 @@ iface_irqs() {
         }' "$interrupts")
     fi
   fi
-  if [[ -z $found && -d $(at "/sys/class/net/$iface/device/msi_irqs") ]]; then
+  if [[ -n $found ]]; then
+    awk '{ n++; print $1, (match($2, /[0-9]+$/) ? substr($2, RSTART) + 0 : n - 1), $2 }' <<<"$found"
+    return 0
+  fi
+  if [[ -d $(at "/sys/class/net/$iface/device/msi_irqs") ]]; then
     for irq in "$(at "/sys/class/net/$iface/device/msi_irqs")"/*; do
-      [[ -e $irq ]] || continue
-      found+="${found:+$'\n'}${irq##*/} msi-${irq##*/}"
+      if [[ -e $irq ]]; then printf '%s\n' "${irq##*/}"; fi
+    done | sort -n | while read -r irq; do
+      printf '%s %d msi-%s\n' "$irq" "$q" "$irq"
+      q=$((q + 1))
     done
   fi
-  if [[ -n $found ]]; then printf '%s\n' "$found"; fi
+}
+
+# The name /proc/interrupts gives IRQ N (its last word: eth9-TxRx-1), empty
+# if it has no line. apply saves it with the IRQ's affinity: after a reboot
+# or a driver reload the number may belong to another device.
+irq_name() {
+  local interrupts
+  interrupts=$(at /proc/interrupts)
+  [[ -r $interrupts ]] || return 0
+  awk -v irq="$1:" '$1 == irq { print $NF; exit }' "$interrupts"
 }
 
 # Whether irqbalance runs: HONGBAO_TUNING_IRQBALANCE, else a process named
@@ -215,17 +270,103 @@ limit_at_least() {
   [[ $1 == unlimited || ($1 =~ ^[0-9]+$ && $1 -ge $2) ]]
 }
 
+# The sysctl files read at boot after the drop-in, in the order they are
+# read: the *.conf files of the sysctl.d directories whose names sort after
+# 60-hongbao.conf (a name in an earlier directory hides the same name in a
+# later one, also when it is a link to /dev/null), then /etc/sysctl.conf,
+# which procps's `sysctl --system` reads last and Debian links as
+# 99-sysctl.conf for systemd-sysctl. The last file that sets a key wins, so
+# any of these can undo the drop-in at boot. Each file is named once, by
+# where it really is (under the root).
+SYSCTL_DIRS=(/etc/sysctl.d /run/sysctl.d /usr/local/lib/sysctl.d /usr/lib/sysctl.d /lib/sysctl.d)
+later_sysctl_files() {
+  local dir file name real root_real
+  local -A dir_of=() seen=()
+  root_real=$(readlink -f "${ROOT:-/}")
+  root_real=${root_real%/}
+  for dir in "${SYSCTL_DIRS[@]}"; do
+    for file in "$(at "$dir")"/*.conf; do
+      [[ -e $file || -L $file ]] || continue
+      name=${file##*/}
+      if [[ -z ${dir_of[$name]:-} ]]; then dir_of[$name]=$dir; fi
+    done
+  done
+  while IFS= read -r file; do
+    [[ -n $file && -f $file && -r $file ]] || continue
+    real=$(readlink -f "$file") || continue
+    [[ $real == "$root_real"/* && -z ${seen[$real]:-} ]] || continue
+    seen[$real]=1
+    printf '%s\n' "$ROOT${real#"$root_real"}"
+  done < <(
+    printf '%s\n' "${!dir_of[@]}" | LC_ALL=C sort | LC_ALL=C awk -v ours="${DROPIN_PATH##*/}" '$0 > ours' |
+      while IFS= read -r name; do at "${dir_of[$name]}/$name"; echo; done
+    at /etc/sysctl.conf
+    echo
+  )
+}
+
+# "VALUE<tab>FILE" of the last file after the drop-in that sets KEY (FILE
+# as seen under the root), nothing if none does.
+boot_override() {
+  local key=$1 file
+  local -a files=()
+  while IFS= read -r file; do files+=("$file"); done < <(later_sysctl_files)
+  ((${#files[@]})) || return 0
+  awk -v key="$key" -v root="$ROOT" '
+    {
+      line = $0
+      sub(/^[ \t]+/, "", line)
+      if (line == "" || line ~ /^[#;]/ || index(line, "=") == 0) next
+      k = substr(line, 1, index(line, "=") - 1)
+      v = substr(line, index(line, "=") + 1)
+      gsub(/^[ \t-]+|[ \t]+$/, "", k)
+      gsub(/^[ \t]+|[ \t]+$/, "", v)
+      gsub("/", ".", k)
+      if (k == key) { last = v "\t" substr(FILENAME, length(root) + 1) }
+    }
+    END { if (last != "") print last }
+  ' "${files[@]}" 2>/dev/null || true
+}
+
+# Whether VALUE is what hongbao wants: MODE min (at least WANT), max (at
+# most WANT) or eq (exactly WANT).
+value_ok() {
+  local value=$1 mode=$2 want=$3
+  case $mode in
+    min) [[ $value =~ ^[0-9]{1,18}$ ]] && ((10#$value >= want)) ;;
+    max) [[ $value =~ ^[0-9]{1,18}$ ]] && ((10#$value <= want)) ;;
+    eq) [[ $value == "$want" ]] ;;
+    *) return 1 ;;
+  esac
+}
+
+# A WARN line for KEY if a file read after the drop-in at boot sets it to a
+# value value_ok MODE WANT rejects: that file, not apply's, wins at boot.
+# SHOWN is how check shows the wanted value.
+boot_check() {
+  local key=$1 mode=$2 want=$3 shown=$4 found value file
+  found=$(boot_override "$key")
+  [[ -n $found ]] || return 0
+  value=${found%$'\t'*}
+  file=${found##*$'\t'}
+  if ! value_ok "$value" "$mode" "$want"; then
+    knob "$key at boot" "$value" "$shown" WARN "set in $file, read after ${DROPIN_PATH##*/}: it wins at boot; change it there"
+  fi
+}
+
 # A sysctl that must be at least WANT.
 sysctl_min() {
   local key=$1 want=$2 why=$3 path cur
   path=/proc/sys/${key//.//}
   if ! cur=$(read_value "$path"); then
     knob "$key" absent ">= $want" OK "not in this kernel; $why"
+    return 0
   elif [[ $cur =~ ^[0-9]+$ ]] && ((cur >= want)); then
     knob "$key" "$cur" ">= $want" OK "$why"
   else
     knob "$key" "$cur" ">= $want" WARN "$why" "$path" "$want" "$key"
   fi
+  boot_check "$key" min "$want" ">= $want"
 }
 
 # A sysctl that should be exactly WANT.
@@ -234,11 +375,13 @@ sysctl_eq() {
   path=/proc/sys/${key//.//}
   if ! cur=$(read_value "$path"); then
     knob "$key" absent "$want" OK "not in this kernel; $why"
+    return 0
   elif [[ $cur == "$want" ]]; then
     knob "$key" "$cur" "$want" OK "$why"
   else
     knob "$key" "$cur" "$want" WARN "$why" "$path" "$want" "$key"
   fi
+  boot_check "$key" eq "$want" "$want"
 }
 
 # Judges every knob for shard CORES ("0 1"), interface IFACE ("" = none) and
@@ -309,6 +452,9 @@ evaluate_all() {
   else
     knob "swap / vm.swappiness" "$swaps swap, $cur" "no swap|<=1" WARN "a swapped-out shard stalls every connection it owns" /proc/sys/vm/swappiness 1 vm.swappiness
   fi
+  if ((swaps > 0)) && [[ $cur != absent ]]; then
+    boot_check vm.swappiness max 1 "<=1"
+  fi
 
   # CPUs.
   local core exposed=0 avail
@@ -347,7 +493,7 @@ evaluate_all() {
     knob "nic $iface" missing present WARN "no such interface"
     return 0
   fi
-  local irqs irq name q idx=0
+  local irqs irq name q
   irqs=$(iface_irqs "$iface")
   cur=$(irqbalance_state)
   if [[ $cur == running && -n $irqs ]]; then
@@ -358,11 +504,9 @@ evaluate_all() {
   if [[ -z $irqs ]]; then
     knob "$iface irqs" none "one per core" OK "no queue IRQs found (virtual or software interface)"
   fi
-  while read -r irq name; do
+  while read -r irq q name; do
     [[ -n $irq ]] || continue
-    if [[ $name =~ ([0-9]+)$ ]]; then q=$((10#${BASH_REMATCH[1]})); else q=$idx; fi
     want=${core_list[q % ncores]}
-    idx=$((idx + 1))
     path=/proc/irq/$irq/smp_affinity_list
     cur=$(read_value "$path") || continue
     local got

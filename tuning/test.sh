@@ -173,6 +173,14 @@ rc=0
 out=$("$here/apply" --yes 2>&1) || rc=$?
 expect "second apply --yes refused (exit $rc)" test "$rc" = 1
 expect "refused apply changes nothing" test "$(tree_sum "$root")" = "$sum1"
+rc=0
+out=$("$here/apply" 2>&1) || rc=$?
+expect "a dry run over a state file is refused too (exit $rc)" test "$rc" = 1
+matches "a refused dry run says why, and plans nothing" "$out" '*an earlier apply was not reverted*'
+if grep -q 'would set' <<<"$out"; then fail "a refused dry run plans nothing" "$out"; else ok "a refused dry run plans nothing"; fi
+rc=0
+out=$("$here/apply" --force 2>&1) || rc=$?
+expect "a dry run with --force over a state file exits 0 (exit $rc)" test "$rc" = 0
 
 # revert.
 rc=0
@@ -204,6 +212,104 @@ cp -a "$root" "$work/orig2"
 "$here/revert" --yes >/dev/null
 if d=$(diff -r "$work/orig2" "$root" 2>&1); then ok "revert restores a drop-in apply replaced"; else fail "revert restores a drop-in" "$d"; fi
 rm -rf "${root:?}/etc"
+
+# The operator's drop-in survives a revert that stops half-way (one value
+# cannot be written back), then apply --force (as the refusal suggests) and
+# a revert: the failed revert must leave apply's drop-in and its backup.
+put "$root" /etc/sysctl.d/60-hongbao.conf "net.core.somaxconn = 1024"
+rm -rf "$work/orig3" && cp -a "$root" "$work/orig3"
+"$here/apply" --yes >/dev/null
+rc=0
+HONGBAO_TUNING_FAIL_WRITES=/proc/irq/121/smp_affinity_list "$here/revert" --yes >/dev/null 2>&1 || rc=$?
+expect "revert with a value it cannot write back exits 1 (exit $rc)" test "$rc" = 1
+if grep -q 'Written by hongbao' "$dropin"; then ok "a revert that stopped leaves apply's drop-in"; else fail "a revert that stopped leaves apply's drop-in" "$(cat "$dropin")"; fi
+put "$root" /proc/sys/net/core/somaxconn 128
+"$here/apply" --yes --force >/dev/null
+"$here/revert" --yes >/dev/null
+if d=$(diff -r "$work/orig3" "$root" 2>&1); then ok "failed revert, apply --force, revert: the operator's drop-in is back"; else fail "failed revert, apply --force, revert: the operator's drop-in is back" "$d"; fi
+# The same after a revert of before this check, which had moved the backup
+# back already: apply --force takes the backup again.
+"$here/apply" --yes >/dev/null
+mv "$root/var/lib/hongbao/60-hongbao.conf.saved" "$dropin"
+put "$root" /proc/sys/net/core/somaxconn 128
+"$here/apply" --yes --force >/dev/null
+"$here/revert" --yes >/dev/null
+if d=$(diff -r "$work/orig3" "$root" 2>&1); then ok "apply --force backs up a drop-in whose backup was moved back"; else fail "apply --force backs up a drop-in whose backup was moved back" "$d"; fi
+rm -rf "${root:?}/etc"
+
+# A write the kernel refuses (a managed IRQ's affinity: EIO on every write)
+# is not saved, so revert finishes and the next apply is not refused.
+irq121=/proc/irq/121/smp_affinity_list
+rc=0
+refuse="$irq121 /proc/sys/vm/swappiness"
+HONGBAO_TUNING_FAIL_WRITES=$refuse "$here/apply" --yes >/dev/null 2>&1 || rc=$?
+expect "apply with refused writes exits 1 (exit $rc)" test "$rc" = 1
+if grep -q "^$irq121:\|^#irq $irq121 \|^/proc/sys/vm/swappiness:" "$state"; then fail "a refused write is not saved" "$(cat "$state")"; else ok "a refused write is not saved"; fi
+if grep -q swappiness "$dropin"; then fail "a refused sysctl stays out of the drop-in" "$(cat "$dropin")"; else ok "a refused sysctl stays out of the drop-in"; fi
+rc=0
+out=$(HONGBAO_TUNING_FAIL_WRITES=$refuse "$here/revert" --yes 2>&1) || rc=$?
+expect "revert after a refused apply write exits 0 (exit $rc)" test "$rc" = 0
+expect "revert after a refused apply write removes the state file" test ! -e "$state"
+if d=$(diff -r "$orig" "$root" 2>&1); then ok "revert after a refused apply write restores the tree"; else fail "revert after a refused apply write restores the tree" "$d"; fi
+# A saved value that is already back needs no write (revert stopped half-way,
+# or a state file from an apply that saved a refused write).
+"$here/apply" --yes >/dev/null
+put "$root" $irq121 0-1
+rc=0
+out=$(HONGBAO_TUNING_FAIL_WRITES=$irq121 "$here/revert" --yes 2>&1) || rc=$?
+expect "revert skips a value already back, though it cannot be written (exit $rc)" test "$rc" = 0
+expect "revert with a value already back removes the state file" test ! -e "$state"
+rm -rf "${root:?}/etc"
+
+# After apply the NIC loses a queue (rx-1 and IRQ 121 are gone) and IRQ 120
+# is given to another device (a reboot, a driver reload): revert skips those
+# with a note, restores the rest and finishes.
+"$here/apply" --yes >/dev/null
+rm -rf "$root/sys/class/net/eth9/queues/rx-1" "$root/proc/irq/121"
+sed -i 's/eth9-TxRx-0$/nvme0q1/' "$root/proc/interrupts"
+rc=0
+out=$("$here/revert" --yes 2>&1) || rc=$?
+expect "revert with a queue gone and an IRQ renamed exits 0 (exit $rc)" test "$rc" = 0
+expect "... and removes the state file" test ! -e "$state"
+matches "revert skips a queue that is gone" "$out" '*skipped /sys/class/net/eth9/queues/rx-1/rps_cpus: it no longer exists*'
+matches "revert skips an IRQ that is gone" "$out" '*skipped /proc/irq/121/smp_affinity_list: it no longer exists*'
+matches "revert skips an IRQ now another device's" "$out" '*skipped /proc/irq/120/smp_affinity_list: IRQ 120 is nvme0q1 now, was eth9-TxRx-0*'
+expect "the renamed IRQ's affinity is left alone" test "$(value /proc/irq/120/smp_affinity_list)" = 0
+expect "the rest is restored" test "$(value /proc/sys/net/core/somaxconn)" = 128
+rm -rf "$root" && cp -a "$orig" "$root"
+
+# A driver reload swaps the numbers of eth9's IRQs and resets their affinity;
+# apply --force saves the values there now instead of keeping lines revert
+# would skip, so revert puts both IRQs back.
+"$here/apply" --yes >/dev/null
+sed -i 's/eth9-TxRx-0$/swap/; s/eth9-TxRx-1$/eth9-TxRx-0/; s/swap$/eth9-TxRx-1/' "$root/proc/interrupts"
+put "$root" /proc/irq/120/smp_affinity_list 0-1
+put "$root" /proc/irq/121/smp_affinity_list 0-1
+"$here/apply" --yes --force >/dev/null
+rc=0
+out=$("$here/revert" --yes 2>&1) || rc=$?
+if ((rc == 0)) && [[ $(value /proc/irq/120/smp_affinity_list) == 0-1 && $(value /proc/irq/121/smp_affinity_list) == 0-1 ]]; then
+  ok "apply --force over renamed IRQs saves their values anew; revert restores them"
+else
+  fail "apply --force over renamed IRQs saves their values anew; revert restores them (exit $rc)" "$out"
+fi
+rm -rf "$root" && cp -a "$orig" "$root"
+
+# revert writes as root where the state file says: only where apply writes.
+for evil in /etc/evil:x /sys/../etc/evil:x "#created /etc/evil" "#backup /etc/sysctl.d/60-hongbao.conf /etc/evil" "#mkdir /etc/evil"; do
+  mkdir -p "$root/var/lib/hongbao"
+  printf '/proc/sys/net/core/somaxconn:64\n%s\n' "$evil" >"$state"
+  mkdir -p "$root/etc/evil"
+  rc=0
+  out=$("$here/revert" --yes 2>&1) || rc=$?
+  if ((rc == 1)) && [[ $out == *"refusing line 2"* && $(value /proc/sys/net/core/somaxconn) == 128 && -d $root/etc/evil ]]; then
+    ok "revert refuses the state line $evil, restoring nothing"
+  else
+    fail "revert refuses the state line $evil, restoring nothing (exit $rc)" "$out"
+  fi
+  rm -rf "${root:?}/etc" "${root:?}/var"
+done
+if d=$(diff -r "$orig" "$root" 2>&1); then ok "refused state files changed nothing"; else fail "refused state files changed nothing" "$d"; fi
 
 # The knobs apply does not handle, one at a time on a copy.
 case_tree() { # case_tree NAME: a fresh copy of the original tree
@@ -254,6 +360,38 @@ if grep -q 'irq 38 (virtio3-input.0)' <<<"$out" && grep -q 'irq 39 (virtio3-outp
 else
   fail "virtio interface IRQs" "$out"
 fi
+
+# An interface whose IRQs are found only in its device's msi_irqs: vectors
+# 24 26 28 30 are queues 0 to 3, spread over both cores.
+mkdir -p "$c/sys/devices/pci0000:00/0000:00:05.0/msi_irqs" "$c/sys/class/net/eth7/queues"
+for irq in 24 26 28 30; do
+  : >"$c/sys/devices/pci0000:00/0000:00:05.0/msi_irqs/$irq"
+  put "$c" "/proc/irq/$irq/smp_affinity_list" 0-1
+done
+ln -s ../../../devices/pci0000:00/0000:00:05.0 "$c/sys/class/net/eth7/device"
+out=$(HONGBAO_TUNING_ROOT="$c" "$here/apply" --iface eth7 2>&1 || true)
+plan=$(sed -n 's/^would set irq \([0-9]*\) .*-> \(.*\)$/\1:\2/p' <<<"$out" | tr '\n' ' ')
+expect "msi_irqs 24 26 28 30 on two cores: planned 0 1 0 1 ($plan)" test "$plan" = "24:0 26:1 28:0 30:1 "
+
+# Files read after the drop-in at boot undo it: Debian's /etc/sysctl.conf
+# (linked as 99-sysctl.conf, read once) and a later sysctl.d file with a bad
+# value are warned about; an earlier file, or a later one with a good value,
+# is not.
+c=$(case_tree)
+put "$c" /etc/sysctl.conf "vm.swappiness=60"
+put "$c" /etc/sysctl.d/10-early.conf "net.core.somaxconn = 128"
+ln -s ../sysctl.conf "$c/etc/sysctl.d/99-sysctl.conf"
+put "$c" /usr/lib/sysctl.d/70-late.conf $'# a comment\n-net/core/rmem_max = 4096\nnet.core.wmem_max = 33554432'
+out=$(HONGBAO_TUNING_ROOT="$c" "$here/check" 2>&1 || true)
+matches "check: a later /etc/sysctl.conf setting swappiness is WARN" "$(grep -F 'vm.swappiness at boot' <<<"$out")" '*60 * WARN *set in /etc/sysctl.conf, read after 60-hongbao.conf*'
+expect "check: the linked sysctl.conf is named once" test "$(grep -c 'at boot' <<<"$out")" = 2
+matches "check: a later sysctl.d file's slash key is read" "$(grep -F 'net.core.rmem_max at boot' <<<"$out")" '*4096 * WARN *set in /usr/lib/sysctl.d/70-late.conf*'
+if grep -q 'somaxconn at boot\|wmem_max at boot' <<<"$out"; then fail "check: an earlier file or a good value is not warned about" "$out"; else ok "check: an earlier file or a good value is not warned about"; fi
+out=$(HONGBAO_TUNING_ROOT="$c" "$here/apply" 2>&1 || true)
+matches "apply warns that /etc/sysctl.conf wins at boot" "$out" '*not changed by apply: vm.swappiness at boot: 60*/etc/sysctl.conf*'
+put "$c" /etc/sysctl.conf "vm.swappiness = 1"
+ln -s /dev/null "$c/etc/sysctl.d/70-late.conf"
+matches "check: a later file with a good value, or one masked in /etc, is fine" "$(HONGBAO_TUNING_ROOT="$c" "$here/check" 2>&1 | grep -F 'at boot' || echo none)" none
 
 echo "tuning: $passed passed, $failed failed"
 ((failed == 0))
