@@ -46,7 +46,21 @@ fn one_sigterm_stops_cleanly() {
 
 #[test]
 fn sighup_drains_and_stops_cleanly() {
-    let mut server = TestServer::start(1, &[]);
+    use std::os::unix::process::CommandExt as _;
+    // SIGHUP at its default in the server, whatever this test inherited
+    // (run under nohup, the test and its children ignore it, and a server
+    // that finds it ignored at start keeps ignoring it, as it should).
+    #[allow(unsafe_code)] // reason: resetting a disposition in the child before exec
+    let mut server = TestServer::start_prepared(1, &[], &|command| {
+        // SAFETY: signal(2) is async-signal-safe, so it may run between fork
+        // and exec; it touches nothing of the parent's.
+        unsafe {
+            command.pre_exec(|| {
+                libc::signal(libc::SIGHUP, libc::SIG_DFL);
+                Ok(())
+            });
+        }
+    });
     let mut held = TcpStream::connect(server.main).unwrap();
     signal(&server, libc::SIGHUP);
     // Drained, not killed: the server shuts the held connection itself.
