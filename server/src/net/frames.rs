@@ -286,31 +286,24 @@ mod tests {
         Request::Ping.encode(1, &mut bytes);
         bytes[2] = hongbao_protocol::VERSION + 1;
         bytes[8..12].copy_from_slice(&(shard.max_body_bytes + 1).to_le_bytes());
-        let mut client = Client::new(&shard);
-        let answered = answer_buffer(
-            &shard,
-            &bytes,
-            &mut client.forwarder,
-            &mut client.out,
-            &mut client.authenticated,
-            usize::MAX,
-        );
-        assert_eq!(answered.next, Next::Close);
-        let frame = decode_frame(&client.out).unwrap().unwrap();
-        assert_eq!(Response::from_frame(&frame).unwrap().status, Status::UnsupportedVersion);
+        // What the connection is told, and whether it is closed after.
+        let judge = |bytes: &[u8]| {
+            let mut client = Client::new(&shard);
+            let answered = answer_buffer(
+                &shard,
+                bytes,
+                &mut client.forwarder,
+                &mut client.out,
+                &mut client.authenticated,
+                usize::MAX,
+            );
+            let frame = decode_frame(&client.out).unwrap().unwrap();
+            (Response::from_frame(&frame).unwrap().status, answered.next)
+        };
+        assert_eq!(judge(&bytes), (Status::UnsupportedVersion, Next::Close));
         // The right version with the same length is too large.
         bytes[2] = hongbao_protocol::VERSION;
-        client.out.clear();
-        answer_buffer(
-            &shard,
-            &bytes,
-            &mut client.forwarder,
-            &mut client.out,
-            &mut client.authenticated,
-            usize::MAX,
-        );
-        let frame = decode_frame(&client.out).unwrap().unwrap();
-        assert_eq!(Response::from_frame(&frame).unwrap().status, Status::FrameTooLarge);
+        assert_eq!(judge(&bytes), (Status::FrameTooLarge, Next::Close));
     }
 
     /// Through the frame loop's hot path too: a connection that repeats
