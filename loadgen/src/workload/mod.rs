@@ -123,6 +123,9 @@ pub struct ShardWork {
     follow_ups: VecDeque<Tag>,
     retry_every: u64,
     creates_in_flight: u32,
+    /// Requests handed out and not answered yet, on every connection to the shard.
+    requests_out: u32,
+    /// Most envelopes in play at once (see [`Self::envelopes_wanted`]).
     target_active: u32,
     grabs_since_query: u64,
     query_every: u64,
@@ -189,6 +192,7 @@ impl ShardWork {
             follow_ups: VecDeque::new(),
             retry_every: settings.retry_every,
             creates_in_flight: 0,
+            requests_out: 0,
             target_active,
             grabs_since_query: 0,
             query_every: settings.query_every,
@@ -208,6 +212,12 @@ impl ShardWork {
     /// The next request to send, or `None` when there is nothing to do until
     /// an answer arrives.
     pub fn next_tag(&mut self) -> Option<Tag> {
+        let tag = self.choose_tag();
+        self.requests_out += u32::from(tag.is_some());
+        tag
+    }
+
+    fn choose_tag(&mut self) -> Option<Tag> {
         match self.scenario {
             Scenario::Ping => return Some(Tag::Ping),
             Scenario::Hiccup => return None,
@@ -224,10 +234,24 @@ impl ShardWork {
                 return Some(tag);
             }
         }
-        if (self.grabbable.len() as u32 + self.creates_in_flight) < self.target_active {
+        if (self.grabbable.len() as u32 + self.creates_in_flight) < self.envelopes_wanted() {
             return Some(self.create());
         }
         self.next_grab()
+    }
+
+    /// How many envelopes to keep taking GRABs: about one per four requests
+    /// in flight, so that each has several racers in flight at once, as a
+    /// group's members race (a storm's groups send a few racers each). It
+    /// follows the requests really in flight, not the depth: an open loop
+    /// below its depth's worth would otherwise spread its racers over so
+    /// many envelopes that two of one envelope were hardly ever in flight
+    /// together. Capped by the depth's worth.
+    fn envelopes_wanted(&self) -> u32 {
+        match self.scenario {
+            Scenario::Storm => (self.requests_out / 4 + 4).min(self.target_active),
+            _ => self.target_active,
+        }
     }
 
     /// A GRAB by the next racer of the next envelope in the round robin.
@@ -254,14 +278,18 @@ impl ShardWork {
         if self.scenario != Scenario::Query || self.pool_ready() {
             return None;
         }
-        if let Some(tag) = self.follow_ups.pop_front() {
-            return Some(tag);
-        }
-        let held = self.envelopes.iter().filter(|e| e.is_some()).count();
-        if held + (self.creates_in_flight as usize) < QUERY_POOL {
-            return Some(self.create());
-        }
-        self.next_grab()
+        let tag = if let Some(tag) = self.follow_ups.pop_front() {
+            Some(tag)
+        } else {
+            let held = self.envelopes.iter().filter(|e| e.is_some()).count();
+            if held + (self.creates_in_flight as usize) < QUERY_POOL {
+                Some(self.create())
+            } else {
+                self.next_grab()
+            }
+        };
+        self.requests_out += u32::from(tag.is_some());
+        tag
     }
 
     /// Whether the query pool is whole: every envelope created and every
@@ -312,6 +340,7 @@ impl ShardWork {
 
     /// Takes in the answer to a request sent with `tag`.
     pub fn on_answer(&mut self, tag: Tag, answer: &Answer<'_>) {
+        self.requests_out = self.requests_out.saturating_sub(1);
         match (tag, &answer.body) {
             (Tag::Create { total_cents, count, racers, first_user }, AnswerBody::Create(created)) => {
                 self.creates_in_flight -= 1;
@@ -349,10 +378,10 @@ impl ShardWork {
                 }
             }
             (Tag::Grab { .. }, AnswerBody::Grab(grabbed)) => {
-                self.on_envelope_user(tag, answer.status, grabbed.amount_cents, 0)
+                self.envelope_user(tag, answer.status, grabbed.amount_cents, 0)
             }
             (Tag::Open { .. }, AnswerBody::Open(opened)) => {
-                self.on_envelope_user(tag, answer.status, opened.amount_cents, opened.order)
+                self.envelope_user(tag, answer.status, opened.amount_cents, opened.order)
             }
             (Tag::Query { slot, envelope, paid_before }, AnswerBody::Query(Some(query))) => {
                 let Some(env) = active(&mut self.envelopes, slot, envelope) else { return };
@@ -384,6 +413,11 @@ impl ShardWork {
     /// which names none). The storm's bulk comes straight here from the
     /// protocol's fast path, without a decoded [`Answer`].
     pub fn on_envelope_user(&mut self, tag: Tag, status: Status, amount_cents: u64, order: u32) {
+        self.requests_out = self.requests_out.saturating_sub(1);
+        self.envelope_user(tag, status, amount_cents, order);
+    }
+
+    fn envelope_user(&mut self, tag: Tag, status: Status, amount_cents: u64, order: u32) {
         let (slot, envelope, user, grab, again) = match tag {
             Tag::Grab { slot, envelope, user, again } => (slot, envelope, user, true, again),
             Tag::Open { slot, envelope, user, again } => (slot, envelope, user, false, again),

@@ -151,23 +151,35 @@ fn run(scenario: Scenario, steps: usize, lie: Lie) -> (ShardWork, Sent) {
     run_with(&settings(scenario), steps, lie)
 }
 
-/// Requests sent: by operation (CREATE, GRAB, OPEN, QUERY, PING), and the
-/// repeated GRABs and OPENs among them.
+/// Requests sent: by operation (CREATE, GRAB, OPEN, QUERY, PING), the
+/// repeated GRABs and OPENs among them, and the first GRABs sent while
+/// another racer's first GRAB of the same envelope was in flight.
 #[derive(Debug, Default)]
 struct Sent {
     by_op: [u64; 5],
     repeats: u64,
+    grabs_beside_a_racer: u64,
 }
 
 fn run_with(settings: &WorkSettings, steps: usize, lie: Lie) -> (ShardWork, Sent) {
+    run_limited(settings, steps, lie, 64)
+}
+
+/// As [`run_with`], with at most `most_in_flight` requests in flight.
+fn run_limited(settings: &WorkSettings, steps: usize, lie: Lie, most_in_flight: usize) -> (ShardWork, Sent) {
     let mut engine = Engine::new(EngineConfig { seed: 5, ..EngineConfig::default() });
     let mut work = ShardWork::new(settings, 0);
     let mut rng = fastrand::Rng::with_seed(11);
     let mut in_flight: VecDeque<Tag> = VecDeque::new();
     let mut sent = Sent::default();
     for step in 0..steps {
-        if in_flight.len() < 64 && rng.bool() {
+        if in_flight.len() < most_in_flight && rng.bool() {
             if let Some(tag) = work.next_tag() {
+                if let Tag::Grab { envelope, again: false, .. } = tag {
+                    let racing =
+                        |t: &Tag| matches!(t, Tag::Grab { envelope: e, again: false, .. } if *e == envelope);
+                    sent.grabs_beside_a_racer += u64::from(in_flight.iter().any(racing));
+                }
                 let i = [Opcode::Create, Opcode::Grab, Opcode::Open, Opcode::Query, Opcode::Ping]
                     .iter()
                     .position(|op| *op == tag.opcode())
@@ -429,4 +441,25 @@ fn racers_stop_at_the_first_expired_or_not_found() {
             "{lie:?}: racers kept grabbing a gone envelope: {sent:?}"
         );
     }
+}
+
+#[test]
+fn racers_overlap_when_far_fewer_requests_are_in_flight_than_the_depth_allows() {
+    // The bench's open loop: 2 connections 1,024 deep, but the schedule keeps
+    // only a few requests in flight. Envelopes in play follow those few, so
+    // a group's racers still race; from the depth (516 envelopes in play)
+    // two racers of one envelope were never in flight together.
+    let open_loop = WorkSettings { in_flight: 2_048, ..settings(Scenario::Storm) };
+    let (work, sent) = run_limited(&open_loop, 200_000, Lie::Never, 16);
+    assert!(work.violations.is_empty(), "{:?}", work.violations);
+    let grabs = sent.by_op[1] - sent.repeats / 2;
+    assert!(
+        sent.grabs_beside_a_racer * 5 > grabs,
+        "{} of {grabs} first GRABs went out beside another racer of their envelope",
+        sent.grabs_beside_a_racer
+    );
+    // The closed loop at its depth keeps about one envelope per four requests.
+    let (work, sent) = run_with(&settings(Scenario::Storm), 200_000, Lie::Never);
+    assert!(work.violations.is_empty(), "{:?}", work.violations);
+    assert!(sent.grabs_beside_a_racer * 5 > sent.by_op[1] - sent.repeats / 2);
 }
