@@ -40,6 +40,7 @@ pub mod handler;
 pub mod log;
 pub mod metrics;
 pub mod net;
+pub mod port_probe;
 pub mod prefault;
 pub mod server;
 pub mod shard;

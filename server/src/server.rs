@@ -157,25 +157,15 @@ pub fn run(mut config: ServerConfig) -> Result<(), ServerError> {
     Ok(())
 }
 
-/// Refuses ports where something already listens. The shards bind with
-/// SO_REUSEPORT, so the kernel would quietly share a port with another hongbao
-/// (and its clients would land on either); a connect tells first. Binding
-/// alone cannot: the sockets of connections a killed server left behind hold
-/// the port without listening on it, and must not stop a restart.
+/// Refuses ports where another process listens (see [`crate::port_probe`]).
 fn check_ports_free(config: &ServerConfig) -> Result<(), ServerError> {
     let mut ports = vec![config.listen.port()];
     ports.extend(config.shards.iter().map(|s| s.port));
-    let probe_ip = if config.listen.ip().is_unspecified() {
-        std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
-    } else {
-        config.listen.ip()
-    };
-    for port in ports {
-        let addr = std::net::SocketAddr::new(probe_ip, port);
-        if std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200)).is_ok() {
+    match crate::port_probe::first_taken(config.listen.ip(), &ports, crate::port_probe::PORT_PATIENCE) {
+        Some(addr) => {
             let source = std::io::Error::new(std::io::ErrorKind::AddrInUse, "another process listens there");
-            return Err(ServerError::Listen { addr, source });
+            Err(ServerError::Listen { addr, source })
         }
+        None => Ok(()),
     }
-    Ok(())
 }

@@ -48,3 +48,22 @@ fn a_limit_it_can_run_with_is_a_warning() {
     let _ = child.wait();
     assert!(warned, "no warning about the open-files limit");
 }
+
+#[test]
+fn a_port_another_process_listens_on_stops_the_start() {
+    // SO_REUSEPORT would let the kernel share it; the probe refuses it once
+    // it has outlasted the patience a just-killed server's port is given.
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = other.local_addr().unwrap().port();
+    let output = Command::new(env!("CARGO_BIN_EXE_hongbao-server"))
+        .args(["--shards", "1", "--listen", &format!("127.0.0.1:{port}"), "--durability", "none"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on 127.0.0.1:{port}: another process listens there")),
+        "{stderr}"
+    );
+    drop(other);
+}
