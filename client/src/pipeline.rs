@@ -152,6 +152,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Pipeline<S> {
     /// request is in flight. Pushed requests are flushed first, so that this
     /// never waits for an answer to a request not yet sent. The answer borrows
     /// the receive buffer until the next call.
+    ///
+    /// Cancel-safe, as [`Pipeline::flush`] is: bytes read are kept in the
+    /// receive buffer as each read returns, so a caller's time limit (say
+    /// `glommio::timer::timeout`) may drop this future and call again, and
+    /// no answer is lost or torn. The pipeline sets no limit of its own:
+    /// how long an answer may take is the caller's to say, and a request
+    /// given up on is still in flight ([`Pipeline::unanswered`]).
     pub async fn next(&mut self) -> Result<Option<Answer<'_>>, ClientError> {
         if self.in_flight == 0 {
             return Ok(None);
@@ -180,6 +187,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Pipeline<S> {
     /// Requests pushed and not yet answered (flushed or not).
     pub fn in_flight(&self) -> usize {
         self.in_flight
+    }
+
+    /// The requests pushed and not yet answered, as (request id, opcode), in
+    /// no particular order. After an error these are the requests whose
+    /// outcome is unknown: each may or may not have been done (a CREATE
+    /// among them may have made an envelope), and only a QUERY, or the
+    /// answer a retry gets, can tell.
+    pub fn unanswered(&self) -> impl Iterator<Item = (u64, Opcode)> + '_ {
+        self.slots.iter().flatten().map(|slot| (slot.request_id, slot.opcode))
     }
 
     /// The most requests this pipeline lets be in flight.
@@ -514,5 +530,116 @@ mod tests {
         let err = block_on(async { pipeline.next().await.map(|a| a.is_some()) }).unwrap_err();
         assert!(matches!(err, ClientError::Closed { in_flight: 2 }), "{err:?}");
         server.join().unwrap();
+    }
+
+    #[test]
+    fn unanswered_names_the_requests_whose_outcome_is_unknown() {
+        let (mut pipeline, server) = pipeline_for(4, |mut conn| {
+            let (first, _) = conn.recv().unwrap();
+            conn.recv().unwrap();
+            conn.recv().unwrap();
+            conn.send(&frame(Opcode::Ping, first, Status::Ok, &[]));
+            // Hangs up owing the CREATE and the OPEN.
+        });
+        let ping = pipeline.push(&Request::Ping).unwrap();
+        let create = pipeline.push(&requests::create(1, 100, 2, EnvelopeKind::Fixed, 60)).unwrap();
+        let open = pipeline.push(&requests::open(EnvelopeId(7), 3)).unwrap();
+        let mut all: Vec<(u64, Opcode)> = pipeline.unanswered().collect();
+        all.sort_by_key(|(id, _)| *id);
+        assert_eq!(all, [(ping, Opcode::Ping), (create, Opcode::Create), (open, Opcode::Open)]);
+        let first = block_on(async { pipeline.next().await.map(|a| a.map(|a| a.request_id)) }).unwrap();
+        assert_eq!(first, Some(ping));
+        let err = block_on(async { pipeline.next().await.map(|a| a.is_some()) }).unwrap_err();
+        assert!(matches!(err, ClientError::Closed { in_flight: 2 }), "{err:?}");
+        let mut unknown: Vec<(u64, Opcode)> = pipeline.unanswered().collect();
+        unknown.sort_by_key(|(id, _)| *id);
+        assert_eq!(unknown, [(create, Opcode::Create), (open, Opcode::Open)]);
+        server.join().unwrap();
+    }
+
+    /// A stream that takes every write and gives `answers` back `per_read`
+    /// bytes a read, answering `Pending` to every other poll.
+    #[derive(Debug)]
+    struct TrickleAnswers {
+        answers: Vec<u8>,
+        at: usize,
+        per_read: usize,
+        ready: bool,
+    }
+
+    impl futures_lite::io::AsyncRead for TrickleAnswers {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut [u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            self.ready = !self.ready;
+            if !self.ready || self.at == self.answers.len() {
+                cx.waker().wake_by_ref();
+                return std::task::Poll::Pending;
+            }
+            let n = buf.len().min(self.per_read).min(self.answers.len() - self.at);
+            buf[..n].copy_from_slice(&self.answers[self.at..self.at + n]);
+            self.at += n;
+            std::task::Poll::Ready(Ok(n))
+        }
+    }
+
+    impl futures_lite::io::AsyncWrite for TrickleAnswers {
+        fn poll_write(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            std::task::Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_close(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[test]
+    fn a_next_dropped_part_way_through_an_answer_loses_none_of_it() {
+        let envelope = EnvelopeId::new(1, 1);
+        let answers = [canned(1, &requests::open(envelope, 1)), canned(2, &Request::Ping)].concat();
+        let stream = TrickleAnswers { answers, at: 0, per_read: 5, ready: false };
+        let mut pipeline = Pipeline::new(stream, 4).unwrap();
+        assert_eq!(pipeline.push(&requests::open(envelope, 1)).unwrap(), 1);
+        assert_eq!(pipeline.push(&Request::Ping).unwrap(), 2);
+        let waker = std::task::Waker::noop();
+        let mut got = Vec::new();
+        // Each next is polled twice, then dropped, as a caller's time limit would.
+        for _ in 0..100 {
+            let mut next = std::pin::pin!(pipeline.next());
+            for _ in 0..2 {
+                if let std::task::Poll::Ready(answer) =
+                    std::future::Future::poll(next.as_mut(), &mut std::task::Context::from_waker(waker))
+                {
+                    let answer = answer.unwrap().expect("requests are in flight");
+                    let opened = match answer.body {
+                        AnswerBody::Open(o) => Some(o),
+                        _ => None,
+                    };
+                    got.push((answer.request_id, answer.status, opened));
+                    break;
+                }
+            }
+            if got.len() == 2 {
+                break;
+            }
+        }
+        assert_eq!(got.len(), 2, "both answers came whole: {got:?}");
+        let paid = Some(Opened { amount_cents: 123, order: 4 });
+        assert_eq!(got, [(1, Status::Ok, paid), (2, Status::Ok, None)]);
+        assert_eq!(pipeline.in_flight(), 0);
     }
 }
