@@ -2,10 +2,13 @@
 
 Processes, ports, packages, the release build, a tiny Redis client, machine
 facts. Every process a bench script starts is registered here and stopped on
-exit, on Ctrl-C and on SIGTERM, so no server outlives its benchmark.
+exit, on Ctrl-C, SIGTERM and SIGHUP (unless SIGHUP was ignored at start, as
+under nohup); and the kernel sends it SIGTERM if the script dies without
+stopping it (SIGKILL, a crash), so no server outlives its benchmark.
 """
 
 import atexit
+import ctypes
 import json
 import resource
 import os
@@ -70,12 +73,27 @@ def _on_signal(signum, _frame):
 atexit.register(cleanup)
 signal.signal(signal.SIGINT, _on_signal)
 signal.signal(signal.SIGTERM, _on_signal)
+if signal.getsignal(signal.SIGHUP) != signal.SIG_IGN:
+    # The terminal went away: stop the servers too, not leave them running.
+    signal.signal(signal.SIGHUP, _on_signal)
+
+# prctl(2): the signal a child gets when the thread that started it dies.
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _die_with_parent():
+    """Runs in the child between fork and exec: SIGTERM it if this script
+    dies first, whatever kills it. The setting survives exec (taskset,
+    valgrind), except into a set-user-id program."""
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def start(argv, log_path, cwd=None):
     """Starts a long-running process with stdout and stderr going to log_path."""
     out = open(log_path, "wb")
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=cwd,
+                            preexec_fn=_die_with_parent)
     out.close()
     _children.append(proc)
     return proc
