@@ -63,9 +63,13 @@ pub fn stats(client: &mut Client, timeout: Duration, token: Option<&[u8]>) -> Re
 
 /// The outcome for every shard's answer.
 pub fn stats_outcome(shards: &[ShardStats]) -> Outcome {
-    let total = total(shards);
-    let json =
-        json!({ "status": Status::Ok.name(), "shards": shards_json(shards), "total": stats_json(&total) });
+    let (total, left_out) = total(shards);
+    let json = json!({
+        "status": Status::Ok.name(),
+        "shards": shards_json(shards),
+        "total": stats_json(&total),
+        "latency_total_leaves_out_shards": left_out,
+    });
     let mut human = format!(
         "{:>5} {:>9} {:>6} {:>7} {:>21} {:>21} {:>12} {:>10} {:>10} {:>9} {:>9} {:>7} {:>9} {:>13} {:>13}",
         "shard",
@@ -92,6 +96,14 @@ pub fn stats_outcome(shards: &[ShardStats]) -> Outcome {
     human.push_str(&stats_row("total", &total));
     human.push_str(&format!("\nmemory {:.1} MiB resident (the whole process)\n\n", mib(total.memory_bytes)));
     human.push_str(&op_table(&total));
+    if !left_out.is_empty() {
+        let ids: Vec<String> = left_out.iter().map(u16::to_string).collect();
+        human.push_str(&format!(
+            "\nlatency totals leave out the histograms of shard{} {} with other bucket bounds (another build?); see each shard in --json",
+            if ids.len() > 1 { "s" } else { "" },
+            ids.join(", ")
+        ));
+    }
     Outcome { status: Status::Ok, json, human }
 }
 
@@ -154,15 +166,19 @@ fn op_table(total: &ShardStats) -> String {
     table
 }
 
-/// Counters added up over shards; uptime is the longest, memory the one process's.
-fn total(shards: &[ShardStats]) -> ShardStats {
+/// Counters added up over shards; uptime is the longest, memory the one
+/// process's. Also the ids of the shards some of whose histograms had other
+/// bucket bounds than the first shard's (another build): those are left out
+/// of the latency totals (their counters still add up), and the caller says so.
+fn total(shards: &[ShardStats]) -> (ShardStats, Vec<u16>) {
     let mut t = ShardStats { shard_count: shards.len() as u16, ..ShardStats::default() };
+    let mut left_out = Vec::new();
     for s in shards {
-        // A shard of another build with other bucket bounds is left out of
-        // the latency totals; its counters still add up.
-        let _ = t.add(s);
+        if !t.add(s) {
+            left_out.push(s.shard_id);
+        }
     }
-    t
+    (t, left_out)
 }
 
 fn shards_json(shards: &[ShardStats]) -> Vec<Value> {
@@ -283,6 +299,26 @@ mod tests {
         assert_eq!((total["log_syncs"].as_u64(), total["memory_bytes"].as_u64()), (Some(4), Some(64 << 20)));
         assert_eq!(outcome.json["shards"][1]["requests_by_op"]["grab"]["ok"], 4);
         assert!(outcome.json["shards"][0]["latency"]["grab"]["p99_us"].as_f64().is_some());
+    }
+
+    #[test]
+    fn a_shard_with_other_bucket_bounds_is_named_not_silently_dropped() {
+        let mut odd = shard(1, 4);
+        odd.latency[0].histogram.bounds_us = vec![50, 500];
+        let outcome = stats_outcome(&[shard(0, 3), odd, shard(2, 5)]);
+        assert_eq!(outcome.json["latency_total_leaves_out_shards"], json!([1]));
+        assert!(
+            outcome.human.contains("leave out the histograms of shard 1 with other bucket bounds"),
+            "{}",
+            outcome.human
+        );
+        // Its counters still add up; its latency does not.
+        let total = &outcome.json["total"];
+        assert_eq!(total["requests_by_op"]["grab"]["ok"], 12);
+        assert_eq!(total["latency"]["grab"]["count"], 3 + 1 + 5 + 1);
+        let clean = stats_outcome(&[shard(0, 3), shard(1, 4)]);
+        assert_eq!(clean.json["latency_total_leaves_out_shards"], json!([]));
+        assert!(!clean.human.contains("leaves out"));
     }
 
     #[test]
