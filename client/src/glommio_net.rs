@@ -8,12 +8,16 @@
 //! [`CONNECT_TIMEOUT`] instead of holding the caller forever. Once
 //! connected, how long to wait for an answer is the caller's to decide.
 //!
-//! SO_KEEPALIVE is not set: neither glommio nor std offers it without
-//! `unsafe` (which the workspace denies) or a socket crate; the server turns
-//! keepalive on for its side of every connection (PROTOCOL.md 3.5).
+//! Every connection has TCP keepalive on, as the server's side has
+//! (PROTOCOL.md 3.5): a pipeline sets no time limit on answers, so a server
+//! host that vanished without a FIN or RST (lost, or a NAT entry expired)
+//! would otherwise hold a caller that sets none either for ever. With it,
+//! the next read fails within [`KEEPALIVE_IDLE_SECS`] plus
+//! [`KEEPALIVE_PROBES`] × [`KEEPALIVE_INTERVAL_SECS`] of silence (2 minutes).
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use glommio::net::TcpStream;
@@ -30,12 +34,26 @@ use crate::sharded::ShardedClient;
 /// dead port is reported while someone still waits.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Connects a glommio `TcpStream` with Nagle off: a pipeline writes whole
-/// batches itself, and Nagle would only hold back the last partial packet.
-/// The connect fails after [`CONNECT_TIMEOUT`].
+/// Seconds of silence on a connection before the kernel's first keepalive probe.
+pub const KEEPALIVE_IDLE_SECS: u32 = 60;
+/// Seconds between keepalive probes.
+pub const KEEPALIVE_INTERVAL_SECS: u32 = 10;
+/// Unanswered probes after which the kernel resets the connection.
+pub const KEEPALIVE_PROBES: u32 = 6;
+
+/// Connects a glommio `TcpStream` with Nagle off (a pipeline writes whole
+/// batches itself, and Nagle would only hold back the last partial packet)
+/// and TCP keepalive on (see the module doc). The connect fails after
+/// [`CONNECT_TIMEOUT`].
 pub async fn connect_stream(addr: SocketAddr) -> io::Result<TcpStream> {
     let stream = TcpStream::connect_timeout(addr, CONNECT_TIMEOUT).await?;
     stream.set_nodelay(true)?;
+    hongbao_uring::socket::set_keepalive(
+        stream.as_raw_fd(),
+        KEEPALIVE_IDLE_SECS,
+        KEEPALIVE_INTERVAL_SECS,
+        KEEPALIVE_PROBES,
+    )?;
     Ok(stream)
 }
 
@@ -109,6 +127,20 @@ mod tests {
         });
         main_server.join().unwrap();
         server0.join().unwrap();
+    }
+
+    #[test]
+    fn connections_have_nagle_off_and_keepalive_on() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let executor = LocalExecutorBuilder::default().make().expect("glommio executor");
+        let (nodelay, keepalive) = executor.run(async move {
+            let stream = connect_stream(addr).await.unwrap();
+            (stream.nodelay().unwrap(), hongbao_uring::socket::keepalive(stream.as_raw_fd()).unwrap())
+        });
+        assert!(nodelay);
+        assert_eq!(keepalive, Some((KEEPALIVE_IDLE_SECS, KEEPALIVE_INTERVAL_SECS, KEEPALIVE_PROBES)));
+        drop(listener);
     }
 
     /// A main port that accepts and reads the HELLO but never answers: the

@@ -52,6 +52,16 @@ pub fn set_keepalive(fd: RawFd, idle: u32, interval: u32, probes: u32) -> io::Re
     set_int(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1)
 }
 
+/// The keepalive settings of `fd` as (idle, interval, probes) seconds and
+/// count, or `None` when SO_KEEPALIVE is off.
+pub fn keepalive(fd: RawFd) -> io::Result<Option<(u32, u32, u32)>> {
+    if get_int(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE)? == 0 {
+        return Ok(None);
+    }
+    let get = |name| get_int(fd, libc::IPPROTO_TCP, name).map(|v| v.max(0) as u32);
+    Ok(Some((get(libc::TCP_KEEPIDLE)?, get(libc::TCP_KEEPINTVL)?, get(libc::TCP_KEEPCNT)?)))
+}
+
 /// Fixes the kernel's receive buffer of `fd` at `bytes` (the kernel doubles
 /// it for its bookkeeping), turning autotuning off: what a peer can have
 /// queued for us is then bounded, whatever the host's `tcp_rmem`.
@@ -94,6 +104,19 @@ fn address_of(fd: RawFd, call: NameCall) -> io::Result<SocketAddr> {
         return Err(io::Error::last_os_error());
     }
     from_sockaddr(&storage)
+}
+
+fn get_int(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` and `len` are valid out-parameters of an int's length.
+    let done =
+        unsafe { libc::getsockopt(fd, level, name, (&mut value as *mut libc::c_int).cast(), &mut len) };
+    if done < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(value)
+    }
 }
 
 fn set_int(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
