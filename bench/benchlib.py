@@ -30,8 +30,12 @@ STOP_SECS_MAX = 15.0
 
 
 def log(message):
-    """Progress goes to stderr, so stdout holds only the results."""
-    print(f"bench: {message}", file=sys.stderr, flush=True)
+    """Progress goes to stderr, so stdout holds only the results. A terminal
+    that hung up (EIO) must not stop the servers being stopped."""
+    try:
+        print(f"bench: {message}", file=sys.stderr, flush=True)
+    except OSError:
+        pass
 
 
 def fail(message, code=2):
@@ -59,12 +63,18 @@ def _stop(proc):
 
 
 def cleanup():
-    """Stops every child still running, newest first."""
+    """Stops every child still running, newest first; each is let go of only
+    once it is reaped."""
     while _children:
-        _stop(_children.pop())
+        _stop(_children[-1])
+        _children.pop()
 
 
 def _on_signal(signum, _frame):
+    # A second signal (a hung-up terminal sends SIGHUP twice, a user presses
+    # Ctrl-C again) must not cut the first one's cleanup short.
+    for other in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(other, signal.SIG_IGN)
     log(f"signal {signum}: stopping servers")
     cleanup()
     sys.exit(128 + signum)
@@ -82,18 +92,24 @@ _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def _die_with_parent():
+def _die_with_parent(parent):
     """Runs in the child between fork and exec: SIGTERM it if this script
     dies first, whatever kills it. The setting survives exec (taskset,
-    valgrind), except into a set-user-id program."""
-    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    valgrind), except into a set-user-id program. It follows the thread that
+    forked: every start() here runs on the main thread."""
+    if _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        os._exit(126)
+    if os.getppid() != parent:
+        # The script died before the setting was made: nothing would signal us.
+        os._exit(126)
 
 
 def start(argv, log_path, cwd=None):
     """Starts a long-running process with stdout and stderr going to log_path."""
     out = open(log_path, "wb")
+    parent = os.getpid()
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=cwd,
-                            preexec_fn=_die_with_parent)
+                            preexec_fn=lambda: _die_with_parent(parent))
     out.close()
     _children.append(proc)
     return proc

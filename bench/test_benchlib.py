@@ -15,8 +15,9 @@ BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 # A script that starts a long sleep through benchlib, prints its pid, waits.
 SCRIPT = """
 import signal, sys, time
-if sys.argv[1] == "ignore-hup":
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+# The runner's own disposition is not inherited (under nohup SIGHUP would be
+# ignored, and benchlib rightly keeps it so): each mode sets its own.
+signal.signal(signal.SIGHUP, signal.SIG_IGN if sys.argv[1] == "ignore-hup" else signal.SIG_DFL)
 sys.path.insert(0, sys.argv[2])
 import benchlib
 proc = benchlib.start(["sleep", "600"], sys.argv[3])
