@@ -36,11 +36,16 @@ pub fn first_taken(ip: IpAddr, ports: &[u16], patience: Duration) -> Option<Sock
 }
 
 /// Whether `addr` takes connects until `deadline` (a listener that goes
-/// away before it does not count).
+/// away before it does not count). A connect that times out counts as
+/// taken: on the host's own address that is a listener whose accept queue
+/// is full (a live server under load) or a port filtered on purpose.
+/// Other errors (an address not on this host) leave the answer to bind.
 fn still_listening(addr: SocketAddr, deadline: Instant) -> bool {
     loop {
-        if TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).is_err() {
-            return false;
+        match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => return false,
         }
         let now = Instant::now();
         if now >= deadline {

@@ -55,6 +55,10 @@ fn a_port_another_process_listens_on_stops_the_start() {
     // it has outlasted the patience a just-killed server's port is given.
     let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = other.local_addr().unwrap().port();
+    // Accepted and dropped, as a live server would, so 2 s of probes never
+    // fill the backlog (whose full queue would look otherwise).
+    let acceptor = other.try_clone().unwrap();
+    std::thread::spawn(move || acceptor.incoming().for_each(drop));
     let output = Command::new(env!("CARGO_BIN_EXE_hongbao-server"))
         .args(["--shards", "1", "--listen", &format!("127.0.0.1:{port}"), "--durability", "none"])
         .output()
