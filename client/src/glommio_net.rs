@@ -9,11 +9,14 @@
 //! connected, how long to wait for an answer is the caller's to decide.
 //!
 //! Every connection has TCP keepalive on, as the server's side has
-//! (PROTOCOL.md 3.5): a pipeline sets no time limit on answers, so a server
-//! host that vanished without a FIN or RST (lost, or a NAT entry expired)
-//! would otherwise hold a caller that sets none either for ever. With it,
-//! the next read fails within [`KEEPALIVE_IDLE_SECS`] plus
-//! [`KEEPALIVE_PROBES`] × [`KEEPALIVE_INTERVAL_SECS`] of silence (2 minutes).
+//! (PROTOCOL.md 3.5), and a TCP user timeout of the same two minutes: a
+//! pipeline sets no time limit on answers, so a server host that vanished
+//! without a FIN or RST (lost, or a NAT entry expired) would otherwise hold
+//! a caller that sets none either for ever. Keepalive finds it on an idle
+//! connection, after [`KEEPALIVE_IDLE_SECS`] plus [`KEEPALIVE_PROBES`] ×
+//! [`KEEPALIVE_INTERVAL_SECS`]; the user timeout on one with requests
+//! written and not acknowledged (keepalive does not probe those, and the
+//! kernel's retransmissions alone would take about 15 minutes).
 
 use std::io;
 use std::net::SocketAddr;
@@ -40,6 +43,9 @@ pub const KEEPALIVE_IDLE_SECS: u32 = 60;
 pub const KEEPALIVE_INTERVAL_SECS: u32 = 10;
 /// Unanswered probes after which the kernel resets the connection.
 pub const KEEPALIVE_PROBES: u32 = 6;
+/// Longest data written may go unacknowledged before the kernel resets the
+/// connection, ms: as long as keepalive takes to give up.
+pub const USER_TIMEOUT_MS: u32 = (KEEPALIVE_IDLE_SECS + KEEPALIVE_PROBES * KEEPALIVE_INTERVAL_SECS) * 1000;
 
 /// Connects a glommio `TcpStream` with Nagle off (a pipeline writes whole
 /// batches itself, and Nagle would only hold back the last partial packet)
@@ -54,6 +60,7 @@ pub async fn connect_stream(addr: SocketAddr) -> io::Result<TcpStream> {
         KEEPALIVE_INTERVAL_SECS,
         KEEPALIVE_PROBES,
     )?;
+    hongbao_uring::socket::set_user_timeout(stream.as_raw_fd(), USER_TIMEOUT_MS)?;
     Ok(stream)
 }
 
@@ -130,15 +137,21 @@ mod tests {
     }
 
     #[test]
-    fn connections_have_nagle_off_and_keepalive_on() {
+    fn connections_have_nagle_off_keepalive_on_and_a_user_timeout() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let executor = LocalExecutorBuilder::default().make().expect("glommio executor");
-        let (nodelay, keepalive) = executor.run(async move {
+        let (nodelay, keepalive, user_timeout) = executor.run(async move {
             let stream = connect_stream(addr).await.unwrap();
-            (stream.nodelay().unwrap(), hongbao_uring::socket::keepalive(stream.as_raw_fd()).unwrap())
+            let fd = stream.as_raw_fd();
+            (
+                stream.nodelay().unwrap(),
+                hongbao_uring::socket::keepalive(fd).unwrap(),
+                hongbao_uring::socket::user_timeout(fd).unwrap(),
+            )
         });
         assert!(nodelay);
+        assert_eq!(user_timeout, 120_000);
         assert_eq!(keepalive, Some((KEEPALIVE_IDLE_SECS, KEEPALIVE_INTERVAL_SECS, KEEPALIVE_PROBES)));
         drop(listener);
     }

@@ -52,6 +52,20 @@ pub fn set_keepalive(fd: RawFd, idle: u32, interval: u32, probes: u32) -> io::Re
     set_int(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1)
 }
 
+/// Resets connection `fd` when data it sent stays unacknowledged for
+/// `millis`: keepalive probes only an idle connection, and without this a
+/// request written to a host that vanished waits on the kernel's
+/// retransmissions (`tcp_retries2`, about 15 minutes). With keepalive on,
+/// it also bounds how long unanswered probes go on.
+pub fn set_user_timeout(fd: RawFd, millis: u32) -> io::Result<()> {
+    set_int(fd, libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, millis.min(i32::MAX as u32) as libc::c_int)
+}
+
+/// The `TCP_USER_TIMEOUT` of `fd`, ms (0: the kernel's default).
+pub fn user_timeout(fd: RawFd) -> io::Result<u32> {
+    get_int(fd, libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT).map(|v| v.max(0) as u32)
+}
+
 /// The keepalive settings of `fd` as (idle, interval, probes) seconds and
 /// count, or `None` when SO_KEEPALIVE is off.
 pub fn keepalive(fd: RawFd) -> io::Result<Option<(u32, u32, u32)>> {
