@@ -45,4 +45,4 @@ pub mod ring;
 pub mod socket;
 
 pub use doorbell::Doorbell;
-pub use ring::{Completion, Ring, RingConfig, TaskRun};
+pub use ring::{Completion, Ring, RingConfig, TaskRun, Woken, PARK_LOOK_FIRST, PARK_LOOK_MAX};

@@ -1,5 +1,6 @@
 //! The ring against real loopback sockets inside a glommio executor: accept,
-//! receive, send, end of stream, cancel, parking on the doorbell, a pool that
+//! receive, send, end of stream, cancel, parking on the doorbell (and
+//! finding work no doorbell announced), a pool that
 //! runs dry, closing a ring with operations in flight or a full queue, and a ring whose
 //! `io_uring_enter` fails while its queue is full.
 
@@ -10,7 +11,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use glommio::LocalExecutorBuilder;
-use hongbao_uring::{socket, Completion, Doorbell, Ring, RingConfig};
+use hongbao_uring::{socket, Completion, Doorbell, Ring, RingConfig, Woken};
 
 fn run<T: Send + 'static>(test: impl FnOnce() -> T + Send + 'static) -> T {
     std::thread::spawn(move || {
@@ -213,6 +214,97 @@ fn a_parked_loop_is_woken_by_arriving_data() {
     .unwrap();
     assert_eq!(woke.0, b"wake");
     assert!(woke.1 >= 1, "the loop parked before the data came");
+}
+
+/// A connected pair: the ring's end (with a receive armed and submitted) and
+/// the peer's.
+fn receiving_pair(ring: &mut Ring, token: u64) -> (std::net::TcpStream, TcpStream) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    ring.receive(server.as_raw_fd(), token);
+    ring.poll(|c| panic!("nothing has arrived: {c:?}")).unwrap();
+    (server, peer)
+}
+
+#[test]
+fn work_waiting_sees_a_receive_the_kernel_has_queued_before_any_system_call() {
+    run(|| {
+        let mut ring = Ring::new(small()).expect("ring");
+        let (_server, mut peer) = receiving_pair(&mut ring, 9);
+        // Every kernel with deferred or cooperative task running (5.19+)
+        // has the flag; only a plain interrupt-driven ring goes without, and
+        // its queue alone tells.
+        assert!(ring.knows_waiting_work(), "a {:?} ring without the kernel's flag", ring.task_run());
+        assert!(!ring.work_waiting(), "nothing has arrived yet");
+        // On loopback the write runs the ring's side of TCP before it
+        // returns: the receive's work is queued (deferred) by then.
+        peer.write_all(b"queued").unwrap();
+        assert!(ring.work_waiting(), "the kernel flagged the receive's work");
+        let mut got = Vec::new();
+        ring.poll(|c| match c {
+            Completion::Received { token: 9, data, .. } => got.extend_from_slice(data),
+            other => panic!("unexpected {other:?}"),
+        })
+        .unwrap();
+        assert_eq!(got, b"queued");
+        assert!(!ring.work_waiting(), "the turn ran the work and reaped it");
+    });
+}
+
+#[test]
+fn a_park_whose_doorbell_never_rings_still_finds_arriving_data() {
+    // No eventfd task: nothing rings the doorbell, as when the kernel's
+    // eventfd signal is put off. The park must end on the data, not on its
+    // deadline (a minute away).
+    let (woken, got) = std::thread::spawn(|| {
+        LocalExecutorBuilder::default().make().expect("executor").run(async {
+            let mut ring = Ring::new(small()).expect("ring");
+            let doorbell = Doorbell::default();
+            let (_server, mut peer) = receiving_pair(&mut ring, 11);
+            let writer = std::thread::spawn(move || {
+                // Long enough that the park has looked and found nothing
+                // a few times first.
+                std::thread::sleep(Duration::from_millis(30));
+                peer.write_all(b"late").unwrap();
+                peer
+            });
+            assert!(ring.prepare_park().unwrap(), "nothing to do yet");
+            let woken = ring.park(&doorbell, std::time::Instant::now() + Duration::from_secs(60)).await;
+            ring.unpark();
+            let mut got = Vec::new();
+            ring.poll(|c| {
+                if let Completion::Received { data, .. } = c {
+                    got.extend_from_slice(data);
+                }
+            })
+            .unwrap();
+            drop(writer.join().unwrap());
+            (woken, got)
+        })
+    })
+    .join()
+    .unwrap();
+    assert_eq!(woken, Woken::Work);
+    assert_eq!(got, b"late");
+}
+
+#[test]
+fn a_park_ends_on_its_doorbell_and_on_its_deadline() {
+    let woken = std::thread::spawn(|| {
+        LocalExecutorBuilder::default().make().expect("executor").run(async {
+            let mut ring = Ring::new(small()).expect("ring");
+            let doorbell = Doorbell::default();
+            doorbell.ring();
+            let far = std::time::Instant::now() + Duration::from_secs(60);
+            let first = ring.park(&doorbell, far).await;
+            let near = std::time::Instant::now() + Duration::from_millis(5);
+            (first, ring.park(&doorbell, near).await)
+        })
+    })
+    .join()
+    .unwrap();
+    assert_eq!(woken, (Woken::Doorbell, Woken::Deadline));
 }
 
 #[test]

@@ -16,7 +16,8 @@
 //! The loop spins while there is work (and for `--spin-us` after), so under
 //! load no request waits for a wake-up; then it parks on the shard's doorbell,
 //! which the ring's eventfd, the log's group commit and returning forwarded
-//! batches ring. Every 100 ms it sweeps the connections for the deadlines:
+//! batches ring, and looks at the ring now and then for work whose eventfd
+//! signal the kernel has put off (see `Ring::park`). Every 100 ms it sweeps the connections for the deadlines:
 //! authentication, a frame left unfinished, a send the client does not read.
 
 use std::cell::RefCell;
@@ -199,7 +200,8 @@ pub async fn run(shard: Rc<Shard>, mesh: Rc<MeshSenders>, listeners: Vec<Listene
         if now.duration_since(busy_at) >= spin && ring.prepare_park().unwrap_or(false) {
             let park = park_for(now, next_sweep, &state.listeners);
             watch.parked_until(now + park);
-            futures_lite::future::or(doorbell.wait(), glommio::timer::sleep(park)).await;
+            // Not on the doorbell alone: see `Ring::park`.
+            ring.park(&doorbell, now + park).await;
             watch.unparked();
             ring.unpark();
             last_turn = None;
