@@ -54,17 +54,10 @@ pub fn answer_request(
     let id = frame.request_id();
     let opcode = frame.header.opcode;
     crate::counters::add(&shard.counters.requests, 1);
-    if shard.refuses_changes() && matches!(request, Request::Create(_) | Request::Grab(_) | Request::Open(_))
-    {
-        // The log failed: no change can be made durable, so none is made.
-        // GRAB and OPEN keep their fixed (zero) body.
-        let body: &[u8] = match request {
-            Request::Grab(_) => &[0; 24],
-            Request::Open(_) => &[0; 16],
-            _ => &[],
-        };
-        respond(shard, out, opcode, id, Status::Unavailable, &[body]);
-        return;
+    if shard.refuses_changes() && !engine.refuses_changes() {
+        // The log failed: no change can be made durable, so the engine makes
+        // none, and answers the rest (a repeated OPEN's amount) as before.
+        engine.refuse_changes();
     }
     match *request {
         Request::Grab(body) => answer_grab(shard, engine, now_ms, id, &body, out),

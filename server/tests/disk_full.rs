@@ -142,6 +142,19 @@ fn a_full_disk_refuses_changes_and_loses_nothing_acknowledged() {
     assert_eq!(reader.query(first, 0, 0).unwrap().status, Status::Ok, "reads must go on");
     let create = reader.create(1, 100, 2, EnvelopeKind::Random, 0).unwrap();
     assert_eq!(create.status, Status::Unavailable, "a change on a full disk (refused before: {refused})");
+    // What decides before a change still answers: a client that lost its
+    // connection in the failure and asks again learns what it was paid.
+    let (&(envelope, user), &amount) = acked.iter().next().unwrap();
+    let again = reader.open(EnvelopeId(envelope), user).unwrap();
+    assert_eq!(
+        (again.status, again.body.amount_cents),
+        (Status::Ok, amount),
+        "a repeated OPEN after the failure"
+    );
+    let grabbed = reader.grab(EnvelopeId(envelope), user).unwrap();
+    assert_eq!((grabbed.status, grabbed.body.amount_cents), (Status::AlreadyGrabbed, amount));
+    assert_eq!(reader.grab(first, 0).unwrap().status, Status::InvalidArgument);
+    assert_eq!(reader.grab(EnvelopeId::new(0, 0xFF_FFFF), 1).unwrap().status, Status::NotFound);
     let logged = server.log.try_iter().any(|line| line.contains("the log cannot write"));
     assert!(logged, "the server logs why it refuses changes");
     // And its metrics say so, once the shard has published (it does every 10 ms).

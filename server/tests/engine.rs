@@ -354,6 +354,42 @@ fn grab_answers_each_status() {
 }
 
 #[test]
+fn an_engine_refusing_changes_answers_everything_decided_before_a_change() {
+    let mut engine = Engine::new(config());
+    let id = create(&mut engine, T0, 1_000, 3, RANDOM, 0);
+    let (paid, order) = take(&mut engine, T0, id, 1);
+    grab_ok(&mut engine, T0, id, 2);
+    engine.refuse_changes();
+    assert!(engine.refuses_changes());
+    // What decides before a change answers as usual.
+    let (status, again) = engine.open(T0, id, 1);
+    assert_eq!(status, Status::Ok, "a repeated OPEN of a paid share");
+    assert_eq!((again.amount_cents.get(), again.order.get()), (paid, order));
+    let (status, again) = engine.grab(T0, id, 1);
+    assert_eq!((status, again.amount_cents.get()), (Status::AlreadyGrabbed, paid));
+    assert_eq!(engine.grab(T0, id, 2).0, Status::AlreadyGrabbed, "a reservation held");
+    assert_eq!(engine.grab(T0, id, 0).0, Status::InvalidArgument);
+    assert_eq!(engine.open(T0, id, 0).0, Status::InvalidArgument);
+    let unknown = EnvelopeId::new(SHARD, 0xFF_FFFF).0;
+    assert_eq!(engine.grab(T0, unknown, 5).0, Status::NotFound);
+    assert_eq!(engine.open(T0, unknown, 5).0, Status::NotFound);
+    assert_eq!(engine.open(T0, id, 9).0, Status::NoReservation);
+    assert_eq!(engine.create(T0, &request(0, 100, 2, RANDOM, 0)).unwrap_err(), Status::InvalidArgument);
+    // What would change something is refused, with GRAB's and OPEN's zero body.
+    let (status, answer) = engine.grab(T0, id, 3);
+    assert_eq!(status, Status::Unavailable, "a free share is not reserved");
+    assert_eq!((answer.hold_until_ms.get(), answer.amount_cents.get()), (0, 0));
+    let (status, answer) = engine.open(T0, id, 2);
+    assert_eq!(status, Status::Unavailable, "a reserved share is not paid");
+    assert_eq!((answer.amount_cents.get(), answer.order.get()), (0, 0));
+    assert_eq!(engine.create(T0, &request(1, 100, 2, RANDOM, 0)).unwrap_err(), Status::Unavailable);
+    // Nothing moved: one share paid, one reserved, one free.
+    let q = totals(&mut engine, T0, id);
+    assert_sums(&q);
+    assert_eq!((q.paid_count.get(), q.paid_cents.get(), q.reserved_count.get()), (1, paid, 1));
+}
+
+#[test]
 fn grab_after_expiry_is_expired() {
     let mut engine = Engine::new(config());
     let id = create(&mut engine, T0, 1000, 4, RANDOM, 60);

@@ -95,6 +95,9 @@ pub struct Engine {
     depends: u64,
     /// Small envelopes' share storage, taken back at eviction.
     pool: SharePool,
+    /// The log can no longer make a change durable (see
+    /// [`Engine::refuse_changes`]).
+    refusing: bool,
 }
 
 impl Engine {
@@ -111,7 +114,24 @@ impl Engine {
             journal: Journal::new(false, 1),
             depends: 0,
             pool: SharePool::default(),
+            refusing: false,
         }
+    }
+
+    /// From now on CREATE, GRAB and OPEN answer `unavailable` where they
+    /// would make a change (the log failed: no change can be made durable).
+    /// Everything they decide before that still answers as usual, in the
+    /// order PROTOCOL.md gives: a bad argument, an unknown envelope, and,
+    /// most of all, a share paid before: a client that lost its connection in
+    /// the failure and asks again learns its amount (section 3.3), once that
+    /// payment is durable. There is no way back: the shard restarts.
+    pub fn refuse_changes(&mut self) {
+        self.refusing = true;
+    }
+
+    /// Whether [`Engine::refuse_changes`] was called.
+    pub fn refuses_changes(&self) -> bool {
+        self.refusing
     }
 
     /// Turns the journal on: from now on every change is also a numbered log
@@ -219,6 +239,9 @@ impl Engine {
         if self.envelopes.len() as u64 >= cfg.envelopes_max || self.claims_held + count64 > cfg.claims_max {
             return Err(Status::ServerFull);
         }
+        if self.refusing {
+            return Err(Status::Unavailable);
+        }
         let Some(key) = self.envelopes.next_key() else {
             return Err(Status::ServerFull);
         };
@@ -274,6 +297,7 @@ impl Engine {
                 EnvelopeState::Expired => Status::Expired,
                 EnvelopeState::Finished => Status::SoldOut,
                 EnvelopeState::Active if env.shares_free() == 0 => Status::SoldOut,
+                EnvelopeState::Active if self.refusing => Status::Unavailable,
                 EnvelopeState::Active => {
                     let until_ms = now_ms + ttl_ms;
                     env.reserve(user, until_ms);
@@ -324,6 +348,9 @@ impl Engine {
             None => return (Status::NoReservation, answer),
         }
         assert_eq!(env.state, EnvelopeState::Active, "a reservation outlived its envelope");
+        if self.refusing {
+            return (Status::Unavailable, answer);
+        }
 
         let m = env.remaining_cents;
         let n = u64::from(env.shares_unpaid());
