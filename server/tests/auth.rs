@@ -111,6 +111,16 @@ fn clients_that_do_not_authenticate_or_stall_mid_frame_are_cut_off() {
     std::thread::sleep(Duration::from_millis(1500));
     let err = late.ping().map(|_| ()).unwrap_err();
     assert!(matches!(err, ClientError::Ended { status: Status::Timeout }), "{err:?}");
+    // A connection that authenticated and then sent a wrong token (say, a
+    // rotation gone wrong) after its first --auth-timeout is not cut off at
+    // once: it gets a timeout of its own to send the right one.
+    let mut rotating = TcpStream::connect(server.main).unwrap();
+    rotating.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    assert_eq!(ask(&mut rotating, &requests::hello(TOKEN.as_bytes()).unwrap(), 1).0, Status::Ok);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(ask(&mut rotating, &requests::hello(b"rotated").unwrap(), 2).0, Status::NotAuthenticated);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(ask(&mut rotating, &requests::hello(TOKEN.as_bytes()).unwrap(), 3).0, Status::Ok);
     std::fs::remove_file(file).unwrap();
 
     let server = TestServer::start(1, &["--frame-timeout", "1"]);

@@ -65,6 +65,16 @@ fn two_segments_with_the_same_records_are_refused() {
     write_segment(&dir, &records[2..]);
     let error = recover(&mut Engine::new(config()), &dir).unwrap_err().to_string();
     assert!(error.contains("record 3 is in an earlier segment too"), "{error}");
+    // Also when the copies sit in the middle of the log, with a segment after
+    // them that goes on where the first one ended.
+    let middle = fresh_dir("overlap-middle");
+    std::fs::create_dir_all(&middle).unwrap();
+    write_segment(&middle, &records[..4]);
+    write_segment(&middle, &records[2..4]);
+    write_segment(&middle, &records[4..]);
+    let error = recover(&mut Engine::new(config()), &middle).unwrap_err().to_string();
+    assert!(error.contains("record 3 is in an earlier segment too"), "{error}");
+    std::fs::remove_dir_all(&middle).unwrap();
     // Where a snapshot covers the overlap, the copies are simply not read.
     let mut engine = Engine::new(config());
     for record in &records[..4] {

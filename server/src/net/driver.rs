@@ -608,6 +608,13 @@ impl State {
             let Some(conn) = conn else { continue };
             conn.sweep_idle();
             buffer_bytes += conn.buffer_bytes() as u64;
+            if conn.authenticated {
+                // A later HELLO with a wrong token ends the authentication
+                // without closing (PROTOCOL.md 3.4): the client then has a
+                // whole --auth-timeout (less at most one sweep) to present
+                // the right one, not what is left of the first.
+                conn.auth_deadline = now + self.shard.auth_timeout;
+            }
             let late_auth = !conn.authenticated && now >= conn.auth_deadline;
             let late_frame = conn.partial_since.is_some_and(|t| now.duration_since(t) >= frame_timeout);
             let late_send = conn.send_started.is_some_and(|(t, _)| now.duration_since(t) >= frame_timeout);

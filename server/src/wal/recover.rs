@@ -80,8 +80,11 @@ pub fn recover(engine: &mut Engine, dir: &Path) -> Result<Recovered, RecoverErro
     }
     let segments = list_segments(dir).map_err(io(dir))?;
     for (i, (first_seq, path)) in segments.iter().enumerate() {
-        // Wholly covered by the snapshot: the next segment starts within it.
-        if segments.get(i + 1).is_some_and(|(next, _)| *next <= found.next_seq) {
+        // Wholly covered by the snapshot: the next segment starts within it
+        // (or right after). Judged against the snapshot, not against how far
+        // reading has come: a segment that overlaps the one read before it
+        // must be read, so that its second copies are found and refused.
+        if segments.get(i + 1).is_some_and(|(next, _)| *next <= found.snapshot_covers + 1) {
             continue;
         }
         found.segments += 1;
