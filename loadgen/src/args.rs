@@ -68,8 +68,9 @@ impl Scenario {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "hongbao-loadgen", version, about, long_about = None)]
 pub struct Args {
-    /// Main address of the server; shard-aware ports are learned from HELLO.
-    #[arg(long, default_value = "127.0.0.1:7400", value_name = "HOST:PORT")]
+    /// Main address of the server (a name is looked up once, its first
+    /// address used); shard-aware ports are learned from HELLO.
+    #[arg(long, default_value = "127.0.0.1:7400", value_name = "HOST:PORT", value_parser = parse_server)]
     pub server: SocketAddr,
 
     /// Traffic to send.
@@ -211,6 +212,34 @@ pub fn check(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
+/// `--server`: an address, or a host name with a port, looked up once.
+pub fn parse_server(text: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let mut addrs =
+        text.to_socket_addrs().map_err(|e| format!("{text:?} is not HOST:PORT that resolves: {e}"))?;
+    addrs.next().ok_or_else(|| format!("{text:?} resolves to no address"))
+}
+
+/// Checks, before the run, that `--json` and `--plot` can be written: a
+/// long run must not end on a missing directory. A file that did not exist
+/// is made and removed again.
+pub fn check_outputs(args: &Args) -> Result<(), String> {
+    for (flag, path) in [("--json", &args.json), ("--plot", &args.plot)] {
+        let Some(path) = path else { continue };
+        let existed = path.exists();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| format!("{flag} {}: {e}", path.display()))?;
+        if !existed {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    Ok(())
+}
+
 /// The CPUs of a `--cores` list ("1", "0,2", "2-3"), each one available
 /// and named once: two busy-polling workers on one core would halve each
 /// other and measure the sharing, not the server.
@@ -280,6 +309,38 @@ mod tests {
         assert!(parse(&["--plot", "run.jpg"]).unwrap_err().contains(".svg or .png"));
         assert!(parse(&["--plot", "run"]).is_err());
         assert_eq!(parse(&["--plot", "run.svg"]), Ok(()));
+    }
+
+    #[test]
+    fn the_server_may_be_named_by_host() {
+        let args = Args::try_parse_from(["hongbao-loadgen", "--server", "localhost:7405"]).unwrap();
+        assert!(args.server.ip().is_loopback() && args.server.port() == 7405, "{}", args.server);
+        assert_eq!(parse_server("127.0.0.1:7400"), Ok("127.0.0.1:7400".parse().unwrap()));
+        assert!(parse_server("localhost").is_err(), "a port is needed");
+        assert!(Args::try_parse_from(["hongbao-loadgen", "--server", "no-such-host.invalid:7400"]).is_err());
+    }
+
+    #[test]
+    fn outputs_that_cannot_be_written_are_refused_before_the_run() {
+        let outputs = |json: &str, plot: &str| {
+            let args = Args::try_parse_from(["hongbao-loadgen", "--json", json, "--plot", plot]).unwrap();
+            check_outputs(&args)
+        };
+        let dir = std::env::temp_dir().join(format!("hongbao-loadgen-outputs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (json, plot) = (dir.join("run.json"), dir.join("run.svg"));
+        assert_eq!(outputs(json.to_str().unwrap(), plot.to_str().unwrap()), Ok(()));
+        assert!(!json.exists() && !plot.exists(), "the check leaves nothing behind");
+        let missing = dir.join("missing").join("run.json");
+        let error = outputs(missing.to_str().unwrap(), plot.to_str().unwrap()).unwrap_err();
+        assert!(error.starts_with("--json") && error.contains("missing"), "{error}");
+        let error = outputs(json.to_str().unwrap(), dir.join("missing").join("run.svg").to_str().unwrap());
+        assert!(error.unwrap_err().starts_with("--plot"));
+        // An existing file is kept as it is until the run writes it.
+        std::fs::write(&json, b"earlier").unwrap();
+        assert_eq!(outputs(json.to_str().unwrap(), plot.to_str().unwrap()), Ok(()));
+        assert_eq!(std::fs::read(&json).unwrap(), b"earlier");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -16,7 +16,7 @@ use hongbao_loadgen::{plot, report};
 
 fn main() {
     let args = Args::parse();
-    if let Err(why) = args::check(&args) {
+    if let Err(why) = args::check(&args).and_then(|()| args::check_outputs(&args)) {
         eprintln!("hongbao-loadgen: {why}");
         std::process::exit(2);
     }

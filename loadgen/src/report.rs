@@ -267,8 +267,10 @@ pub fn summary(result: &RunResult) -> Summary {
 
 /// The summary as JSON (see [`Summary`] for the fields).
 pub fn to_json(summary: &Summary) -> serde_json::Value {
-    let value = serde_json::to_value(summary).expect("a summary has string keys and finite numbers");
+    let mut value = serde_json::to_value(summary).expect("a summary has string keys and finite numbers");
     debug_assert!(value["ops_per_sec"].is_number() && value["violations"].is_number());
+    // The plot's "all" line, beside the top-level latency_us it goes with.
+    value["latency_curve"] = serde_json::to_value(&summary.all.curve).expect("a curve is numbers only");
     value
 }
 
@@ -638,6 +640,14 @@ mod tests {
         assert_eq!(json["ops"]["open"]["statuses"]["ok"], 1);
         assert!(json["ops"]["open"]["ops_per_sec"].is_number());
         assert!(json["ops"].get("all").is_none());
+        // All operations' curve, as the plot's "all" line: the GRAB of 120 µs
+        // and the OPEN of 80 µs together.
+        let all = json["latency_curve"].as_array().expect("the plot's \"all\" curve");
+        assert_eq!(all.len(), curve.len());
+        assert_eq!(
+            (&all[0]["latency_us"], &all[all.len() - 1]["latency_us"]),
+            (&serde_json::json!(80), &serde_json::json!(120))
+        );
         assert_eq!(json["violations"], 0);
     }
 

@@ -288,7 +288,18 @@ fn execute(cli: &Cli, token: Option<&[u8]>) -> Result<Outcome, ClientError> {
     let timeout = Duration::from_secs(cli.timeout);
     let mut client = Client::connect_timeout(cli.server.as_str(), timeout)?;
     if let Some(token) = token {
-        let status = client.authenticate(token)?;
+        let status = match client.authenticate(token) {
+            Ok(status) => status,
+            // Only the HELLO went out, nothing of the command: its outcome is
+            // known (not made), so this is a failure to connect (exit 2),
+            // not "sent and unanswered" with its advice for a CREATE.
+            Err(e) if e.outcome_unknown() => {
+                let source =
+                    std::io::Error::other(format!("the HELLO with the token was not answered ({e})"));
+                return Err(ClientError::Connect { addr: cli.server.clone(), source });
+            }
+            Err(e) => return Err(e),
+        };
         if status != Status::Ok {
             return Ok(Outcome {
                 status,
@@ -754,6 +765,44 @@ mod tests {
         assert!(err.contains("CREATE") && err.contains("do not repeat it blindly"), "{err}");
         let v: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["status"], "unknown_outcome");
+    }
+
+    /// A server that takes the connection and never answers the HELLO: the
+    /// command itself was never sent, so its outcome is known.
+    #[test]
+    fn a_hello_never_answered_exits_2_and_says_the_command_was_not_sent() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            // Reads the HELLO's header, then hangs up unanswered.
+            let mut header = [0u8; 24];
+            stream.read_exact(&mut header).unwrap();
+            header[3]
+        });
+        let path = std::env::temp_dir().join(format!("hongbao-cli-hello-{}", std::process::id()));
+        std::fs::write(&path, "a-token\n").unwrap();
+        let args = [
+            "--json",
+            "--auth-token-file",
+            path.to_str().unwrap(),
+            "create",
+            "--sender",
+            "1",
+            "--total",
+            "100",
+            "--count",
+            "2",
+            "--server",
+            &addr,
+        ];
+        let (code, out, err) = run_cli(&args);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(server.join().unwrap(), Opcode::Hello as u8, "the HELLO came first");
+        assert_eq!(code, EXIT_ERROR, "{err}");
+        assert!(err.contains("HELLO") && !err.contains("CREATE"), "{err}");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["status"], "error");
     }
 
     /// A token file that is not there is a usage error naming it, found
