@@ -230,7 +230,14 @@ impl LocalLatency {
         let mut per_slot = [0u64; OPS];
         let mut at = 0;
         while let Some(header) = answers.get(at..at + HEADER_LEN) {
-            per_slot[usize::from(OP_SLOTS[usize::from(header[3])])] += 1;
+            // The unasked `timeout` (request id 0) before a close answers no
+            // request, so it is not timed as one (PROTOCOL.md 7.7: an
+            // opcode's histogram counts its requests).
+            let unasked = u16::from_le_bytes([header[6], header[7]]) == Status::Timeout as u16
+                && header[16..24] == [0; 8];
+            if !unasked {
+                per_slot[usize::from(OP_SLOTS[usize::from(header[3])])] += 1;
+            }
             let body_len = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
             at += HEADER_LEN + body_len as usize;
         }
@@ -308,6 +315,8 @@ mod tests {
             write_response(&mut out, opcode, 1, Status::Ok, &[body]);
         }
         let latency = LocalLatency::default();
+        // The unasked timeout before a close answers no request.
+        write_response(&mut out, 0, 0, Status::Timeout, &[]);
         latency.record_answers(&out, Duration::from_micros(300));
         latency.record_answers(&[], Duration::from_micros(1));
         let grab = latency.slot(op_slot(0x11));
