@@ -213,11 +213,21 @@ pub fn check(args: &Args) -> Result<(), String> {
 }
 
 /// `--server`: an address, or a host name with a port, looked up once.
+///
+/// An IPv4 address is preferred where the name has one: the server's default
+/// listens on 127.0.0.1, and `localhost` often resolves to `::1` first.
 pub fn parse_server(text: &str) -> Result<SocketAddr, String> {
     use std::net::ToSocketAddrs;
-    let mut addrs =
-        text.to_socket_addrs().map_err(|e| format!("{text:?} is not HOST:PORT that resolves: {e}"))?;
-    addrs.next().ok_or_else(|| format!("{text:?} resolves to no address"))
+    let addrs: Vec<SocketAddr> = text
+        .to_socket_addrs()
+        .map_err(|e| format!("{text:?} is not HOST:PORT that resolves: {e}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| format!("{text:?} resolves to no address"))
 }
 
 /// Checks, before the run, that `--json` and `--plot` can be written: a
@@ -226,15 +236,18 @@ pub fn parse_server(text: &str) -> Result<SocketAddr, String> {
 pub fn check_outputs(args: &Args) -> Result<(), String> {
     for (flag, path) in [("--json", &args.json), ("--plot", &args.plot)] {
         let Some(path) = path else { continue };
-        let existed = path.exists();
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(|e| format!("{flag} {}: {e}", path.display()))?;
-        if !existed {
-            let _ = std::fs::remove_file(path);
+        let fail = |e: std::io::Error| format!("{flag} {}: {e}", path.display());
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
+            // Made here, so removed here: nothing else can be in its place.
+            Ok(_) => std::fs::remove_file(path).map_err(fail)?,
+            // There already (a file, or a link): it must open for writing,
+            // untouched. A link to a file not made yet is left to the run.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                if path.exists() {
+                    std::fs::OpenOptions::new().write(true).open(path).map_err(fail)?;
+                }
+            }
+            Err(e) => return Err(fail(e)),
         }
     }
     Ok(())
@@ -317,7 +330,7 @@ mod tests {
         assert!(args.server.ip().is_loopback() && args.server.port() == 7405, "{}", args.server);
         assert_eq!(parse_server("127.0.0.1:7400"), Ok("127.0.0.1:7400".parse().unwrap()));
         assert!(parse_server("localhost").is_err(), "a port is needed");
-        assert!(Args::try_parse_from(["hongbao-loadgen", "--server", "no-such-host.invalid:7400"]).is_err());
+        assert!(parse_server("localhost:x").is_err());
     }
 
     #[test]
@@ -340,6 +353,12 @@ mod tests {
         std::fs::write(&json, b"earlier").unwrap();
         assert_eq!(outputs(json.to_str().unwrap(), plot.to_str().unwrap()), Ok(()));
         assert_eq!(std::fs::read(&json).unwrap(), b"earlier");
+        // A link to a file the run has not made yet stays a link.
+        let link = dir.join("latest.json");
+        std::os::unix::fs::symlink(dir.join("later.json"), &link).unwrap();
+        assert_eq!(outputs(link.to_str().unwrap(), plot.to_str().unwrap()), Ok(()));
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert!(!dir.join("later.json").exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

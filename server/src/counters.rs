@@ -29,6 +29,10 @@ pub struct ShardCounters {
     pub connections: Cell<u64>,
     /// Connections refused at accept because the shard was full.
     pub connections_refused: Cell<u64>,
+    /// HELLOs with a wrong token that ended an authentication: the socket
+    /// loop compares it around each connection's answers to restart that
+    /// connection's --auth-timeout (PROTOCOL.md 3.4).
+    pub authentications_ended: Cell<u64>,
     /// Memory the connections' buffers held at the last sweep.
     pub connection_buffer_bytes: Cell<u64>,
     /// Requests this shard's engine answered.

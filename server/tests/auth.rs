@@ -22,6 +22,17 @@ fn token_file(name: &str) -> std::path::PathBuf {
     path
 }
 
+/// Reads one answer from a raw connection: (status, request id).
+fn read_answer(stream: &mut TcpStream) -> (Status, u64) {
+    let mut answer = vec![0u8; 24];
+    stream.read_exact(&mut answer).unwrap();
+    let len = u32::from_le_bytes(answer[8..12].try_into().unwrap()) as usize;
+    answer.resize(24 + len, 0);
+    stream.read_exact(&mut answer[24..]).unwrap();
+    let frame = decode_frame(&answer).unwrap().unwrap();
+    (frame.header.status(), frame.request_id())
+}
+
 /// Sends `request` on a raw connection and reads one answer.
 fn ask(stream: &mut TcpStream, request: &Request<'_>, id: u64) -> (Status, usize) {
     let mut bytes = Vec::new();
@@ -121,6 +132,23 @@ fn clients_that_do_not_authenticate_or_stall_mid_frame_are_cut_off() {
     assert_eq!(ask(&mut rotating, &requests::hello(b"rotated").unwrap(), 2).0, Status::NotAuthenticated);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(ask(&mut rotating, &requests::hello(TOKEN.as_bytes()).unwrap(), 3).0, Status::Ok);
+    // Also when the right HELLO and the wrong one come together, late in the
+    // first timeout, with no sweep between them to see it authenticated.
+    let mut both = TcpStream::connect(server.main).unwrap();
+    both.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    std::thread::sleep(Duration::from_millis(900));
+    let mut bytes = Vec::new();
+    requests::hello(TOKEN.as_bytes()).unwrap().encode(1, &mut bytes);
+    requests::hello(b"rotated").unwrap().encode(2, &mut bytes);
+    both.write_all(&bytes).unwrap();
+    assert_eq!(read_answer(&mut both), (Status::Ok, 1));
+    assert_eq!(read_answer(&mut both), (Status::NotAuthenticated, 2));
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(
+        ask(&mut both, &requests::hello(TOKEN.as_bytes()).unwrap(), 3).0,
+        Status::Ok,
+        "cut off at the accept's deadline"
+    );
     std::fs::remove_file(file).unwrap();
 
     let server = TestServer::start(1, &["--frame-timeout", "1"]);

@@ -389,6 +389,41 @@ fn an_engine_refusing_changes_answers_everything_decided_before_a_change() {
     assert_eq!((q.paid_count.get(), q.paid_cents.get(), q.reserved_count.get()), (1, paid, 1));
 }
 
+/// The writer wrote user 1's payment, took user 2's and failed; user 3's was
+/// still journaled when the engine began refusing.
+#[test]
+fn after_a_failed_write_a_paid_share_answers_as_the_log_holds_it() {
+    let mut engine = Engine::new(config());
+    engine.enable_journal(1);
+    let id = create(&mut engine, T0, 1_000, 5, RANDOM, 0);
+    let (paid, order) = take(&mut engine, T0, id, 1);
+    let mut written = Vec::new();
+    engine.take_journal(&mut written);
+    take(&mut engine, T0, id, 2);
+    let mut failed = Vec::new();
+    engine.take_journal(&mut failed);
+    engine.note_unwritten(&failed);
+    take(&mut engine, T0, id, 3);
+    engine.take_depends();
+    engine.refuse_changes();
+    // Written: its amount, at once, not waiting on the envelope's later
+    // changes (which will never be written).
+    let (status, again) = engine.open(T0, id, 1);
+    assert_eq!((status, again.amount_cents.get(), again.order.get()), (Status::Ok, paid, order));
+    assert_eq!(engine.grab(T0, id, 1).0, Status::AlreadyGrabbed);
+    assert_eq!(engine.take_depends(), 0, "nothing to wait for");
+    // Not written, in the failed write or left in the journal: nothing shown.
+    for user in [2, 3] {
+        let (status, answer) = engine.open(T0, id, user);
+        assert_eq!((status, answer.amount_cents.get()), (Status::Unavailable, 0), "user {user}");
+        let (status, answer) = engine.grab(T0, id, user);
+        assert_eq!((status, answer.amount_cents.get()), (Status::Unavailable, 0), "user {user}");
+    }
+    let mut left = Vec::new();
+    engine.take_journal(&mut left);
+    assert!(left.is_empty(), "the unwritten records left the journal: {left:?}");
+}
+
 #[test]
 fn grab_after_expiry_is_expired() {
     let mut engine = Engine::new(config());

@@ -25,6 +25,7 @@ mod config;
 mod envelope;
 mod journal;
 mod pool;
+mod refusal;
 mod rng;
 mod shares;
 mod slab;
@@ -47,6 +48,8 @@ pub use slab::SLOTS_MAX;
 use crate::wal::{Record, RecordKind};
 pub use journal::Journal;
 use pool::SharePool;
+use refusal::Refusal;
+pub use refusal::UNWRITTEN_OPENS_MAX;
 use shares::Shares;
 use slab::Slab;
 use timers::Timers;
@@ -95,9 +98,9 @@ pub struct Engine {
     depends: u64,
     /// Small envelopes' share storage, taken back at eviction.
     pool: SharePool,
-    /// The log can no longer make a change durable (see
-    /// [`Engine::refuse_changes`]).
-    refusing: bool,
+    /// Once the log has failed: changes refused, and the paid shares it
+    /// never wrote (see [`Engine::refuse_changes`]).
+    refusal: Refusal,
 }
 
 impl Engine {
@@ -114,7 +117,7 @@ impl Engine {
             journal: Journal::new(false, 1),
             depends: 0,
             pool: SharePool::default(),
-            refusing: false,
+            refusal: Refusal::default(),
         }
     }
 
@@ -123,15 +126,31 @@ impl Engine {
     /// Everything they decide before that still answers as usual, in the
     /// order PROTOCOL.md gives: a bad argument, an unknown envelope, and,
     /// most of all, a share paid before: a client that lost its connection in
-    /// the failure and asks again learns its amount (section 3.3), once that
-    /// payment is durable. There is no way back: the shard restarts.
+    /// the failure and asks again learns its amount (section 3.3), at once if
+    /// its record was written, and `unavailable` if it never will be (see
+    /// [`Engine::note_unwritten`]). There is no way back: the shard restarts.
     pub fn refuse_changes(&mut self) {
-        self.refusing = true;
+        if self.refusal.refusing() {
+            return;
+        }
+        self.refusal.begin();
+        // What is still journaled will never be written either.
+        let mut unwritten = Vec::new();
+        self.journal.take(&mut unwritten);
+        self.refusal.note_unwritten(&unwritten);
+    }
+
+    /// The log failed and will never write `records` (its writer took them
+    /// and could not write them, or took them after the failure): a repeated
+    /// OPEN or GRAB of a share one of them paid answers `unavailable`, and of
+    /// any other paid share its amount, at once (see `refusal.rs`).
+    pub fn note_unwritten(&mut self, records: &[Record]) {
+        self.refusal.note_unwritten(records);
     }
 
     /// Whether [`Engine::refuse_changes`] was called.
     pub fn refuses_changes(&self) -> bool {
-        self.refusing
+        self.refusal.refusing()
     }
 
     /// Turns the journal on: from now on every change is also a numbered log
@@ -239,7 +258,7 @@ impl Engine {
         if self.envelopes.len() as u64 >= cfg.envelopes_max || self.claims_held + count64 > cfg.claims_max {
             return Err(Status::ServerFull);
         }
-        if self.refusing {
+        if self.refusal.refusing() {
             return Err(Status::Unavailable);
         }
         let Some(key) = self.envelopes.next_key() else {
@@ -283,12 +302,18 @@ impl Engine {
             return (Status::NotFound, answer);
         };
         let status = match env.holding(user) {
-            Some(Holding::Paid { index }) => {
-                answer.amount_cents = env.claims()[index as usize].amount_cents;
-                // "Already paid X": money shown, so it waits for the records.
-                self.depends = self.depends.max(env.changed_seq);
-                Status::AlreadyGrabbed
-            }
+            Some(Holding::Paid { index }) => match self.refusal.paid_share_written(envelope_id, user) {
+                // Paid in memory, lost to the log: nothing to show.
+                Some(false) => Status::Unavailable,
+                written => {
+                    answer.amount_cents = env.claims()[index as usize].amount_cents;
+                    if written.is_none() {
+                        // "Already paid X": money shown, so it waits for the records.
+                        self.depends = self.depends.max(env.changed_seq);
+                    }
+                    Status::AlreadyGrabbed
+                }
+            },
             Some(Holding::Reserved { until_ms }) => {
                 answer.hold_until_ms = U64::new(until_ms);
                 Status::AlreadyGrabbed
@@ -297,7 +322,7 @@ impl Engine {
                 EnvelopeState::Expired => Status::Expired,
                 EnvelopeState::Finished => Status::SoldOut,
                 EnvelopeState::Active if env.shares_free() == 0 => Status::SoldOut,
-                EnvelopeState::Active if self.refusing => Status::Unavailable,
+                EnvelopeState::Active if self.refusal.refusing() => Status::Unavailable,
                 EnvelopeState::Active => {
                     let until_ms = now_ms + ttl_ms;
                     env.reserve(user, until_ms);
@@ -333,10 +358,15 @@ impl Engine {
         };
         match env.holding(user) {
             Some(Holding::Paid { index }) => {
-                // Asked again: the amount paid the first time, which must be
-                // durable before it is shown (it may have been paid a moment
-                // ago, on another connection).
-                self.depends = self.depends.max(env.changed_seq);
+                match self.refusal.paid_share_written(envelope_id, user) {
+                    Some(false) => return (Status::Unavailable, answer),
+                    // Written before the log failed: shown at once.
+                    Some(true) => {}
+                    // Asked again: the amount paid the first time, which must
+                    // be durable before it is shown (it may have been paid a
+                    // moment ago, on another connection).
+                    None => self.depends = self.depends.max(env.changed_seq),
+                }
                 let claim = &env.claims()[index as usize];
                 assert_eq!(claim.user.get(), user, "holding points at another user's claim");
                 answer.amount_cents = claim.amount_cents;
@@ -348,7 +378,7 @@ impl Engine {
             None => return (Status::NoReservation, answer),
         }
         assert_eq!(env.state, EnvelopeState::Active, "a reservation outlived its envelope");
-        if self.refusing {
+        if self.refusal.refusing() {
             return (Status::Unavailable, answer);
         }
 

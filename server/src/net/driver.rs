@@ -608,13 +608,6 @@ impl State {
             let Some(conn) = conn else { continue };
             conn.sweep_idle();
             buffer_bytes += conn.buffer_bytes() as u64;
-            if conn.authenticated {
-                // A later HELLO with a wrong token ends the authentication
-                // without closing (PROTOCOL.md 3.4): the client then has a
-                // whole --auth-timeout (less at most one sweep) to present
-                // the right one, not what is left of the first.
-                conn.auth_deadline = now + self.shard.auth_timeout;
-            }
             let late_auth = !conn.authenticated && now >= conn.auth_deadline;
             let late_frame = conn.partial_since.is_some_and(|t| now.duration_since(t) >= frame_timeout);
             let late_send = conn.send_started.is_some_and(|(t, _)| now.duration_since(t) >= frame_timeout);
@@ -667,6 +660,7 @@ impl State {
 /// journaled changes.
 fn answer(shard: &Shard, conn: &mut Conn, data: Option<&[u8]>) -> bool {
     let since = shard.last_change();
+    let ended = shard.counters.authentications_ended.get();
     let frames_max = conn.frames_allowed();
     let forwarder = conn.forwarder.as_mut().expect("can_answer: no batch is out");
     let answered = match data {
@@ -691,7 +685,14 @@ fn answer(shard: &Shard, conn: &mut Conn, data: Option<&[u8]>) -> bool {
     };
     conn.unsent += answered.frames;
     let need = shard.take_depends();
-    conn.answered(need, answered.next, Instant::now());
+    let now = Instant::now();
+    if shard.counters.authentications_ended.get() != ended {
+        // A HELLO with a wrong token ended this connection's authentication
+        // without closing it (PROTOCOL.md 3.4): it has a whole --auth-timeout
+        // from then to present the right one, not what was left of the first.
+        conn.auth_deadline = now + shard.auth_timeout;
+    }
+    conn.answered(need, answered.next, now);
     shard.last_change() != since
 }
 

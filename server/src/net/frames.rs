@@ -181,6 +181,9 @@ fn admitted(shard: &Shard, request: &Request<'_>, authenticated: &mut bool) -> b
             // that rotates to a wrong token learns it at once, not at the
             // next connection.
             let accepted = shard.auth.accepts(token);
+            if *authenticated && !accepted {
+                crate::counters::add(&shard.counters.authentications_ended, 1);
+            }
             *authenticated = accepted;
             accepted
         }

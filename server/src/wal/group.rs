@@ -151,6 +151,11 @@ pub async fn run_writer(
                 }
             }
         }
+        if commit.failed.get() {
+            // Never written (this batch, or one taken after the failure): the
+            // engine must not show a payment among them as made.
+            engine.borrow_mut().note_unwritten(&pending);
+        }
         pending.clear();
         commit.settle();
     }
