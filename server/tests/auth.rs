@@ -136,14 +136,18 @@ fn clients_that_do_not_authenticate_or_stall_mid_frame_are_cut_off() {
     // first timeout, with no sweep between them to see it authenticated.
     let mut both = TcpStream::connect(server.main).unwrap();
     both.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    std::thread::sleep(Duration::from_millis(900));
+    // (At 600 ms: late enough that the pair is the client's only chance
+    // before the accept's deadline, early enough that a slow machine still
+    // sends it in time; the last HELLO then comes after that deadline, and
+    // well before the new one.)
+    std::thread::sleep(Duration::from_millis(600));
     let mut bytes = Vec::new();
     requests::hello(TOKEN.as_bytes()).unwrap().encode(1, &mut bytes);
     requests::hello(b"rotated").unwrap().encode(2, &mut bytes);
     both.write_all(&bytes).unwrap();
     assert_eq!(read_answer(&mut both), (Status::Ok, 1));
     assert_eq!(read_answer(&mut both), (Status::NotAuthenticated, 2));
-    std::thread::sleep(Duration::from_millis(400));
+    std::thread::sleep(Duration::from_millis(700));
     assert_eq!(
         ask(&mut both, &requests::hello(TOKEN.as_bytes()).unwrap(), 3).0,
         Status::Ok,

@@ -140,8 +140,9 @@ impl Engine {
         self.refusal.note_unwritten(&unwritten);
     }
 
-    /// The log failed and will never write `records` (its writer took them
-    /// and could not write them, or took them after the failure): a repeated
+    /// The log failed and will not make `records` durable (its writer took
+    /// them and could not write them all, or took them after the failure;
+    /// part of a failed write may still reach the disk): a repeated
     /// OPEN or GRAB of a share one of them paid answers `unavailable`, and of
     /// any other paid share its amount, at once (see `refusal.rs`).
     pub fn note_unwritten(&mut self, records: &[Record]) {

@@ -4,9 +4,11 @@
 //! A client that lost its connection in the failure asks again (PROTOCOL.md
 //! 3.3). A share paid before the failure answers its amount, at once, without
 //! waiting on its envelope's later changes, which will never be written; a
-//! share paid in memory whose record was not written answers `unavailable`,
-//! a payment that cannot be recorded (it was never acknowledged: its answer
-//! waited on that record).
+//! share paid in memory whose record the log did not make durable answers
+//! `unavailable`, a payment that cannot be recorded now (it was never
+//! acknowledged: its answer waited on that record). Part of a failed write
+//! may still have reached the disk, so such a payment can be there after a
+//! restart; what is never possible is an answer showing one that is not.
 
 use std::collections::HashSet;
 
@@ -39,7 +41,7 @@ impl Refusal {
         self.refusing = true;
     }
 
-    /// The log will never write `records`.
+    /// The log will not make `records` durable.
     pub fn note_unwritten(&mut self, records: &[Record]) {
         for record in records.iter().filter(|r| r.kind() == RecordKind::Open) {
             if self.unwritten_opens.len() >= UNWRITTEN_OPENS_MAX {
