@@ -22,15 +22,21 @@ fn token_file(name: &str) -> std::path::PathBuf {
     path
 }
 
-/// Reads one answer from a raw connection: (status, request id).
-fn read_answer(stream: &mut TcpStream) -> (Status, u64) {
+/// Reads one answer from a raw connection: (status, request id, body length).
+fn read_frame(stream: &mut TcpStream) -> (Status, u64, usize) {
     let mut answer = vec![0u8; 24];
     stream.read_exact(&mut answer).unwrap();
     let len = u32::from_le_bytes(answer[8..12].try_into().unwrap()) as usize;
     answer.resize(24 + len, 0);
     stream.read_exact(&mut answer[24..]).unwrap();
     let frame = decode_frame(&answer).unwrap().unwrap();
-    (frame.header.status(), frame.request_id())
+    (frame.header.status(), frame.request_id(), len)
+}
+
+/// Reads one answer from a raw connection: (status, request id).
+fn read_answer(stream: &mut TcpStream) -> (Status, u64) {
+    let (status, id, _) = read_frame(stream);
+    (status, id)
 }
 
 /// Sends `request` on a raw connection and reads one answer.
@@ -38,14 +44,9 @@ fn ask(stream: &mut TcpStream, request: &Request<'_>, id: u64) -> (Status, usize
     let mut bytes = Vec::new();
     request.encode(id, &mut bytes);
     stream.write_all(&bytes).unwrap();
-    let mut answer = vec![0u8; 24];
-    stream.read_exact(&mut answer).unwrap();
-    let len = u32::from_le_bytes(answer[8..12].try_into().unwrap()) as usize;
-    answer.resize(24 + len, 0);
-    stream.read_exact(&mut answer[24..]).unwrap();
-    let frame = decode_frame(&answer).unwrap().unwrap();
-    assert_eq!(frame.request_id(), id);
-    (frame.header.status(), len)
+    let (status, answered, len) = read_frame(stream);
+    assert_eq!(answered, id);
+    (status, len)
 }
 
 #[test]
